@@ -1,0 +1,33 @@
+//! cback3-s3sync: mirror a local directory into an S3 bucket prefix and prove the copy is complete.
+//!
+//! A run flows through these modules, in order:
+//!
+//! argv ([`options`]) → logging ([`logging`]) → source walk and filename check ([`walk`]) →
+//! bucket listing ([`s3`]) → plan ([`plan`], pure) → uploads, then deletes ([`transfer`]) →
+//! verification ([`verify`]) → exit status ([`report`]).
+//!
+//! [`cli::run`] ties them together and is shared by the binary and the Python extension.
+//! The library never exits the process and never prints: it logs through the `log` facade
+//! under Cedar Backup's logger names ([`FLOW`], [`OUTPUT`]).
+
+pub mod bucket_url;
+pub mod cli;
+pub mod logging;
+pub mod options;
+pub mod plan;
+pub mod report;
+pub mod s3;
+pub mod transfer;
+pub mod verify;
+pub mod walk;
+
+#[cfg(feature = "python")]
+mod python;
+
+/// `log` target of the flow log; becomes the Python logger `CedarBackup3.log.tools.amazons3`.
+pub const FLOW: &str = "CedarBackup3::log::tools::amazons3";
+/// `log` target of the S3 operation detail ("output" log); Python logger `CedarBackup3.output`.
+pub const OUTPUT: &str = "CedarBackup3::output";
+
+/// Version reported by `-V` and the diagnostics.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,88 @@
+//! Exit statuses and the run summary.
+
+use std::time::Duration;
+
+/// The process exit status, as the original tool defines it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Success,
+    /// Bad command line (usage printed).
+    Usage,
+    /// Logging could not be set up.
+    Logging,
+    /// Interrupted by Ctrl-C or SIGTERM.
+    Interrupted,
+    /// Anything else: bad input, S3 errors, verification differences.
+    Failure,
+}
+
+impl ExitStatus {
+    pub fn code(self) -> i32 {
+        match self {
+            ExitStatus::Success => 0,
+            ExitStatus::Usage => 2,
+            ExitStatus::Logging => 3,
+            ExitStatus::Interrupted => 5,
+            ExitStatus::Failure => 6,
+        }
+    }
+}
+
+/// What a run did; logged at the end of every run.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub local_files: usize,
+    pub local_bytes: u64,
+    pub skipped: usize,
+    pub name_problems: usize,
+    pub uploaded: usize,
+    pub uploaded_bytes: u64,
+    pub unchanged: usize,
+    pub deleted: usize,
+    pub failed: usize,
+    pub verified: usize,
+    pub verify_errors: usize,
+    pub extra_objects: usize,
+    pub elapsed: Duration,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} local files ({} bytes), {} skipped, {} with unusable names; uploaded {} ({} bytes), unchanged {}, deleted {}, failed {}; verified {}, verify errors {}, extra objects {}; elapsed {:.3} s",
+            self.local_files,
+            self.local_bytes,
+            self.skipped,
+            self.name_problems,
+            self.uploaded,
+            self.uploaded_bytes,
+            self.unchanged,
+            self.deleted,
+            self.failed,
+            self.verified,
+            self.verify_errors,
+            self.extra_objects,
+            self.elapsed.as_secs_f64()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_match_the_original() {
+        let all = [
+            (ExitStatus::Success, 0),
+            (ExitStatus::Usage, 2),
+            (ExitStatus::Logging, 3),
+            (ExitStatus::Interrupted, 5),
+            (ExitStatus::Failure, 6),
+        ];
+        for (s, c) in all {
+            assert_eq!(s.code(), c);
+        }
+    }
+}

@@ -1,0 +1,478 @@
+//! Talking to S3: the client (configured as the AWS CLI resolves it), listing, uploads
+//! (single request and multipart, streamed from disk) and deletes.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::{ByteStream, Length};
+use aws_sdk_s3::types::{
+    CompletedMultipartUpload, CompletedPart, Delete, EncodingType, ObjectIdentifier,
+};
+use aws_sdk_s3::Client;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::bucket_url::BucketUrl;
+use crate::plan::{Listing, RemoteObject};
+use crate::OUTPUT;
+
+/// Files of this size or more go up as multipart uploads.
+pub const MULTIPART_THRESHOLD: u64 = 16 * 1024 * 1024;
+/// Smallest part we send (S3's minimum is 5 MiB; bigger parts mean fewer requests).
+pub const MIN_PART_SIZE: u64 = 16 * 1024 * 1024;
+/// S3's limits on multipart uploads.
+pub const MAX_PARTS: u64 = 10_000;
+pub const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+/// The largest object a multipart upload can make (10,000 parts of 5 GiB).
+pub const MAX_OBJECT_SIZE: u64 = MAX_PARTS * MAX_PART_SIZE;
+/// DeleteObjects takes at most this many keys per request.
+const DELETE_BATCH: usize = 1000;
+
+/// One S3 failure, as one line: the operation, the key, and the server's code and message.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{op} {target}: {detail}")]
+pub struct S3Error {
+    pub op: &'static str,
+    pub target: String,
+    pub detail: String,
+    /// The service's error code, when it sent one (for example `NoSuchBucket`).
+    pub code: Option<String>,
+}
+
+/// The work was cancelled (Ctrl-C, SIGTERM, or Python's KeyboardInterrupt).
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("interrupted")]
+pub struct Interrupted;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    #[error(transparent)]
+    S3(#[from] S3Error),
+    #[error(transparent)]
+    Interrupted(#[from] Interrupted),
+    #[error("{path}: {message}")]
+    Local { path: String, message: String },
+}
+
+pub(crate) fn s3_error<E, R>(op: &'static str, target: &str, err: &SdkError<E, R>) -> S3Error
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let (code, detail) = match err.as_service_error() {
+        Some(service) if service.code().is_some() => {
+            let code = service.code().unwrap_or_default().to_string();
+            let msg = service.message().unwrap_or_default();
+            (
+                Some(code.clone()),
+                format!("{code}: {msg}").trim_end_matches(": ").to_string(),
+            )
+        }
+        _ => (
+            err.code().map(str::to_string),
+            one_line(&DisplayErrorContext(err).to_string()),
+        ),
+    };
+    S3Error {
+        op,
+        target: target.to_string(),
+        detail,
+        code,
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Is an endpoint other than AWS's configured (env or profile), as the AWS CLI would find it?
+fn custom_endpoint(sdk: &aws_types::SdkConfig) -> Option<String> {
+    let key = aws_types::service_config::ServiceConfigKey::builder()
+        .service_id("S3")
+        .env("AWS_ENDPOINT_URL")
+        .profile("endpoint_url")
+        .build()
+        .ok()?;
+    sdk.service_config()
+        .and_then(|c| c.load_config(key))
+        .or_else(|| sdk.endpoint_url().map(str::to_string))
+}
+
+/// Builds the S3 client from the standard AWS configuration chain: environment,
+/// `~/.aws/config` and `~/.aws/credentials`, `AWS_PROFILE`, `AWS_ENDPOINT_URL[_S3]` and
+/// `endpoint_url`, checksum and retry settings. A custom endpoint gets path-style
+/// addressing, which S3-compatible servers need.
+pub async fn client() -> Client {
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let endpoint = custom_endpoint(&sdk);
+    let mut builder = aws_sdk_s3::config::Builder::from(&sdk);
+    if let Some(url) = &endpoint {
+        log::debug!(target: OUTPUT, "S3 endpoint {url} (path-style addressing)");
+        builder = builder.force_path_style(true);
+    }
+    Client::from_conf(builder.build())
+}
+
+fn decode_key(raw: &str) -> String {
+    // `encoding-type=url` is form encoding: '+' stands for a space, a real '+' is %2B.
+    let spaced = raw.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// Lists every object under the prefix (all pages), keyed by the name relative to the
+/// prefix. Keys travel URL-encoded so any UTF-8 key round-trips, control characters too.
+pub async fn list(
+    client: &Client,
+    url: &BucketUrl,
+    cancel: &CancellationToken,
+) -> Result<Listing, OpError> {
+    let mut listing = Listing::new();
+    let mut pages = client
+        .list_objects_v2()
+        .bucket(&url.bucket)
+        .prefix(&url.prefix)
+        .encoding_type(EncodingType::Url)
+        .into_paginator()
+        .send();
+    let mut n_pages = 0u64;
+    loop {
+        let page = tokio::select! {
+            _ = cancel.cancelled() => return Err(Interrupted.into()),
+            page = pages.next() => page,
+        };
+        let Some(page) = page else { break };
+        let page = page.map_err(|e| s3_error("ListObjectsV2", &url.to_string(), &e))?;
+        n_pages += 1;
+        for obj in page.contents() {
+            let Some(raw) = obj.key() else { continue };
+            let key = decode_key(raw);
+            let Some(rel) = url.relative(&key) else {
+                continue;
+            };
+            let last_modified_ns = obj
+                .last_modified()
+                .map(|t| t.secs() as i128 * 1_000_000_000 + t.subsec_nanos() as i128)
+                .unwrap_or(0);
+            listing.insert(
+                rel.into(),
+                RemoteObject {
+                    size: obj.size().unwrap_or(0).max(0) as u64,
+                    last_modified_ns,
+                },
+            );
+        }
+    }
+    log::debug!(target: OUTPUT, "ListObjectsV2 {url}: {} objects in {n_pages} pages", listing.len());
+    Ok(listing)
+}
+
+/// Part size for a file: at least [`MIN_PART_SIZE`], large enough to stay within 10,000 parts.
+pub fn part_size(size: u64) -> u64 {
+    const MIB: u64 = 1024 * 1024;
+    let needed = size.div_ceil(MAX_PARTS).div_ceil(MIB) * MIB;
+    needed.max(MIN_PART_SIZE)
+}
+
+async fn stream(path: &Path, offset: u64, len: u64) -> Result<ByteStream, OpError> {
+    ByteStream::read_from()
+        .path(path)
+        .offset(offset)
+        .length(Length::Exact(len))
+        .build()
+        .await
+        .map_err(|e| OpError::Local {
+            path: crate::walk::display_path(path),
+            message: e.to_string(),
+        })
+}
+
+/// Uploads one file with a single PutObject (streamed from disk).
+pub async fn put(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    path: &Path,
+    size: u64,
+) -> Result<(), OpError> {
+    let body = stream(path, 0, size).await?;
+    client
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .content_length(size as i64)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| s3_error("PutObject", key, &e))?;
+    log::debug!(target: OUTPUT, "PutObject s3://{bucket}/{} ({size} bytes)", crate::walk::display_bytes(key.as_bytes()));
+    Ok(())
+}
+
+/// Uploads one file as a multipart upload whose parts go up concurrently, each part
+/// streamed from its range of the file and each holding one permit of `limit`.
+/// On any failure or cancellation the upload is aborted, so no parts are left billed.
+pub async fn put_multipart(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    path: &Path,
+    size: u64,
+    limit: Arc<Semaphore>,
+    cancel: &CancellationToken,
+) -> Result<(), OpError> {
+    if size > MAX_OBJECT_SIZE {
+        return Err(OpError::Local {
+            path: crate::walk::display_path(path),
+            message: format!("{size} bytes is over S3's object size limit of {MAX_OBJECT_SIZE}"),
+        });
+    }
+    let created = client
+        .create_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| s3_error("CreateMultipartUpload", key, &e))?;
+    let upload_id = created.upload_id().unwrap_or_default().to_string();
+    let shown = crate::walk::display_bytes(key.as_bytes());
+    log::debug!(target: OUTPUT, "CreateMultipartUpload s3://{bucket}/{shown} id {upload_id}");
+    let result = upload_parts(client, bucket, key, &upload_id, path, size, limit, cancel).await;
+    match result {
+        Ok(parts) => {
+            let done = client
+                .complete_multipart_upload()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(&upload_id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts))
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| s3_error("CompleteMultipartUpload", key, &e));
+            match done {
+                Ok(_) => {
+                    log::debug!(target: OUTPUT, "CompleteMultipartUpload s3://{bucket}/{shown} ({size} bytes)");
+                    Ok(())
+                }
+                Err(e) => {
+                    abort(client, bucket, key, &upload_id).await;
+                    Err(e.into())
+                }
+            }
+        }
+        Err(e) => {
+            abort(client, bucket, key, &upload_id).await;
+            Err(e)
+        }
+    }
+}
+
+/// Aborts a multipart upload; bounded in time so an unreachable server cannot hang an
+/// interrupted run.
+async fn abort(client: &Client, bucket: &str, key: &str, upload_id: &str) {
+    let shown = crate::walk::display_bytes(key.as_bytes());
+    let req = client
+        .abort_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(upload_id)
+        .send();
+    match tokio::time::timeout(std::time::Duration::from_secs(30), req).await {
+        Ok(Ok(_)) => {
+            log::debug!(target: OUTPUT, "AbortMultipartUpload s3://{bucket}/{shown} id {upload_id}")
+        }
+        Ok(Err(e)) => {
+            log::warn!(target: crate::FLOW, "could not abort multipart upload {upload_id} of {shown}: {}", s3_error("AbortMultipartUpload", key, &e))
+        }
+        Err(_) => {
+            log::warn!(target: crate::FLOW, "could not abort multipart upload {upload_id} of {shown}: timed out")
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn upload_parts(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+    path: &Path,
+    size: u64,
+    limit: Arc<Semaphore>,
+    cancel: &CancellationToken,
+) -> Result<Vec<CompletedPart>, OpError> {
+    let psize = part_size(size);
+    let count = size.div_ceil(psize).max(1);
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut parts: Vec<CompletedPart> = Vec::with_capacity(count as usize);
+    let mut next = 0u64;
+    let mut first_error: Option<OpError> = None;
+    loop {
+        // Start parts while permits are free; collect finished ones otherwise.
+        while next < count && first_error.is_none() {
+            let permit = match limit.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) if tasks.is_empty() => tokio::select! {
+                    _ = cancel.cancelled() => { first_error = Some(Interrupted.into()); break }
+                    p = limit.clone().acquire_owned() => p.expect("semaphore closed"),
+                },
+                Err(_) => break,
+            };
+            let number = next + 1;
+            let offset = next * psize;
+            let len = psize.min(size - offset);
+            let (client, bucket, key, upload_id, path) = (
+                client.clone(),
+                bucket.to_string(),
+                key.to_string(),
+                upload_id.to_string(),
+                path.to_path_buf(),
+            );
+            tasks.spawn(async move {
+                let _permit = permit;
+                let body = stream(&path, offset, len).await?;
+                let out = client
+                    .upload_part()
+                    .bucket(&bucket)
+                    .key(&key)
+                    .upload_id(&upload_id)
+                    .part_number(number as i32)
+                    .content_length(len as i64)
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| s3_error("UploadPart", &key, &e))?;
+                Ok::<_, OpError>(
+                    CompletedPart::builder()
+                        .part_number(number as i32)
+                        .set_e_tag(out.e_tag().map(str::to_string))
+                        .set_checksum_crc32(out.checksum_crc32().map(str::to_string))
+                        .set_checksum_crc32_c(out.checksum_crc32_c().map(str::to_string))
+                        .set_checksum_crc64_nvme(out.checksum_crc64_nvme().map(str::to_string))
+                        .set_checksum_sha1(out.checksum_sha1().map(str::to_string))
+                        .set_checksum_sha256(out.checksum_sha256().map(str::to_string))
+                        .build(),
+                )
+            });
+            next += 1;
+        }
+        if tasks.is_empty() {
+            break;
+        }
+        let joined = tokio::select! {
+            _ = cancel.cancelled() => {
+                first_error.get_or_insert(Interrupted.into());
+                tasks.abort_all();
+                while tasks.join_next().await.is_some() {}
+                break;
+            }
+            j = tasks.join_next() => j,
+        };
+        match joined {
+            Some(Ok(Ok(part))) => parts.push(part),
+            Some(Ok(Err(e))) => {
+                first_error.get_or_insert(e);
+                tasks.abort_all();
+            }
+            Some(Err(join)) if join.is_cancelled() => {}
+            Some(Err(join)) => {
+                first_error.get_or_insert(OpError::Local {
+                    path: crate::walk::display_path(path),
+                    message: format!("upload task failed: {join}"),
+                });
+            }
+            None => {}
+        }
+        if next >= count && tasks.is_empty() {
+            break;
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    parts.sort_by_key(|p| p.part_number());
+    Ok(parts)
+}
+
+/// Deletes objects by key, in batches. Returns the keys deleted and the failures.
+pub async fn delete(
+    client: &Client,
+    bucket: &str,
+    keys: &[String],
+    cancel: &CancellationToken,
+) -> (usize, Vec<S3Error>) {
+    let mut deleted = 0;
+    let mut failures = Vec::new();
+    for batch in keys.chunks(DELETE_BATCH) {
+        if cancel.is_cancelled() {
+            break;
+        }
+        let objects: Vec<ObjectIdentifier> = batch
+            .iter()
+            .filter_map(|k| ObjectIdentifier::builder().key(k).build().ok())
+            .collect();
+        let request = Delete::builder()
+            .set_objects(Some(objects))
+            .quiet(true)
+            .build()
+            .expect("objects are set");
+        match client
+            .delete_objects()
+            .bucket(bucket)
+            .delete(request)
+            .send()
+            .await
+        {
+            Ok(out) => {
+                let errors = out.errors();
+                for e in errors {
+                    failures.push(S3Error {
+                        op: "DeleteObjects",
+                        target: e.key().unwrap_or_default().to_string(),
+                        detail: format!(
+                            "{}: {}",
+                            e.code().unwrap_or_default(),
+                            e.message().unwrap_or_default()
+                        ),
+                        code: e.code().map(str::to_string),
+                    });
+                }
+                deleted += batch.len() - errors.len();
+                for k in batch {
+                    log::debug!(target: OUTPUT, "DeleteObjects s3://{bucket}/{}", crate::walk::display_bytes(k.as_bytes()));
+                }
+            }
+            Err(e) => failures.push(s3_error("DeleteObjects", bucket, &e)),
+        }
+    }
+    (deleted, failures)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_sizes_stay_within_limits() {
+        const MIB: u64 = 1024 * 1024;
+        assert_eq!(part_size(20 * MIB), MIN_PART_SIZE);
+        assert_eq!(part_size(1024 * MIB), MIN_PART_SIZE);
+        for size in [MIN_PART_SIZE * MAX_PARTS + 1, 5 << 40, MAX_OBJECT_SIZE] {
+            let p = part_size(size);
+            assert!(size.div_ceil(p) <= MAX_PARTS, "{size}");
+            assert!(p <= MAX_PART_SIZE, "{size}");
+        }
+    }
+
+    #[test]
+    fn listing_keys_decode() {
+        assert_eq!(decode_key("a+b%2Bc%25d%0Ae%C3%A9"), "a b+c%d\né");
+        assert_eq!(decode_key("x%2Fy"), "x/y");
+    }
+}

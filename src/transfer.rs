@@ -1,0 +1,169 @@
+//! Runs a plan: uploads with bounded concurrency, then (only if every upload succeeded)
+//! deletes. Each file's outcome is reported; one failure does not stop the others.
+
+use std::sync::Arc;
+
+use aws_sdk_s3::Client;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::bucket_url::BucketUrl;
+use crate::plan::Plan;
+use crate::s3::{self, Interrupted, OpError, MULTIPART_THRESHOLD};
+use crate::walk::{display_bytes, LocalFile, SourceTree};
+use crate::{FLOW, OUTPUT};
+
+/// What the upload phase did.
+#[derive(Debug, Default)]
+pub struct UploadOutcome {
+    pub uploaded: usize,
+    pub bytes: u64,
+    /// One line per file that failed: the file and why.
+    pub failures: Vec<String>,
+    pub interrupted: bool,
+}
+
+fn still_same(path: &std::path::Path, f: &LocalFile) -> Result<(), String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("vanished during upload: {e}"))?;
+    let mtime_ns = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as i128);
+    if meta.len() != f.size || mtime_ns != Some(f.mtime_ns) {
+        return Err(format!(
+            "changed during upload (size {} -> {}); it will be uploaded again on the next run",
+            f.size,
+            meta.len()
+        ));
+    }
+    Ok(())
+}
+
+async fn upload_one(
+    client: Client,
+    url: Arc<BucketUrl>,
+    path: std::path::PathBuf,
+    file: LocalFile,
+    limit: Arc<Semaphore>,
+    cancel: CancellationToken,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+) -> Result<u64, String> {
+    let key = url.key_for(file.rel.split('/'));
+    let work = async {
+        if file.size >= MULTIPART_THRESHOLD {
+            s3::put_multipart(&client, &url.bucket, &key, &path, file.size, limit, &cancel).await
+        } else {
+            s3::put(&client, &url.bucket, &key, &path, file.size).await
+        }
+    };
+    let result = tokio::select! {
+        // Multipart uploads watch the token themselves so that they can abort.
+        _ = cancel.cancelled(), if permit.is_some() => Err(OpError::Interrupted(Interrupted)),
+        r = work => r,
+    };
+    drop(permit);
+    match result {
+        Ok(()) => still_same(&path, &file).map(|()| file.size),
+        Err(OpError::Interrupted(_)) => Err(String::new()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Uploads the planned files. At most `concurrency` requests (whole small files or parts
+/// of large ones) are in flight at once.
+pub async fn upload(
+    client: &Client,
+    url: &BucketUrl,
+    tree: &SourceTree,
+    plan: &Plan,
+    concurrency: usize,
+    cancel: &CancellationToken,
+) -> UploadOutcome {
+    let limit = Arc::new(Semaphore::new(concurrency.max(1)));
+    let url = Arc::new(url.clone());
+    let mut out = UploadOutcome::default();
+    let mut tasks: JoinSet<(usize, Result<u64, String>)> = JoinSet::new();
+    let collect =
+        |out: &mut UploadOutcome, tree: &SourceTree, idx: usize, r: Result<u64, String>| {
+            let name = display_bytes(tree.files[idx].rel.as_bytes());
+            match r {
+                Ok(bytes) => {
+                    out.uploaded += 1;
+                    out.bytes += bytes;
+                }
+                Err(e) if e.is_empty() => out.interrupted = true,
+                Err(e) => {
+                    log::error!(target: FLOW, "Failed to upload {name}: {e}");
+                    out.failures.push(format!("{name}: {e}"));
+                }
+            }
+        };
+    for &(idx, reason) in &plan.uploads {
+        let file = &tree.files[idx];
+        let permit = tokio::select! {
+            _ = cancel.cancelled() => { out.interrupted = true; break }
+            p = limit.clone().acquire_owned() => p.expect("semaphore closed"),
+        };
+        log::info!(target: OUTPUT, "upload: {} to s3://{}/{}{} ({reason})", display_bytes(file.rel.as_bytes()), url.bucket, url.prefix, display_bytes(file.rel.as_bytes()));
+        // A multipart upload takes a permit per part, so it must not hold one itself.
+        let permit = (file.size < MULTIPART_THRESHOLD).then_some(permit);
+        let fut = upload_one(
+            client.clone(),
+            url.clone(),
+            tree.path_of(file),
+            file.clone(),
+            limit.clone(),
+            cancel.clone(),
+            permit,
+        );
+        tasks.spawn(async move { (idx, fut.await) });
+        while let Some(done) = tasks.try_join_next() {
+            if let Ok((i, r)) = done {
+                collect(&mut out, tree, i, r);
+            }
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok((i, r)) => collect(&mut out, tree, i, r),
+            Err(e) => out.failures.push(format!("upload task failed: {e}")),
+        }
+    }
+    if cancel.is_cancelled() {
+        out.interrupted = true;
+    }
+    out
+}
+
+/// Deletes the planned objects. Call only after every upload succeeded.
+pub async fn delete(
+    client: &Client,
+    url: &BucketUrl,
+    plan: &Plan,
+    cancel: &CancellationToken,
+) -> (usize, Vec<String>) {
+    let keys: Vec<String> = plan
+        .deletes
+        .iter()
+        .map(|rel| format!("{}{}", url.prefix, rel))
+        .collect();
+    for k in &keys {
+        log::info!(target: OUTPUT, "delete: s3://{}/{}", url.bucket, display_bytes(k.as_bytes()));
+    }
+    let (n, failures) = s3::delete(client, &url.bucket, &keys, cancel).await;
+    let failures = failures
+        .into_iter()
+        .map(|e| {
+            let line = format!(
+                "Failed to delete {}: {}",
+                display_bytes(e.target.as_bytes()),
+                e.detail
+            );
+            log::error!(target: FLOW, "{line}");
+            line
+        })
+        .collect();
+    (n, failures)
+}

@@ -1,0 +1,96 @@
+//! Verification: every local file must have an object of the same size under the prefix.
+//! Objects with no local file are warnings after a verify-only or upload-only run and
+//! errors after a full sync (they should be gone).
+
+use crate::plan::{extras, Listing, Mode};
+use crate::walk::{display_bytes, SourceTree};
+use crate::FLOW;
+
+/// What verification found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct VerifyOutcome {
+    pub verified: usize,
+    /// One line per difference that fails the run.
+    pub errors: Vec<String>,
+    pub extras: usize,
+}
+
+/// Compares the tree with a listing of the prefix, logging one line per difference.
+pub fn verify(tree: &SourceTree, listing: &Listing, mode: Mode) -> VerifyOutcome {
+    let mut out = VerifyOutcome::default();
+    for f in &tree.files {
+        let name = display_bytes(f.rel.as_bytes());
+        match listing.get(&f.rel) {
+            None => {
+                let line = format!("File was apparently not uploaded: {name}");
+                log::error!(target: FLOW, "{line}");
+                out.errors.push(line);
+            }
+            Some(o) if o.size != f.size => {
+                let line = format!(
+                    "File size differs: {name}, local {} bytes, bucket {} bytes",
+                    f.size, o.size
+                );
+                log::error!(target: FLOW, "{line}");
+                out.errors.push(line);
+            }
+            Some(_) => out.verified += 1,
+        }
+    }
+    for rel in extras(&tree.files, listing) {
+        out.extras += 1;
+        let name = display_bytes(rel.as_bytes());
+        if mode == Mode::Full {
+            let line = format!("Object has no local file and was not deleted: {name}");
+            log::error!(target: FLOW, "{line}");
+            out.errors.push(line);
+        } else {
+            log::warn!(target: FLOW, "Object has no local file: {name}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::RemoteObject;
+    use crate::walk::LocalFile;
+
+    fn tree(files: &[(&str, u64)]) -> SourceTree {
+        SourceTree {
+            files: files
+                .iter()
+                .map(|(r, s)| LocalFile {
+                    rel: (*r).into(),
+                    size: *s,
+                    mtime_ns: 0,
+                })
+                .collect(),
+            ..SourceTree::default()
+        }
+    }
+
+    #[test]
+    fn missing_differing_and_extra() {
+        let t = tree(&[("ok", 1), ("missing", 2), ("short", 3)]);
+        let obj = |size| RemoteObject {
+            size,
+            last_modified_ns: 0,
+        };
+        let listing: Listing = [
+            ("ok".into(), obj(1)),
+            ("short".into(), obj(2)),
+            ("extra".into(), obj(9)),
+        ]
+        .into_iter()
+        .collect();
+        let full = verify(&t, &listing, Mode::Full);
+        assert_eq!(full.verified, 1);
+        assert_eq!(full.extras, 1);
+        assert_eq!(full.errors.len(), 3);
+        let v = verify(&t, &listing, Mode::VerifyOnly);
+        assert_eq!(v.errors.len(), 2);
+        assert_eq!(v.extras, 1);
+    }
+}

