@@ -1,0 +1,264 @@
+//! One run, in phases: prepare (walk + name check), synchronize (plan, uploads, deletes),
+//! verify. Each phase is public so the Python shim can offer the original's lower-level
+//! functions; [`run`] chains them for the command line.
+
+use std::path::Path;
+
+use aws_sdk_s3::Client;
+use tokio_util::sync::CancellationToken;
+
+use crate::bucket_url::BucketUrl;
+use crate::options::Options;
+use crate::plan::{self, Listing, Mode};
+use crate::report::{ExitStatus, Summary};
+use crate::s3::{self, OpError};
+use crate::walk::{self, SourceTree};
+use crate::{transfer, verify, FLOW};
+
+/// Why a phase stopped. Details were already logged, one line each.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RunError {
+    #[error("interrupted")]
+    Interrupted,
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl RunError {
+    pub fn status(&self) -> ExitStatus {
+        match self {
+            RunError::Interrupted => ExitStatus::Interrupted,
+            RunError::Failed(_) => ExitStatus::Failure,
+        }
+    }
+}
+
+fn failed(msg: String) -> RunError {
+    log::error!(target: FLOW, "{msg}");
+    RunError::Failed(msg)
+}
+
+impl From<OpError> for RunError {
+    fn from(e: OpError) -> Self {
+        match e {
+            OpError::Interrupted(_) => RunError::Interrupted,
+            other => failed(other.to_string()),
+        }
+    }
+}
+
+/// What a run may do, resolved from the options.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub url: BucketUrl,
+    pub mode: Mode,
+    pub concurrency: usize,
+    pub allow_empty_source: bool,
+    pub ignore_warnings: bool,
+}
+
+impl Job {
+    pub fn from_options(opts: &Options) -> Result<Self, RunError> {
+        let Some(raw) = &opts.s3_bucket_url else {
+            return Err(failed(
+                "Source directory and S3 bucket URL are both required.".into(),
+            ));
+        };
+        let url = BucketUrl::parse(raw).map_err(|e| failed(e.to_string()))?;
+        let mode = if opts.verify_only {
+            Mode::VerifyOnly
+        } else if opts.upload_only {
+            Mode::UploadOnly
+        } else {
+            Mode::Full
+        };
+        Ok(Job {
+            url,
+            mode,
+            concurrency: opts.concurrency(),
+            allow_empty_source: opts.allow_empty_source,
+            ignore_warnings: opts.ignore_warnings,
+        })
+    }
+}
+
+/// Walks the source and checks every name. Name problems fail the run unless
+/// `ignore_warnings`, in which case those files are left out (and counted).
+pub fn prepare(
+    source: &Path,
+    url: &BucketUrl,
+    ignore_warnings: bool,
+    summary: &mut Summary,
+) -> Result<SourceTree, RunError> {
+    let tree = walk::walk(source, url.prefix.len()).map_err(|e| failed(e.to_string()))?;
+    summary.local_files = tree.files.len();
+    summary.local_bytes = tree.total_bytes();
+    summary.skipped = tree.skipped.len();
+    summary.name_problems = tree.problems.len();
+    for s in &tree.skipped {
+        log::warn!(target: FLOW, "Skipping {} ({})", s.path, s.why);
+    }
+    for f in &tree.failures {
+        log::error!(target: FLOW, "Cannot read {}: {}", f.path, f.error);
+    }
+    if !tree.problems.is_empty() {
+        if ignore_warnings {
+            for p in &tree.problems {
+                log::warn!(target: FLOW, "Skipping: {p}");
+            }
+            log::warn!(target: FLOW, "Skipped {} files whose names cannot be S3 keys (-w given).", tree.problems.len());
+        } else {
+            for p in &tree.problems {
+                log::error!(target: FLOW, "{p}");
+            }
+            return Err(failed(format!("{} files have names that cannot be S3 keys; nothing was uploaded. Rename them, or use -w to skip them.", tree.problems.len())));
+        }
+    }
+    Ok(tree)
+}
+
+/// The result of the sync phase: the listing taken before it, and whether the bucket changed.
+pub struct Synced {
+    pub listing: Listing,
+    pub changed: bool,
+}
+
+/// Lists the prefix, plans, uploads, and deletes only if everything before succeeded.
+pub async fn synchronize(
+    client: &Client,
+    job: &Job,
+    tree: &SourceTree,
+    summary: &mut Summary,
+    cancel: &CancellationToken,
+) -> Result<Synced, RunError> {
+    let url = &job.url;
+    let listing = s3::list(client, url, cancel).await?;
+    let plan = plan::plan(&tree.files, &listing, job.mode);
+    summary.unchanged = plan.unchanged;
+    if job.mode == Mode::Full
+        && tree.files.is_empty()
+        && !plan.deletes.is_empty()
+        && !job.allow_empty_source
+    {
+        return Err(failed(format!("Source directory {} has no files but {url} holds {} objects; refusing to delete them all (use --allowEmptySource if that is intended).", walk::display_path(&tree.root), plan.deletes.len())));
+    }
+    let mut changed = false;
+    if !plan.uploads.is_empty() {
+        log::info!(target: FLOW, "Uploading {} files.", plan.uploads.len());
+        let up = transfer::upload(client, url, tree, &plan, job.concurrency, cancel).await;
+        summary.uploaded = up.uploaded;
+        summary.uploaded_bytes = up.bytes;
+        summary.failed = up.failures.len();
+        changed = up.uploaded > 0 || !up.failures.is_empty();
+        if up.interrupted {
+            log::error!(target: FLOW, "Interrupted after {} uploads; nothing was deleted.", up.uploaded);
+            return Err(RunError::Interrupted);
+        }
+        if !up.failures.is_empty() {
+            return Err(failed(format!(
+                "{} uploads failed; nothing was deleted.",
+                up.failures.len()
+            )));
+        }
+    }
+    if !tree.failures.is_empty() {
+        return Err(failed(format!(
+            "{} paths could not be read; nothing was deleted.",
+            tree.failures.len()
+        )));
+    }
+    if !plan.deletes.is_empty() {
+        log::info!(target: FLOW, "Deleting {} objects that have no local file.", plan.deletes.len());
+        let (n, failures) = transfer::delete(client, url, &plan, cancel).await;
+        summary.deleted = n;
+        summary.failed += failures.len();
+        changed = true;
+        if cancel.is_cancelled() {
+            return Err(RunError::Interrupted);
+        }
+        if !failures.is_empty() {
+            return Err(failed(format!("{} deletes failed.", failures.len())));
+        }
+    }
+    Ok(Synced { listing, changed })
+}
+
+/// Compares the tree with the bucket. `known` is a listing taken in this run after which
+/// nothing changed; without it the prefix is listed again.
+pub async fn verify(
+    client: &Client,
+    job: &Job,
+    tree: &SourceTree,
+    known: Option<Listing>,
+    summary: &mut Summary,
+    cancel: &CancellationToken,
+) -> Result<(), RunError> {
+    let listing = match known {
+        Some(l) => l,
+        None => s3::list(client, &job.url, cancel).await?,
+    };
+    let v = verify::verify(tree, &listing, job.mode);
+    summary.verified = v.verified;
+    summary.verify_errors = v.errors.len();
+    summary.extra_objects = v.extras;
+    if !v.errors.is_empty() {
+        return Err(failed(format!(
+            "Verification failed: {} differences between {} and {}.",
+            v.errors.len(),
+            walk::display_path(&tree.root),
+            job.url
+        )));
+    }
+    if tree.failures.is_empty() {
+        log::info!(target: FLOW, "Verified {} files in {}.", v.verified, job.url);
+        Ok(())
+    } else {
+        Err(failed(format!(
+            "{} paths could not be read and were not verified.",
+            tree.failures.len()
+        )))
+    }
+}
+
+/// The whole run for the command line: prepare, synchronize (unless verify-only), verify.
+pub async fn run(opts: &Options, cancel: &CancellationToken, summary: &mut Summary) -> ExitStatus {
+    match run_phases(opts, cancel, summary).await {
+        Ok(()) => ExitStatus::Success,
+        Err(e) => e.status(),
+    }
+}
+
+async fn run_phases(
+    opts: &Options,
+    cancel: &CancellationToken,
+    summary: &mut Summary,
+) -> Result<(), RunError> {
+    let job = Job::from_options(opts)?;
+    let Some(source) = opts.source_dir.clone() else {
+        return Err(failed(
+            "Source directory and S3 bucket URL are both required.".into(),
+        ));
+    };
+    log::info!(target: FLOW, "Source {} to {} ({:?})", walk::display_path(&source), job.url, job.mode);
+    let (url, ignore) = (job.url.clone(), job.ignore_warnings);
+    let mut s = Summary::default();
+    let prepared = tokio::task::spawn_blocking(move || {
+        let r = prepare(&source, &url, ignore, &mut s);
+        (r, s)
+    })
+    .await
+    .map_err(|e| failed(format!("source walk failed: {e}")))?;
+    *summary = prepared.1;
+    let tree = prepared.0?;
+    if cancel.is_cancelled() {
+        return Err(RunError::Interrupted);
+    }
+    let client = s3::client().await;
+    let known = if job.mode == Mode::VerifyOnly {
+        None
+    } else {
+        let synced = synchronize(&client, &job, &tree, summary, cancel).await?;
+        (!synced.changed).then_some(synced.listing)
+    };
+    verify(&client, &job, &tree, known, summary, cancel).await
+}
