@@ -472,7 +472,7 @@ mod tests {
 
     #[test]
     fn listing_keys_decode() {
-        assert_eq!(decode_key("a+b%2Bc%25d%0Ae%C3%A9"), "a b+c%d\né");
+        assert_eq!(decode_key("a+b%2Bc%25d%0Ae%C3%A9"), "a b+c%d\neé");
         assert_eq!(decode_key("x%2Fy"), "x/y");
     }
 }
