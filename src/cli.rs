@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::options::{self, Options};
 use crate::report::{ExitStatus, Summary};
-use crate::FLOW;
+use crate::{diagnostics, FLOW};
 
 /// The binary's entry point: never exits the process itself.
 pub fn main(args: &[OsString]) -> ExitStatus {
@@ -18,8 +18,7 @@ pub fn main(args: &[OsString]) -> ExitStatus {
         Ok(o) => o,
         Err(e) => {
             eprint!("{}", options::usage());
-            eprintln!();
-            eprintln!("Error: {e}");
+            eprintln!(" *** Error: {e}");
             return ExitStatus::Usage;
         }
     };
@@ -28,17 +27,18 @@ pub fn main(args: &[OsString]) -> ExitStatus {
         return ExitStatus::Success;
     }
     if opts.version {
-        println!("{}", version_line());
+        print!("{}", diagnostics::version_text());
         return ExitStatus::Success;
     }
     if opts.diagnostics {
-        for line in diagnostics() {
-            println!("{line}");
-        }
+        print!("{}", diagnostics::diagnostics_text());
         return ExitStatus::Success;
     }
     if let Err(e) = crate::logging::init(&opts) {
-        eprintln!("Error: {e}");
+        eprintln!(
+            "Error setting up logging: {}",
+            diagnostics::describe(&e).replace('\n', "\n   ")
+        );
         return ExitStatus::Logging;
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -82,52 +82,22 @@ fn watch_signals(cancel: CancellationToken) {
     });
 }
 
+/// One line: program, implementation and version.
 pub fn version_line() -> String {
-    format!("cback3-amazons3-sync (cback3-s3sync) {}", crate::VERSION)
+    diagnostics::version_line()
 }
 
-/// `Title....: value` lines, sorted, as `-D` prints them.
+/// `Title....: value` lines, sorted, as `-D` prints them and every run logs them.
 pub fn diagnostics() -> Vec<String> {
-    let env = |k: &str| std::env::var(k).ok();
-    let locale = env("LC_ALL")
-        .or_else(|| env("LC_CTYPE"))
-        .or_else(|| env("LANG"))
-        .unwrap_or_else(|| "C".into());
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let mut items = vec![
-        ("version", crate::VERSION.to_string()),
-        (
-            "runtime",
-            format!("Rust core (cback3-s3sync {})", crate::VERSION),
-        ),
-        (
-            "platform",
-            format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH),
-        ),
-        (
-            "encoding",
-            "utf-8 (object keys; names checked byte-exactly)".into(),
-        ),
-        ("locale", locale),
-        ("timestamp", format!("{} (UTC epoch seconds)", now)),
-    ];
-    items.sort();
-    let width = items.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 3;
-    items
-        .into_iter()
-        .map(|(k, v)| format!("{k:.<width$}: {v}"))
-        .collect()
+    diagnostics::lines()
 }
 
 /// One run: check names, sync (unless verify-only), verify. Logs everything, returns the status.
 pub async fn execute(opts: &Options, cancel: CancellationToken) -> ExitStatus {
     let started = Instant::now();
-    log::info!(target: FLOW, "Cedar Backup Amazon S3 sync run started ({}).", version_line());
-    log::info!(target: FLOW, "Options: {opts:?}");
-    log::info!(target: FLOW, "Logfile: {}", opts.logfile_path().display());
+    log::info!(target: FLOW, "Cedar Backup Amazon S3 sync run started.");
+    log::info!(target: FLOW, "Options were [{}]", options::build_argument_string(opts));
+    log::info!(target: FLOW, "Logfile is [{}]", opts.logfile_path().display());
     for line in diagnostics() {
         log::info!(target: FLOW, "{line}");
     }

@@ -12,6 +12,7 @@
 
 pub mod bucket_url;
 pub mod cli;
+pub mod diagnostics;
 pub mod engine;
 pub mod logging;
 pub mod options;

@@ -1,15 +1,26 @@
-//! The binary's logger: Cedar Backup's logfile format, owner and mode, and its screen levels.
+//! The binary's logger, shaped like Cedar Backup's.
 //!
-//! PROVISIONAL: the exact Cedar-compatible version arrives with issue 3.
+//! * Logfile (default `/var/log/cback3.log`): created when absent, with the `-m` mode exactly
+//!   (the umask does not apply) before anything is written, then given to the `-o` owner
+//!   (default `root:adm`; nothing happens if either name is unknown or chown fails). An
+//!   existing logfile keeps its owner and mode and is appended to.
+//! * Flow records (target [`FLOW`]) go to the logfile at INFO (DEBUG with `-d`) as
+//!   `YYYY-MM-DDTHH:MM:SS TZ --> [LEVEL  ] message`, and to stdout as the bare message at
+//!   ERROR, INFO with `-b`, DEBUG with `-b -d`, never with `-q`.
+//! * Output records (target [`OUTPUT`], one per S3 operation) go to the logfile only, with
+//!   `-O` or `-d`, as bare message lines like Cedar Backup's command output.
+//! * Records of any other target are dropped.
 
+use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
-use crate::options::{Options, DEFAULT_MODE};
+use crate::options::{Options, DEFAULT_MODE, DEFAULT_OWNER};
 use crate::{FLOW, OUTPUT};
 
 /// The logfile could not be opened or created (exit 3).
@@ -21,64 +32,48 @@ pub struct LoggingError {
     pub source: std::io::Error,
 }
 
-struct CedarLogger {
-    file: Mutex<File>,
-    file_level: LevelFilter,
-    screen_level: LevelFilter,
-    output_to_file: bool,
+/// Which records go where; derived from the options alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Levels {
+    /// Flow records at or above this level go to the logfile.
+    pub file: LevelFilter,
+    /// Flow records at or above this level go to stdout.
+    pub screen: LevelFilter,
+    /// Whether output records go to the logfile.
+    pub output: bool,
 }
 
-fn timestamp() -> String {
-    // SAFETY: localtime_r and strftime write into buffers we own.
-    unsafe {
-        let now = libc::time(std::ptr::null_mut());
-        let mut tm: libc::tm = std::mem::zeroed();
-        libc::localtime_r(&now, &mut tm);
-        let mut buf = [0u8; 64];
-        let n = libc::strftime(
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            c"%Y-%m-%dT%H:%M:%S %Z".as_ptr(),
-            &tm,
-        );
-        String::from_utf8_lossy(&buf[..n]).into_owned()
-    }
-}
-
-impl Log for CedarLogger {
-    fn enabled(&self, m: &Metadata) -> bool {
-        m.target() == FLOW || m.target() == OUTPUT
-    }
-
-    fn log(&self, r: &Record) {
-        if !self.enabled(r.metadata()) {
-            return;
-        }
-        let is_output = r.target() == OUTPUT;
-        if r.level() <= self.file_level && (!is_output || self.output_to_file) {
-            let line = format!(
-                "{} --> [{:<7}] {}\n",
-                timestamp(),
-                level_name(r.level()),
-                r.args()
-            );
-            if let Ok(mut f) = self.file.lock() {
-                let _ = f.write_all(line.as_bytes());
-            }
-        }
-        if !is_output && r.level() <= self.screen_level {
-            println!("{}", r.args());
+impl Levels {
+    pub fn from_options(o: &Options) -> Levels {
+        Levels {
+            file: if o.debug {
+                LevelFilter::Debug
+            } else {
+                LevelFilter::Info
+            },
+            screen: match (o.quiet, o.verbose, o.debug) {
+                (true, _, _) => LevelFilter::Off,
+                (false, true, true) => LevelFilter::Debug,
+                (false, true, false) => LevelFilter::Info,
+                (false, false, _) => LevelFilter::Error,
+            },
+            output: o.output || o.debug,
         }
     }
 
-    fn flush(&self) {
-        if let Ok(mut f) = self.file.lock() {
-            let _ = f.flush();
-        }
+    /// The most detailed level any destination wants.
+    pub fn max(&self) -> LevelFilter {
+        let out = if self.output {
+            LevelFilter::Trace
+        } else {
+            LevelFilter::Off
+        };
+        self.file.max(self.screen).max(out)
     }
 }
 
-fn level_name(l: Level) -> &'static str {
+/// Python's level names.
+pub fn level_name(l: Level) -> &'static str {
     match l {
         Level::Error => "ERROR",
         Level::Warn => "WARNING",
@@ -87,52 +82,190 @@ fn level_name(l: Level) -> &'static str {
     }
 }
 
-fn open_logfile(path: &Path, mode: u32) -> Result<File, LoggingError> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+/// One logfile line (without the newline) for a flow record: Python's
+/// `%(asctime)s --> [%(levelname)-7s] %(message)s` with `%Y-%m-%dT%H:%M:%S %Z`, local time.
+pub fn format_line(level: Level, message: &str) -> String {
+    format!(
+        "{} --> [{:<7}] {message}",
+        crate::diagnostics::format_now(c"%Y-%m-%dT%H:%M:%S %Z", false),
+        level_name(level)
+    )
+}
+
+struct CedarLogger {
+    file: File,
+    levels: Levels,
+}
+
+impl CedarLogger {
+    fn write_file(&self, line: String) {
+        // One write per line on an O_APPEND descriptor: lines of concurrent writers never mix.
+        let _ = (&self.file).write_all((line + "\n").as_bytes());
+    }
+}
+
+impl Log for CedarLogger {
+    fn enabled(&self, m: &Metadata) -> bool {
+        let l = m.level();
+        match m.target() {
+            FLOW => l <= self.levels.file || l <= self.levels.screen,
+            OUTPUT => self.levels.output,
+            _ => false,
+        }
+    }
+
+    fn log(&self, r: &Record) {
+        match r.target() {
+            FLOW => {
+                if r.level() <= self.levels.file {
+                    self.write_file(format_line(r.level(), &r.args().to_string()));
+                }
+                if r.level() <= self.levels.screen {
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(out, "{}", r.args());
+                    let _ = out.flush();
+                }
+            }
+            OUTPUT if self.levels.output => self.write_file(r.args().to_string()),
+            _ => {}
+        }
+    }
+
+    fn flush(&self) {
+        let _ = std::io::stdout().flush();
+    }
+}
+
+fn c_name(s: &str) -> Option<CString> {
+    CString::new(s).ok()
+}
+
+/// uid of a user name, gid of a group name (None when unknown).
+fn lookup_owner(user: &str, group: &str) -> Option<(libc::uid_t, libc::gid_t)> {
+    let (u, g) = (c_name(user)?, c_name(group)?);
+    let mut buf = vec![0 as libc::c_char; 64 * 1024];
+    // SAFETY: the *_r functions write only into the structs and the buffer we pass.
+    unsafe {
+        let mut pw: libc::passwd = std::mem::zeroed();
+        let mut pw_out: *mut libc::passwd = std::ptr::null_mut();
+        if libc::getpwnam_r(
+            u.as_ptr(),
+            &mut pw,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut pw_out,
+        ) != 0
+            || pw_out.is_null()
+        {
+            return None;
+        }
+        let uid = pw.pw_uid;
+        let mut gr: libc::group = std::mem::zeroed();
+        let mut gr_out: *mut libc::group = std::ptr::null_mut();
+        if libc::getgrnam_r(
+            g.as_ptr(),
+            &mut gr,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut gr_out,
+        ) != 0
+            || gr_out.is_null()
+        {
+            return None;
+        }
+        Some((uid, gr.gr_gid))
+    }
+}
+
+/// Opens the logfile for appending; creates it first, with `mode` and `owner`, when absent.
+pub fn open_logfile(path: &Path, mode: u32, owner: (&str, &str)) -> Result<File, LoggingError> {
     let err = |source| LoggingError {
         path: path.to_path_buf(),
         source,
     };
-    let existed = path.exists();
-    let f = OpenOptions::new()
+    if path.exists() {
+        return OpenOptions::new().append(true).open(path).map_err(err);
+    }
+    let file = OpenOptions::new()
         .append(true)
         .create(true)
-        .mode(mode)
+        .mode(mode & 0o7777)
         .open(path)
         .map_err(err)?;
-    if !existed {
-        f.set_permissions(std::fs::Permissions::from_mode(mode))
-            .map_err(err)?;
+    // The umask may have removed bits: set the mode exactly, before anything is written.
+    file.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777))
+        .map_err(err)?;
+    if let Some((uid, gid)) = lookup_owner(owner.0, owner.1) {
+        // SAFETY: fchown on a descriptor we own; failure is deliberately ignored.
+        let _ = unsafe { libc::fchown(file.as_raw_fd(), uid, gid) };
     }
-    Ok(f)
+    Ok(file)
 }
 
-/// Installs the process-wide logger for the binary.
+/// Installs the process-wide logger for the binary. Fails (exit 3) when the logfile cannot
+/// be opened or created. Also records whether failures are described in full (`-s`).
 pub fn init(opts: &Options) -> Result<(), LoggingError> {
-    let path = opts.logfile_path();
-    let file = open_logfile(&path, opts.mode.unwrap_or(DEFAULT_MODE))?;
-    let file_level = if opts.debug {
-        LevelFilter::Debug
-    } else {
-        LevelFilter::Info
-    };
-    let screen_level = if opts.quiet {
-        LevelFilter::Off
-    } else if opts.verbose && opts.debug {
-        LevelFilter::Debug
-    } else if opts.verbose {
-        LevelFilter::Info
-    } else {
-        LevelFilter::Error
-    };
-    let logger = CedarLogger {
-        file: Mutex::new(file),
-        file_level,
-        screen_level,
-        output_to_file: opts.output || opts.debug,
-    };
-    if log::set_boxed_logger(Box::new(logger)).is_ok() {
-        log::set_max_level(file_level.max(screen_level));
+    crate::diagnostics::set_full_chain(opts.stacktrace);
+    let owner = opts
+        .owner
+        .as_ref()
+        .map(|(u, g)| (u.as_str(), g.as_str()))
+        .unwrap_or(DEFAULT_OWNER);
+    let file = open_logfile(
+        &opts.logfile_path(),
+        opts.mode.unwrap_or(DEFAULT_MODE),
+        owner,
+    )?;
+    let levels = Levels::from_options(opts);
+    if log::set_boxed_logger(Box::new(CedarLogger { file, levels })).is_ok() {
+        log::set_max_level(levels.max());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn levels(args: &[&str]) -> Levels {
+        let mut v: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+        v.extend(["src".into(), "s3://b/p".into()]);
+        Levels::from_options(&crate::options::parse(&v).unwrap())
+    }
+
+    #[test]
+    fn levels_follow_the_switches() {
+        use LevelFilter::*;
+        let cases: &[(&[&str], LevelFilter, LevelFilter, bool)] = &[
+            (&[], Info, Error, false),
+            (&["-q"], Info, Off, false),
+            (&["-b"], Info, Info, false),
+            (&["-d"], Debug, Error, true),
+            (&["-b", "-d"], Debug, Debug, true),
+            (&["-q", "-b", "-d"], Debug, Off, true),
+            (&["-O"], Info, Error, true),
+        ];
+        for (args, file, screen, output) in cases {
+            assert_eq!(
+                levels(args),
+                Levels {
+                    file: *file,
+                    screen: *screen,
+                    output: *output
+                },
+                "{args:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn line_format() {
+        let l = format_line(Level::Warn, "hello");
+        let (stamp, rest) = l.split_once(" --> ").unwrap();
+        assert_eq!(rest, "[WARNING] hello");
+        assert_eq!(&stamp[4..5], "-");
+        assert_eq!(&stamp[10..11], "T");
+        assert!(stamp.len() > 20, "{stamp}");
+        assert!(format_line(Level::Info, "x").ends_with(" --> [INFO   ] x"));
+    }
 }

@@ -52,7 +52,10 @@ fn runtime() -> PyResult<&'static Runtime> {
 enum Outcome<T> {
     Done(T),
     /// Ctrl-C arrived: the task was cancelled and has finished its cleanup.
-    Interrupted { result: Option<T>, signal: PyErr },
+    Interrupted {
+        result: Option<T>,
+        signal: PyErr,
+    },
 }
 
 /// Runs `work` on the runtime with the GIL released, checking for signals between waits.
@@ -72,7 +75,9 @@ where
         match waited {
             Ok(Ok(value)) => return Ok(Outcome::Done(value)),
             Ok(Err(join)) => {
-                return Err(PyRuntimeError::new_err(format!("the sync task failed: {join}")))
+                return Err(PyRuntimeError::new_err(format!(
+                    "the sync task failed: {join}"
+                )))
             }
             Err(_elapsed) => {}
         }
@@ -167,13 +172,10 @@ where
     for<'a> <T as FromPyObject<'a, 'py>>::Error: Into<PyErr>,
 {
     match d.get_item(key)? {
-        Some(v) if !v.is_none() => v
-            .extract::<T>()
-            .map(Some)
-            .map_err(|e| {
-                let e: PyErr = e.into();
-                PyValueError::new_err(format!("{key}: {e}"))
-            }),
+        Some(v) if !v.is_none() => v.extract::<T>().map(Some).map_err(|e| {
+            let e: PyErr = e.into();
+            PyValueError::new_err(format!("{key}: {e}"))
+        }),
         _ => Ok(None),
     }
 }
@@ -270,9 +272,7 @@ fn run_action(py: Python<'_>, options: &Bound<'_, PyDict>) -> PyResult<()> {
     })?;
     match outcome {
         Outcome::Done(ExitStatus::Success) => Ok(()),
-        Outcome::Done(ExitStatus::Interrupted) => {
-            Err(PyKeyboardInterrupt::new_err("interrupted"))
-        }
+        Outcome::Done(ExitStatus::Interrupted) => Err(PyKeyboardInterrupt::new_err("interrupted")),
         Outcome::Done(status) => Err(PyRuntimeError::new_err(format!(
             "Amazon S3 sync failed (exit status {}); the log has the details",
             status.code()
