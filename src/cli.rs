@@ -98,6 +98,7 @@ pub async fn execute(opts: &Options, cancel: CancellationToken) -> ExitStatus {
     log::info!(target: FLOW, "Cedar Backup Amazon S3 sync run started.");
     log::info!(target: FLOW, "Options were [{}]", options::build_argument_string(opts));
     log::info!(target: FLOW, "Logfile is [{}]", opts.logfile_path().display());
+    log::debug!(target: FLOW, "Parsed options: {opts:?}");
     for line in diagnostics() {
         log::info!(target: FLOW, "{line}");
     }

@@ -259,6 +259,54 @@ mod tests {
     }
 
     #[test]
+    fn records_are_routed_by_target_and_level() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("route.log");
+        let emit = |levels: Levels| {
+            let _ = std::fs::remove_file(&path);
+            let logger = CedarLogger {
+                file: open_logfile(&path, 0o600, ("root", "root")).unwrap(),
+                levels,
+            };
+            for (target, level, msg) in [
+                (FLOW, Level::Info, "flow-info"),
+                (FLOW, Level::Debug, "flow-debug"),
+                (OUTPUT, Level::Debug, "output-debug"),
+                (OUTPUT, Level::Info, "output-info"),
+                ("aws_smithy_runtime", Level::Error, "foreign"),
+            ] {
+                let args = format_args!("{msg}");
+                let rec = Record::builder()
+                    .target(target)
+                    .level(level)
+                    .args(args)
+                    .build();
+                if logger.enabled(rec.metadata()) {
+                    logger.log(&rec);
+                }
+            }
+            std::fs::read_to_string(&path).unwrap()
+        };
+        let quiet = |file, output| Levels {
+            file,
+            screen: LevelFilter::Off,
+            output,
+        };
+        let plain = emit(quiet(LevelFilter::Info, false));
+        assert!(plain.ends_with(" --> [INFO   ] flow-info\n"), "{plain}");
+        assert_eq!(plain.lines().count(), 1, "{plain}");
+        // -O: output lines, bare like Cedar Backup's command output, at any level.
+        let out = emit(quiet(LevelFilter::Info, true));
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 3, "{out}");
+        assert_eq!(&lines[1..], ["output-debug", "output-info"]);
+        // -d: flow DEBUG as well.
+        let dbg = emit(quiet(LevelFilter::Debug, true));
+        assert!(dbg.contains(" --> [DEBUG  ] flow-debug\n"), "{dbg}");
+        assert!(!dbg.contains("foreign"), "{dbg}");
+    }
+
+    #[test]
     fn line_format() {
         let l = format_line(Level::Warn, "hello");
         let (stamp, rest) = l.split_once(" --> ").unwrap();
