@@ -52,7 +52,7 @@ fn runtime() -> PyResult<&'static Runtime> {
 enum Outcome<T> {
     Done(T),
     /// Ctrl-C arrived: the task was cancelled and has finished its cleanup.
-    Interrupted { result: Option<T>, signal: PyErr },
+    Interrupted(PyErr),
 }
 
 /// Runs `work` on the runtime with the GIL released, checking for signals between waits.
@@ -72,14 +72,17 @@ where
         match waited {
             Ok(Ok(value)) => return Ok(Outcome::Done(value)),
             Ok(Err(join)) => {
-                return Err(PyRuntimeError::new_err(format!("the sync task failed: {join}")))
+                return Err(PyRuntimeError::new_err(format!(
+                    "the sync task failed: {join}"
+                )))
             }
             Err(_elapsed) => {}
         }
         if let Err(signal) = py.check_signals() {
             cancel.cancel();
-            let result = py.detach(|| rt.block_on(&mut handle)).ok();
-            return Ok(Outcome::Interrupted { result, signal });
+            // Whatever the task returns now, the run was interrupted; wait for its cleanup.
+            let _ = py.detach(|| rt.block_on(&mut handle));
+            return Ok(Outcome::Interrupted(signal));
         }
     }
 }
@@ -95,7 +98,7 @@ fn phase_result<T>(
             Err(PyKeyboardInterrupt::new_err("interrupted"))
         }
         Outcome::Done(Err(RunError::Failed(msg))) => Err(kind(msg)),
-        Outcome::Interrupted { signal, .. } => Err(signal),
+        Outcome::Interrupted(signal) => Err(signal),
     }
 }
 
@@ -167,13 +170,10 @@ where
     for<'a> <T as FromPyObject<'a, 'py>>::Error: Into<PyErr>,
 {
     match d.get_item(key)? {
-        Some(v) if !v.is_none() => v
-            .extract::<T>()
-            .map(Some)
-            .map_err(|e| {
-                let e: PyErr = e.into();
-                PyValueError::new_err(format!("{key}: {e}"))
-            }),
+        Some(v) if !v.is_none() => v.extract::<T>().map(Some).map_err(|e| {
+            let e: PyErr = e.into();
+            PyValueError::new_err(format!("{key}: {e}"))
+        }),
         _ => Ok(None),
     }
 }
@@ -255,7 +255,7 @@ fn execute(py: Python<'_>, options: &Bound<'_, PyDict>) -> PyResult<i32> {
     })?;
     Ok(match outcome {
         Outcome::Done(status) => status.code(),
-        Outcome::Interrupted { .. } => ExitStatus::Interrupted.code(),
+        Outcome::Interrupted(_) => ExitStatus::Interrupted.code(),
     })
 }
 
@@ -270,14 +270,12 @@ fn run_action(py: Python<'_>, options: &Bound<'_, PyDict>) -> PyResult<()> {
     })?;
     match outcome {
         Outcome::Done(ExitStatus::Success) => Ok(()),
-        Outcome::Done(ExitStatus::Interrupted) => {
-            Err(PyKeyboardInterrupt::new_err("interrupted"))
-        }
+        Outcome::Done(ExitStatus::Interrupted) => Err(PyKeyboardInterrupt::new_err("interrupted")),
         Outcome::Done(status) => Err(PyRuntimeError::new_err(format!(
             "Amazon S3 sync failed (exit status {}); the log has the details",
             status.code()
         ))),
-        Outcome::Interrupted { signal, .. } => Err(signal),
+        Outcome::Interrupted(signal) => Err(signal),
     }
 }
 
@@ -405,7 +403,8 @@ fn synchronize(
         let mut summary = Summary::default();
         let tree = engine::prepare(&source_dir, &job.url, true, &mut summary)?;
         let client = s3::client().await;
-        engine::synchronize(&client, &job, &tree, &mut summary, &cancel)
+        let listing = s3::list(&client, &job.url, &cancel).await?;
+        engine::synchronize(&client, &job, &tree, listing, &mut summary, &cancel)
             .await
             .map(|_| ())
     })?;
