@@ -4,6 +4,27 @@ from collections.abc import Sequence
 from os import PathLike
 from typing import Any, final
 
+__all__ = [
+    "DEFAULT_LOGFILE",
+    "DEFAULT_MODE",
+    "DEFAULT_OWNER",
+    "FLOW_LOGGER",
+    "OUTPUT_LOGGER",
+    "SourceTree",
+    "__version__",
+    "check_source_files",
+    "diagnostics",
+    "execute",
+    "parse_options",
+    "reset_log_cache",
+    "run_action",
+    "synchronize",
+    "usage",
+    "verify",
+    "version",
+    "walk",
+]
+
 __version__: str
 FLOW_LOGGER: str
 OUTPUT_LOGGER: str

@@ -141,10 +141,9 @@ class Options:
         self._allowEmptySource = False
         if argumentList is not None and argumentString is not None:
             raise ValueError("Give argumentList or argumentString, not both.")
-        if argumentString is not None:
-            argumentList = _split_command_line(argumentString)
-        if argumentList is not None:
-            parsed = _core.parse_options(list(argumentList), validate=False)
+        args = _split_command_line(argumentString) if argumentString is not None else argumentList
+        if args is not None:
+            parsed = _core.parse_options(list(args), validate=False)
             for name in _FIELDS:
                 setattr(self, name, parsed[name])
             if validate:
@@ -413,8 +412,12 @@ class Options:
         return "".join(f"{p} " for p in parts)
 
     def _switches(self) -> Iterable[tuple[str, str | None]]:
-        flags_before = (("--help", self.help), ("--version", self.version))
-        flags_before += (("--verbose", self.verbose), ("--quiet", self.quiet))
+        flags_before = (
+            ("--help", self.help),
+            ("--version", self.version),
+            ("--verbose", self.verbose),
+            ("--quiet", self.quiet),
+        )
         for switch, on in flags_before:
             if on:
                 yield switch, None
@@ -483,7 +486,7 @@ def cli() -> int:
     5 interrupted (Ctrl-C), 6 any other failure.
     """
     if sys.version_info[:2] < _MIN_PYTHON:
-        sys.stderr.write("Python %d.%d or newer is required.\n" % _MIN_PYTHON)
+        sys.stderr.write("Python {}.{} or newer is required.\n".format(*_MIN_PYTHON))
         return 1
     try:
         options = Options(argumentList=sys.argv[1:])
@@ -619,7 +622,7 @@ def _buildSourceFiles(sourceDir: str) -> SourceFiles:
     return SourceFiles(_core.walk(sourceDir))
 
 
-def _checkSourceFiles(sourceDir: str, sourceFiles: Sequence[str]) -> None:  # noqa: ARG001
+def _checkSourceFiles(sourceDir: str, sourceFiles: Sequence[str]) -> None:
     """Raises ``ValueError`` (one log line per file) if any name under ``sourceDir``
     cannot be an S3 key: not UTF-8, or too long. The check is exact, not a guess."""
     _core.check_source_files(sourceDir)
