@@ -68,7 +68,9 @@ where
     let cancel = CancellationToken::new();
     let mut handle = rt.spawn(work(cancel.clone()));
     loop {
-        let waited = py.detach(|| rt.block_on(tokio::time::timeout(SIGNAL_POLL, &mut handle)));
+        let waited = py.detach(|| {
+            rt.block_on(async { tokio::time::timeout(SIGNAL_POLL, &mut handle).await })
+        });
         match waited {
             Ok(Ok(value)) => return Ok(Outcome::Done(value)),
             Ok(Err(join)) => {
@@ -341,6 +343,15 @@ impl SourceTree {
     }
 }
 
+/// Runs a blocking phase (the walk) off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, RunError> + Send + 'static,
+) -> Result<T, RunError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(RunError::Failed(format!("source walk failed: {e}"))))
+}
+
 /// Where a bucket URL is not needed (walking, the name check), names are checked as if
 /// the files went to the root of a bucket.
 fn bucket_root() -> BucketUrl {
@@ -370,8 +381,11 @@ fn walk_source(py: Python<'_>, source_dir: PathBuf) -> PyResult<SourceTree> {
 #[pyfunction]
 fn check_source_files(py: Python<'_>, source_dir: PathBuf) -> PyResult<()> {
     let outcome = run_cancellable(py, move |_cancel| async move {
-        let mut summary = Summary::default();
-        engine::prepare(&source_dir, &bucket_root(), false, &mut summary).map(|_| ())
+        blocking(move || {
+            let mut summary = Summary::default();
+            engine::prepare(&source_dir, &bucket_root(), false, &mut summary).map(|_| ())
+        })
+        .await
     })?;
     phase_result(outcome, value_error)
 }
@@ -400,8 +414,12 @@ fn synchronize(
         ignore_warnings: true,
     };
     let outcome = run_cancellable(py, move |cancel| async move {
+        let url = job.url.clone();
+        let tree = blocking(move || {
+            engine::prepare(&source_dir, &url, true, &mut Summary::default())
+        })
+        .await?;
         let mut summary = Summary::default();
-        let tree = engine::prepare(&source_dir, &job.url, true, &mut summary)?;
         let client = s3::client().await;
         let listing = s3::list(&client, &job.url, &cancel).await?;
         engine::synchronize(&client, &job, &tree, listing, &mut summary, &cancel)
