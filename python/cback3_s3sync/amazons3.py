@@ -586,20 +586,22 @@ def _setup_own_logging(options: Options) -> str:
     return path
 
 
-def _usage(fd: IO[str] = sys.stderr) -> None:
-    """Writes the usage text to ``fd``."""
-    fd.write(_core.usage())
+def _usage(fd: IO[str] | None = None) -> None:
+    """Writes the usage text to ``fd`` (default: standard error at call time)."""
+    (fd or sys.stderr).write(_core.usage())
 
 
-def _version(fd: IO[str] = sys.stdout) -> None:
-    """Writes the version line to ``fd``."""
-    fd.write(_core.version() + "\n")
+def _version(fd: IO[str] | None = None) -> None:
+    """Writes the version line to ``fd`` (default: standard output at call time)."""
+    (fd or sys.stdout).write(_core.version() + "\n")
 
 
-def _diagnostics(fd: IO[str] = sys.stdout) -> None:
-    """Writes the runtime diagnostics to ``fd``, one ``Title....: value`` line each."""
+def _diagnostics(fd: IO[str] | None = None) -> None:
+    """Writes the runtime diagnostics to ``fd`` (default: standard output at call time),
+    one ``Title....: value`` line each."""
+    out = fd or sys.stdout
     for line in _core.diagnostics():
-        fd.write(line + "\n")
+        out.write(line + "\n")
 
 
 # The run, step by step ------------------------------------------------------------------

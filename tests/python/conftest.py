@@ -11,6 +11,7 @@ from typing import Any
 
 import botocore.session
 import pytest
+
 from s3server import LocalS3
 
 REPO = Path(__file__).resolve().parents[2]
@@ -83,7 +84,7 @@ def tree(tmp_path: Path) -> Path:
             "a.txt": b"alpha\n",
             "dir/b.bin": bytes(range(256)) * 40,
             "dir/sub/c": b"",
-            "naïve names/Müller €.txt": "unicode\n".encode(),
+            "naïve names/Müller €.txt": b"unicode\n",
             "spaces and + plus.txt": b"plus",
         },
     )

@@ -15,13 +15,15 @@ from CedarBackup3.util import splitCommandLine
 
 from cback3_s3sync import amazons3 as ours
 
-PROPERTIES = (
-    "help version verbose quiet logfile owner mode output debug stacktrace diagnostics "
-    "verifyOnly uploadOnly ignoreWarnings sourceDir s3BucketUrl"
-).split()
+PROPERTIES = [
+    "help", "version", "verbose", "quiet", "logfile", "owner", "mode", "output", "debug",
+    "stacktrace", "diagnostics", "verifyOnly", "uploadOnly", "ignoreWarnings", "sourceDir",
+    "s3BucketUrl",
+]  # fmt: skip
 
 # Pieces of command lines: switches in every spelling getopt allows, good and bad values,
 # abbreviations (unique and ambiguous), and positional arguments.
+# fmt: off
 SWITCHES = [
     ["-h"], ["-V"], ["-b"], ["-q"], ["-O"], ["-d"], ["-s"], ["-D"], ["-v"], ["-u"], ["-w"],
     ["-bq"], ["-vu"], ["-bdO"], ["-x"], ["-"], ["--"],
@@ -40,6 +42,7 @@ SWITCHES = [
 POSITIONALS = [
     ["src"], ["s3://bucket/prefix"], ["/tmp/dír with space"], ["s3://b"], [""], ["-"], ["x"],
 ]
+# fmt: on
 
 
 def outcome(**kwargs: Any) -> tuple[Any, ...]:
@@ -129,10 +132,12 @@ def test_both_arguments_is_a_value_error() -> None:
     )
 
 
+# fmt: off
 VALUES: list[Any] = [
     None, True, False, 0, 1, "", "x", "a:b", "644", "0o644", "8", "-1", -1, 420, 3.7, [], ["a"],
     ["a", "b"], ("u", "g"), ["", "g"], ("u", ""), ["a", "b", "c"], b"/tmp/bytes", object(),
 ]
+# fmt: on
 
 
 def assign(cls: type, prop: str, value: Any) -> tuple[Any, ...]:
