@@ -123,16 +123,17 @@ pub struct Synced {
     pub changed: bool,
 }
 
-/// Lists the prefix, plans, uploads, and deletes only if everything before succeeded.
+/// Plans from `listing` (the prefix as listed in this run), uploads, and deletes only if
+/// everything before succeeded.
 pub async fn synchronize(
     client: &Client,
     job: &Job,
     tree: &SourceTree,
+    listing: Listing,
     summary: &mut Summary,
     cancel: &CancellationToken,
 ) -> Result<Synced, RunError> {
     let url = &job.url;
-    let listing = s3::list(client, url, cancel).await?;
     let plan = plan::plan(&tree.files, &listing, job.mode);
     summary.unchanged = plan.unchanged;
     if job.mode == Mode::Full
@@ -240,24 +241,39 @@ async fn run_phases(
         ));
     };
     log::info!(target: FLOW, "Source {} to {} ({:?})", walk::display_path(&source), job.url, job.mode);
+    // The walk (blocking, on its own thread) and the listing run at the same time.
     let (url, ignore) = (job.url.clone(), job.ignore_warnings);
     let mut s = Summary::default();
-    let prepared = tokio::task::spawn_blocking(move || {
+    let walking = tokio::task::spawn_blocking(move || {
         let r = prepare(&source, &url, ignore, &mut s);
         (r, s)
-    })
-    .await
-    .map_err(|e| failed(format!("source walk failed: {e}")))?;
+    });
+    let client = s3::client().await;
+    let listing_task = {
+        let (client, url, cancel) = (client.clone(), job.url.clone(), cancel.clone());
+        tokio::spawn(async move { s3::list(&client, &url, &cancel).await })
+    };
+    let prepared = walking
+        .await
+        .map_err(|e| failed(format!("source walk failed: {e}")))?;
     *summary = prepared.1;
-    let tree = prepared.0?;
+    let tree = match prepared.0 {
+        Ok(t) => t,
+        Err(e) => {
+            listing_task.abort();
+            return Err(e);
+        }
+    };
     if cancel.is_cancelled() {
         return Err(RunError::Interrupted);
     }
-    let client = s3::client().await;
+    let listing = listing_task
+        .await
+        .map_err(|e| failed(format!("listing failed: {e}")))??;
     let known = if job.mode == Mode::VerifyOnly {
-        None
+        Some(listing)
     } else {
-        let synced = synchronize(&client, &job, &tree, summary, cancel).await?;
+        let synced = synchronize(&client, &job, &tree, listing, summary, cancel).await?;
         (!synced.changed).then_some(synced.listing)
     };
     verify(&client, &job, &tree, known, summary, cancel).await

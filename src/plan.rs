@@ -15,7 +15,7 @@ use crate::walk::LocalFile;
 pub struct RemoteObject {
     pub size: u64,
     /// LastModified in nanoseconds since the Unix epoch.
-    pub last_modified_ns: i128,
+    pub last_modified_ns: i64,
 }
 
 /// The listing of a prefix, keyed by the path relative to the prefix.
@@ -119,9 +119,9 @@ pub fn extras<'a>(files: &[LocalFile], listing: &'a Listing) -> Vec<&'a str> {
 mod tests {
     use super::*;
 
-    const S: i128 = 1_000_000_000;
+    const S: i64 = 1_000_000_000;
 
-    fn f(rel: &str, size: u64, mtime_s: i128) -> LocalFile {
+    fn f(rel: &str, size: u64, mtime_s: i64) -> LocalFile {
         LocalFile {
             rel: rel.into(),
             size,
@@ -129,7 +129,7 @@ mod tests {
         }
     }
 
-    fn listing(items: &[(&str, u64, i128)]) -> Listing {
+    fn listing(items: &[(&str, u64, i64)]) -> Listing {
         items
             .iter()
             .map(|(k, size, t)| {

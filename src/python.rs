@@ -52,10 +52,7 @@ fn runtime() -> PyResult<&'static Runtime> {
 enum Outcome<T> {
     Done(T),
     /// Ctrl-C arrived: the task was cancelled and has finished its cleanup.
-    Interrupted {
-        result: Option<T>,
-        signal: PyErr,
-    },
+    Interrupted(PyErr),
 }
 
 /// Runs `work` on the runtime with the GIL released, checking for signals between waits.
@@ -71,7 +68,9 @@ where
     let cancel = CancellationToken::new();
     let mut handle = rt.spawn(work(cancel.clone()));
     loop {
-        let waited = py.detach(|| rt.block_on(tokio::time::timeout(SIGNAL_POLL, &mut handle)));
+        let waited = py.detach(|| {
+            rt.block_on(async { tokio::time::timeout(SIGNAL_POLL, &mut handle).await })
+        });
         match waited {
             Ok(Ok(value)) => return Ok(Outcome::Done(value)),
             Ok(Err(join)) => {
@@ -83,8 +82,9 @@ where
         }
         if let Err(signal) = py.check_signals() {
             cancel.cancel();
-            let result = py.detach(|| rt.block_on(&mut handle)).ok();
-            return Ok(Outcome::Interrupted { result, signal });
+            // Whatever the task returns now, the run was interrupted; wait for its cleanup.
+            let _ = py.detach(|| rt.block_on(&mut handle));
+            return Ok(Outcome::Interrupted(signal));
         }
     }
 }
@@ -100,7 +100,7 @@ fn phase_result<T>(
             Err(PyKeyboardInterrupt::new_err("interrupted"))
         }
         Outcome::Done(Err(RunError::Failed(msg))) => Err(kind(msg)),
-        Outcome::Interrupted { signal, .. } => Err(signal),
+        Outcome::Interrupted(signal) => Err(signal),
     }
 }
 
@@ -257,7 +257,7 @@ fn execute(py: Python<'_>, options: &Bound<'_, PyDict>) -> PyResult<i32> {
     })?;
     Ok(match outcome {
         Outcome::Done(status) => status.code(),
-        Outcome::Interrupted { .. } => ExitStatus::Interrupted.code(),
+        Outcome::Interrupted(_) => ExitStatus::Interrupted.code(),
     })
 }
 
@@ -277,7 +277,7 @@ fn run_action(py: Python<'_>, options: &Bound<'_, PyDict>) -> PyResult<()> {
             "Amazon S3 sync failed (exit status {}); the log has the details",
             status.code()
         ))),
-        Outcome::Interrupted { signal, .. } => Err(signal),
+        Outcome::Interrupted(signal) => Err(signal),
     }
 }
 
@@ -343,6 +343,15 @@ impl SourceTree {
     }
 }
 
+/// Runs a blocking phase (the walk) off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, RunError> + Send + 'static,
+) -> Result<T, RunError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(RunError::Failed(format!("source walk failed: {e}"))))
+}
+
 /// Where a bucket URL is not needed (walking, the name check), names are checked as if
 /// the files went to the root of a bucket.
 fn bucket_root() -> BucketUrl {
@@ -372,8 +381,11 @@ fn walk_source(py: Python<'_>, source_dir: PathBuf) -> PyResult<SourceTree> {
 #[pyfunction]
 fn check_source_files(py: Python<'_>, source_dir: PathBuf) -> PyResult<()> {
     let outcome = run_cancellable(py, move |_cancel| async move {
-        let mut summary = Summary::default();
-        engine::prepare(&source_dir, &bucket_root(), false, &mut summary).map(|_| ())
+        blocking(move || {
+            let mut summary = Summary::default();
+            engine::prepare(&source_dir, &bucket_root(), false, &mut summary).map(|_| ())
+        })
+        .await
     })?;
     phase_result(outcome, value_error)
 }
@@ -402,10 +414,15 @@ fn synchronize(
         ignore_warnings: true,
     };
     let outcome = run_cancellable(py, move |cancel| async move {
+        let url = job.url.clone();
+        let tree = blocking(move || {
+            engine::prepare(&source_dir, &url, true, &mut Summary::default())
+        })
+        .await?;
         let mut summary = Summary::default();
-        let tree = engine::prepare(&source_dir, &job.url, true, &mut summary)?;
         let client = s3::client().await;
-        engine::synchronize(&client, &job, &tree, &mut summary, &cancel)
+        let listing = s3::list(&client, &job.url, &cancel).await?;
+        engine::synchronize(&client, &job, &tree, listing, &mut summary, &cancel)
             .await
             .map(|_| ())
     })?;

@@ -26,6 +26,9 @@ pub const MAX_PARTS: u64 = 10_000;
 pub const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
 /// The largest object a multipart upload can make (10,000 parts of 5 GiB).
 pub const MAX_OBJECT_SIZE: u64 = MAX_PARTS * MAX_PART_SIZE;
+/// Files up to this size are read into memory for their PutObject (at most one per
+/// concurrent request, so memory stays bounded by the concurrency).
+pub const IN_MEMORY_BODY: u64 = 1024 * 1024;
 /// DeleteObjects takes at most this many keys per request.
 const DELETE_BATCH: usize = 1000;
 
@@ -154,7 +157,11 @@ pub async fn list(
             };
             let last_modified_ns = obj
                 .last_modified()
-                .map(|t| t.secs() as i128 * 1_000_000_000 + t.subsec_nanos() as i128)
+                .map(|t| {
+                    t.secs()
+                        .saturating_mul(1_000_000_000)
+                        .saturating_add(i64::from(t.subsec_nanos()))
+                })
                 .unwrap_or(0);
             listing.insert(
                 rel.into(),
@@ -197,7 +204,26 @@ pub async fn put(
     path: &Path,
     size: u64,
 ) -> Result<(), OpError> {
-    let body = stream(path, 0, size).await?;
+    let body = if size <= IN_MEMORY_BODY {
+        // Small files are read whole: one read instead of a streaming body, and the SDK can
+        // send the checksum as a header instead of an aws-chunked trailer.
+        let bytes = tokio::fs::read(path).await.map_err(|e| OpError::Local {
+            path: crate::walk::display_path(path),
+            message: e.to_string(),
+        })?;
+        if bytes.len() as u64 != size {
+            return Err(OpError::Local {
+                path: crate::walk::display_path(path),
+                message: format!(
+                    "changed size while being read ({size} -> {} bytes)",
+                    bytes.len()
+                ),
+            });
+        }
+        ByteStream::from(bytes)
+    } else {
+        stream(path, 0, size).await?
+    };
     client
         .put_object()
         .bucket(bucket)

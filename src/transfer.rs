@@ -26,12 +26,7 @@ pub struct UploadOutcome {
 
 fn still_same(path: &std::path::Path, f: &LocalFile) -> Result<(), String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("vanished during upload: {e}"))?;
-    let mtime_ns = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_nanos() as i128);
-    if meta.len() != f.size || mtime_ns != Some(f.mtime_ns) {
+    if meta.len() != f.size || crate::walk::mtime_ns(&meta) != f.mtime_ns {
         return Err(format!(
             "changed during upload (size {} -> {}); it will be uploaded again on the next run",
             f.size,

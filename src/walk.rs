@@ -10,7 +10,6 @@ use std::fmt::Write as _;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
-use std::time::UNIX_EPOCH;
 
 use walkdir::WalkDir;
 
@@ -22,7 +21,7 @@ pub struct LocalFile {
     pub rel: Box<str>,
     pub size: u64,
     /// Modification time in nanoseconds since the Unix epoch.
-    pub mtime_ns: i128,
+    pub mtime_ns: i64,
 }
 
 /// Why a path cannot become an object key.
@@ -116,14 +115,12 @@ pub fn display_bytes(bytes: &[u8]) -> String {
     out
 }
 
-fn mtime_ns(meta: &std::fs::Metadata) -> i128 {
-    match meta.modified() {
-        Ok(t) => match t.duration_since(UNIX_EPOCH) {
-            Ok(d) => d.as_nanos() as i128,
-            Err(e) => -(e.duration().as_nanos() as i128),
-        },
-        Err(_) => 0,
-    }
+/// Modification time in nanoseconds since the epoch (saturating: fits until the year 2262).
+pub fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
+    use std::os::unix::fs::MetadataExt;
+    meta.mtime()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(meta.mtime_nsec())
 }
 
 /// The relative name of an entry as `/`-joined UTF-8, or `None` when some component is not UTF-8.

@@ -535,3 +535,49 @@ fn sigterm_also_interrupts() {
     assert_eq!(child.wait().unwrap().code(), Some(5), "{}", s.logtext());
     assert!(keys(&b).len() < 400);
 }
+
+#[test]
+fn a_prefix_filled_by_the_original_tool_is_not_uploaded_again() {
+    let s = Scratch::new();
+    s.write("a.txt", b"alpha");
+    s.write("dir/b.txt", b"bravo");
+    s.write("dir/sub/c.bin", &[0u8; 70_000]);
+    // No empty file: the original (through AWS CLI v1 here) reports a zero-byte file as
+    // "apparently not uploaded" and fails.
+    let b = bucket("original");
+    let orig_log = s.dir.path().join("original.log");
+    let mut py = std::process::Command::new("python3");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AWS_") {
+            py.env_remove(k);
+        }
+    }
+    let o = py
+        .envs(server().env.iter().map(|(k, v)| (k, v)))
+        .env("HOME", s.home())
+        .args([
+            "-c",
+            "import sys\nfrom CedarBackup3.tools.amazons3 import cli\nsys.exit(cli())",
+            "-w",
+            "-l",
+        ])
+        .arg(&orig_log)
+        .arg(s.src())
+        .arg(url(&b, "p"))
+        .output()
+        .expect("python3 with cedar-backup3 and awscli (pip install cedar-backup3 awscli)");
+    assert_eq!(
+        code(&o),
+        0,
+        "the original tool failed: {}\n{}",
+        show(&o),
+        std::fs::read_to_string(&orig_log).unwrap_or_default()
+    );
+    let filled = objects(&b);
+    assert_eq!(filled.len(), 3, "{filled:?}");
+
+    let o = run(&s, [s.src().as_os_str(), url(&b, "p").as_ref()]);
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    assert_eq!(last_uploaded(&s), 0);
+    assert_eq!(objects(&b), filled);
+}

@@ -1,0 +1,648 @@
+"""Drop-in replacement for ``CedarBackup3.tools.amazons3``, backed by the Rust core.
+
+The public names and signatures are those of the Cedar Backup module, so code and
+scripts that import it keep working after ``import cback3_s3sync.amazons3 as amazons3``.
+What changed is underneath: the command line is parsed by the core's getopt-compatible
+parser, and the sync and the verification talk to S3 directly (no AWS CLI, no
+subprocess). Log records keep Cedar Backup's logger names, so an existing logfile reads
+as it always has.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from typing import IO, Any, ClassVar
+
+from cback3_s3sync import _core
+
+__all__ = [
+    "DEFAULT_LOGFILE",
+    "DEFAULT_MODE",
+    "DEFAULT_OWNERSHIP",
+    "LONG_SWITCHES",
+    "SHORT_SWITCHES",
+    "Options",
+    "SourceFiles",
+    "cli",
+]
+
+logger = logging.getLogger(_core.FLOW_LOGGER)
+
+DEFAULT_LOGFILE: str = _core.DEFAULT_LOGFILE
+DEFAULT_OWNERSHIP: list[str] = list(_core.DEFAULT_OWNER)
+DEFAULT_MODE: int = _core.DEFAULT_MODE
+
+# The original's switch tables, for code that reads them. The core's parser is the authority.
+SHORT_SWITCHES = "hVbql:o:m:OdsDvuw"
+LONG_SWITCHES = [
+    "help",
+    "version",
+    "verbose",
+    "quiet",
+    "logfile=",
+    "owner=",
+    "mode=",
+    "output",
+    "debug",
+    "stack",
+    "diagnostics",
+    "verifyOnly",
+    "uploadOnly",
+    "ignoreWarnings",
+]
+
+# Cedar Backup's logfile layout, used when Cedar Backup itself is not installed.
+_DISK_FORMAT = "%(asctime)s --> [%(levelname)-7s] %(message)s"
+_DISK_OUTPUT_FORMAT = "%(message)s"
+_DATE_FORMAT = "%Y-%m-%dT%H:%M:%S %Z"
+
+_MIN_PYTHON = (3, 11)
+
+
+def _split_command_line(text: str | None) -> list[str]:
+    """Splits on spaces; a double-quoted run with at least one character is one field.
+
+    This is the rule Cedar Backup uses for ``argumentString``: only a plain space
+    separates, a quote pair must enclose something, stray quotes are dropped.
+    """
+    if text is None:
+        raise ValueError("Cannot split a command line of None.")
+    fields: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == " ":
+            i += 1
+        elif c == '"':
+            end = text.find('"', i + 1)
+            if end > i + 1:
+                fields.append(text[i + 1 : end])
+                i = end + 1
+            else:
+                i += 1  # an empty or unterminated quote contributes nothing
+        else:
+            j = i
+            while j < n and text[j] not in ' "':
+                j += 1
+            fields.append(text[i:j])
+            i = j
+    return fields
+
+
+def _fs_text(value: str | bytes) -> str:
+    """A path as ``str``; bytes are decoded the way ``os.listdir`` would (surrogateescape)."""
+    return os.fsdecode(value) if isinstance(value, bytes) else value
+
+
+def _cmp_key(value: object) -> str:
+    return str(value or "")
+
+
+@functools.total_ordering
+class Options:
+    """The switches and arguments of ``cback3-amazons3-sync``, as an object.
+
+    Build it from an argument list or an argument string (parsed by the Rust core with
+    Python ``getopt`` semantics), or empty and fill the properties one by one. Each
+    property setter checks its own value (``ValueError``); :meth:`validate` checks the
+    whole. Two extra properties, ``maxConcurrency`` and ``allowEmptySource``, carry this
+    implementation's own long switches and are left out of the output when unset.
+    """
+
+    __hash__: ClassVar[None]  # type: ignore[assignment]  # mutable and compared by value
+
+    def __init__(
+        self,
+        argumentList: Sequence[str] | None = None,
+        argumentString: str | None = None,
+        validate: bool = True,
+    ) -> None:
+        self._help = False
+        self._version = False
+        self._verbose = False
+        self._quiet = False
+        self._logfile: str | None = None
+        self._owner: tuple[str, str] | None = None
+        self._mode: int | None = None
+        self._output = False
+        self._debug = False
+        self._stacktrace = False
+        self._diagnostics = False
+        self._verifyOnly = False
+        self._uploadOnly = False
+        self._ignoreWarnings = False
+        self._sourceDir: str | None = None
+        self._s3BucketUrl: str | None = None
+        self._maxConcurrency: int | None = None
+        self._allowEmptySource = False
+        if argumentList is not None and argumentString is not None:
+            raise ValueError("Give argumentList or argumentString, not both.")
+        args = _split_command_line(argumentString) if argumentString is not None else argumentList
+        if args is not None:
+            parsed = _core.parse_options(list(args), validate=False)
+            for name in _FIELDS:
+                setattr(self, name, parsed[name])
+            if validate:
+                self.validate()
+
+    # Representations and comparison ------------------------------------------------
+
+    def __repr__(self) -> str:
+        return self.buildArgumentString(validate=False)
+
+    def __str__(self) -> str:
+        return self.__repr__()
+
+    def _compare(self, other: Options | None) -> int:
+        if other is None:
+            return 1
+        for name in _FIELDS:
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if mine == theirs:
+                continue
+            if name == "mode" or name == "maxConcurrency":
+                less = int(mine or 0) < int(theirs or 0)
+            elif isinstance(mine, bool) and isinstance(theirs, bool):
+                less = mine < theirs
+            else:
+                less = _cmp_key(mine) < _cmp_key(theirs)
+            return -1 if less else 1
+        return 0
+
+    def __eq__(self, other: object) -> bool:
+        return self._compare(other) == 0  # type: ignore[arg-type]
+
+    def __lt__(self, other: Options) -> bool:
+        return self._compare(other) < 0
+
+    # Properties ---------------------------------------------------------------------
+
+    @property
+    def help(self) -> bool:
+        """``-h``/``--help``: usage to stderr, then exit."""
+        return self._help
+
+    @help.setter
+    def help(self, value: object) -> None:
+        self._help = bool(value)
+
+    @property
+    def version(self) -> bool:
+        """``-V``/``--version``: version to stdout, then exit."""
+        return self._version
+
+    @version.setter
+    def version(self, value: object) -> None:
+        self._version = bool(value)
+
+    @property
+    def verbose(self) -> bool:
+        """``-b``/``--verbose``: the flow log on the screen too."""
+        return self._verbose
+
+    @verbose.setter
+    def verbose(self, value: object) -> None:
+        self._verbose = bool(value)
+
+    @property
+    def quiet(self) -> bool:
+        """``-q``/``--quiet``: nothing on the screen."""
+        return self._quiet
+
+    @quiet.setter
+    def quiet(self, value: object) -> None:
+        self._quiet = bool(value)
+
+    @property
+    def logfile(self) -> str | None:
+        """``-l``/``--logfile``: logfile path (``None``: the default)."""
+        return self._logfile
+
+    @logfile.setter
+    def logfile(self, value: str | bytes | None) -> None:
+        if value is not None and len(value) < 1:
+            raise ValueError("The logfile must be a non-empty path.")
+        self._logfile = None if value is None else _fs_text(value)
+
+    @property
+    def owner(self) -> tuple[str, str] | None:
+        """``-o``/``--owner``: ``(user, group)`` of a newly created logfile."""
+        return self._owner
+
+    @owner.setter
+    def owner(self, value: Sequence[str] | None) -> None:
+        if value is None:
+            self._owner = None
+            return
+        if isinstance(value, str) or len(value) != 2:
+            raise ValueError("The owner must be a (user, group) pair, not a single string.")
+        if len(value[0]) < 1 or len(value[1]) < 1:
+            raise ValueError("The owner's user and group must both be non-empty.")
+        self._owner = (value[0], value[1])
+
+    @property
+    def mode(self) -> int | None:
+        """``-m``/``--mode``: permissions of a newly created logfile (an octal string is accepted)."""
+        return self._mode
+
+    @mode.setter
+    def mode(self, value: int | str | None) -> None:
+        if value is None:
+            self._mode = None
+            return
+        try:
+            number = int(value, 8) if isinstance(value, str) else int(value)
+        except TypeError as e:
+            raise ValueError("The mode must be an octal number >= 0, such as 640.") from e
+        if number < 0:
+            raise ValueError("The mode must be an octal number >= 0, such as 640.")
+        self._mode = number
+
+    @property
+    def output(self) -> bool:
+        """``-O``/``--output``: S3 operation detail into the logfile."""
+        return self._output
+
+    @output.setter
+    def output(self, value: object) -> None:
+        self._output = bool(value)
+
+    @property
+    def debug(self) -> bool:
+        """``-d``/``--debug``: debug level in the logfile (implies ``output``)."""
+        return self._debug
+
+    @debug.setter
+    def debug(self, value: object) -> None:
+        self._debug = bool(value)
+
+    @property
+    def stacktrace(self) -> bool:
+        """``-s``/``--stack``: let errors propagate as exceptions instead of exit codes."""
+        return self._stacktrace
+
+    @stacktrace.setter
+    def stacktrace(self, value: object) -> None:
+        self._stacktrace = bool(value)
+
+    @property
+    def diagnostics(self) -> bool:
+        """``-D``/``--diagnostics``: print runtime diagnostics, then exit."""
+        return self._diagnostics
+
+    @diagnostics.setter
+    def diagnostics(self, value: object) -> None:
+        self._diagnostics = bool(value)
+
+    @property
+    def verifyOnly(self) -> bool:
+        """``-v``/``--verifyOnly``: change nothing in the bucket, only verify."""
+        return self._verifyOnly
+
+    @verifyOnly.setter
+    def verifyOnly(self, value: object) -> None:
+        self._verifyOnly = bool(value)
+
+    @property
+    def uploadOnly(self) -> bool:
+        """``-u``/``--uploadOnly``: upload, never delete."""
+        return self._uploadOnly
+
+    @uploadOnly.setter
+    def uploadOnly(self, value: object) -> None:
+        self._uploadOnly = bool(value)
+
+    @property
+    def ignoreWarnings(self) -> bool:
+        """``-w``/``--ignoreWarnings``: skip files whose names cannot be keys instead of failing."""
+        return self._ignoreWarnings
+
+    @ignoreWarnings.setter
+    def ignoreWarnings(self, value: object) -> None:
+        self._ignoreWarnings = bool(value)
+
+    @property
+    def sourceDir(self) -> str | None:
+        """The local directory to mirror."""
+        return self._sourceDir
+
+    @sourceDir.setter
+    def sourceDir(self, value: str | None) -> None:
+        if value is not None and len(value) < 1:
+            raise ValueError("The source directory must be a non-empty path.")
+        self._sourceDir = value
+
+    @property
+    def s3BucketUrl(self) -> str | None:
+        """The target, ``s3://bucket[/prefix]``."""
+        return self._s3BucketUrl
+
+    @s3BucketUrl.setter
+    def s3BucketUrl(self, value: str | None) -> None:
+        if value is not None and len(value) < 1:
+            raise ValueError("The S3 bucket URL must be non-empty.")
+        self._s3BucketUrl = value
+
+    @property
+    def maxConcurrency(self) -> int | None:
+        """``--maxConcurrency``: bound on concurrent S3 requests (``None``: the default)."""
+        return self._maxConcurrency
+
+    @maxConcurrency.setter
+    def maxConcurrency(self, value: int | str | None) -> None:
+        if value is None:
+            self._maxConcurrency = None
+            return
+        number = int(value)
+        if number < 1:
+            raise ValueError("The concurrency must be a positive integer.")
+        self._maxConcurrency = number
+
+    @property
+    def allowEmptySource(self) -> bool:
+        """``--allowEmptySource``: let a full sync of an empty source empty the prefix."""
+        return self._allowEmptySource
+
+    @allowEmptySource.setter
+    def allowEmptySource(self, value: object) -> None:
+        self._allowEmptySource = bool(value)
+
+    # Whole-object operations ---------------------------------------------------------
+
+    def _as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _FIELDS}
+
+    def validate(self) -> None:
+        """Raises ``ValueError`` unless a run could start from these options."""
+        # TODO(issue 3 merge): delegate to the core's Options::validate.
+        if not (self.help or self.version or self.diagnostics) and (
+            self.sourceDir is None or self.s3BucketUrl is None
+        ):
+            raise ValueError("Source directory and S3 bucket URL are both required.")
+
+    def buildArgumentList(self, validate: bool = True) -> list[str]:
+        """The options as an argument list: long switch names in a fixed order, then the
+        two positional arguments. Feeding it back to ``Options`` gives an equal object."""
+        if validate:
+            self.validate()
+        # TODO(issue 3 merge): delegate to the core's build_argument_list.
+        out: list[str] = []
+        for switch, value in self._switches():
+            out.append(switch)
+            if value is not None:
+                out.append(value)
+        out.extend(p for p in (self.sourceDir, self.s3BucketUrl) if p is not None)
+        return out
+
+    def buildArgumentString(self, validate: bool = True) -> str:
+        """Like :meth:`buildArgumentList`, as one string with every text value in double quotes."""
+        if validate:
+            self.validate()
+        # TODO(issue 3 merge): delegate to the core's build_argument_string.
+        parts: list[str] = []
+        for switch, value in self._switches():
+            parts.append(switch)
+            if value is not None:
+                parts.append(value if switch in ("--mode", "--maxConcurrency") else f'"{value}"')
+        parts.extend(f'"{p}"' for p in (self.sourceDir, self.s3BucketUrl) if p is not None)
+        return "".join(f"{p} " for p in parts)
+
+    def _switches(self) -> Iterable[tuple[str, str | None]]:
+        flags_before = (
+            ("--help", self.help),
+            ("--version", self.version),
+            ("--verbose", self.verbose),
+            ("--quiet", self.quiet),
+        )
+        for switch, on in flags_before:
+            if on:
+                yield switch, None
+        if self.logfile is not None:
+            yield "--logfile", self.logfile
+        if self.owner is not None:
+            yield "--owner", f"{self.owner[0]}:{self.owner[1]}"
+        if self.mode is not None:
+            yield "--mode", format(self.mode, "o")
+        flags_after = (
+            ("--output", self.output),
+            ("--debug", self.debug),
+            ("--stack", self.stacktrace),
+            ("--diagnostics", self.diagnostics),
+            ("--verifyOnly", self.verifyOnly),
+            ("--uploadOnly", self.uploadOnly),
+            ("--ignoreWarnings", self.ignoreWarnings),
+            ("--allowEmptySource", self.allowEmptySource),
+        )
+        for switch, on in flags_after:
+            if on:
+                yield switch, None
+        if self.maxConcurrency is not None:
+            yield "--maxConcurrency", str(self.maxConcurrency)
+
+
+# The comparison order, which is also the order of the original's fields, then ours.
+_FIELDS = (
+    "help",
+    "version",
+    "verbose",
+    "quiet",
+    "logfile",
+    "owner",
+    "mode",
+    "output",
+    "debug",
+    "stacktrace",
+    "diagnostics",
+    "verifyOnly",
+    "uploadOnly",
+    "ignoreWarnings",
+    "sourceDir",
+    "s3BucketUrl",
+    "maxConcurrency",
+    "allowEmptySource",
+)
+
+
+class SourceFiles(list[str]):
+    """What :func:`_buildSourceFiles` returns: the paths of the regular files under the
+    source directory, carrying the core's walk so verification need not walk again."""
+
+    def __init__(self, tree: _core.SourceTree) -> None:
+        super().__init__(os.fsdecode(p) for p in tree.paths())
+        self.tree = tree
+
+
+# Command line -----------------------------------------------------------------------
+
+
+def cli() -> int:
+    """The ``cback3-amazons3-sync`` command: returns the exit status.
+
+    0 success, 1 unsupported Python, 2 bad command line, 3 logging could not be set up,
+    5 interrupted (Ctrl-C), 6 any other failure.
+    """
+    if sys.version_info[:2] < _MIN_PYTHON:
+        sys.stderr.write("Python {}.{} or newer is required.\n".format(*_MIN_PYTHON))
+        return 1
+    try:
+        options = Options(argumentList=sys.argv[1:])
+    except Exception as e:
+        _usage()
+        sys.stderr.write(f"\nError: {e}\n")
+        return 2
+    if options.help:
+        _usage()
+        return 0
+    if options.version:
+        _version()
+        return 0
+    if options.diagnostics:
+        _diagnostics()
+        return 0
+    if options.stacktrace:
+        _setup_logging(options)
+    else:
+        try:
+            _setup_logging(options)
+        except Exception as e:
+            sys.stderr.write(f"Error setting up logging: {e}\n")
+            return 3
+    status = _core.execute(options._as_dict())
+    if options.stacktrace and status == 5:
+        raise KeyboardInterrupt
+    if options.stacktrace and status != 0:
+        raise RuntimeError(f"Amazon S3 sync failed with exit status {status}; the log has the details.")
+    return status
+
+
+def main() -> None:
+    """Console entry point: exits with :func:`cli`'s status."""
+    sys.exit(cli())
+
+
+def _setup_logging(options: Options) -> str:
+    """Sets up logging as Cedar Backup does, with Cedar Backup's own code when it is
+    installed (one logfile shared by all its tools), and returns the logfile path."""
+    try:
+        from CedarBackup3.cli import setupLogging
+    except ImportError:
+        logfile = _setup_own_logging(options)
+    else:
+        logfile = str(setupLogging(options))
+    # Handlers and levels changed: the core must look its Python loggers up again.
+    _core.reset_log_cache()
+    return logfile
+
+
+def _create_logfile(path: str, options: Options) -> None:
+    if os.path.exists(path):
+        return
+    mode = DEFAULT_MODE if options.mode is None else options.mode
+    saved = os.umask(0)  # the mode is meant exactly as given
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, mode))
+    finally:
+        os.umask(saved)
+    user, group = options.owner or DEFAULT_OWNERSHIP
+    try:
+        import grp
+        import pwd
+
+        os.chown(path, pwd.getpwnam(user).pw_uid, grp.getgrnam(group).gr_gid)
+    except (KeyError, OSError):
+        pass  # as Cedar Backup: ownership is best effort
+
+
+def _setup_own_logging(options: Options) -> str:
+    path = options.logfile or DEFAULT_LOGFILE
+    _create_logfile(path, options)
+
+    flow = logging.getLogger("CedarBackup3.log")
+    flow.setLevel(logging.DEBUG)
+    disk = logging.FileHandler(path, mode="a", encoding="utf-8")
+    disk.setFormatter(logging.Formatter(fmt=_DISK_FORMAT, datefmt=_DATE_FORMAT))
+    disk.setLevel(logging.DEBUG if options.debug else logging.INFO)
+    flow.addHandler(disk)
+    screen = logging.StreamHandler(sys.stdout)
+    screen.setFormatter(logging.Formatter(fmt="%(message)s"))
+    if options.quiet:
+        screen.setLevel(logging.CRITICAL)
+    elif options.verbose:
+        screen.setLevel(logging.DEBUG if options.debug else logging.INFO)
+    else:
+        screen.setLevel(logging.ERROR)
+    flow.addHandler(screen)
+
+    output = logging.getLogger("CedarBackup3.output")
+    output.setLevel(logging.DEBUG)
+    out_disk = logging.FileHandler(path, mode="a", encoding="utf-8")
+    out_disk.setFormatter(logging.Formatter(fmt=_DISK_OUTPUT_FORMAT, datefmt=_DATE_FORMAT))
+    out_disk.setLevel(logging.DEBUG if (options.debug or options.output) else logging.CRITICAL)
+    output.addHandler(out_disk)
+    return path
+
+
+def _usage(fd: IO[str] | None = None) -> None:
+    """Writes the usage text to ``fd`` (default: standard error at call time)."""
+    (fd or sys.stderr).write(_core.usage())
+
+
+def _version(fd: IO[str] | None = None) -> None:
+    """Writes the version line to ``fd`` (default: standard output at call time)."""
+    (fd or sys.stdout).write(_core.version() + "\n")
+
+
+def _diagnostics(fd: IO[str] | None = None) -> None:
+    """Writes the runtime diagnostics to ``fd`` (default: standard output at call time),
+    one ``Title....: value`` line each."""
+    out = fd or sys.stdout
+    for line in _core.diagnostics():
+        out.write(line + "\n")
+
+
+# The run, step by step ------------------------------------------------------------------
+
+
+def _executeAction(options: Options) -> None:
+    """The work of one run (name check, sync unless verify-only, verify).
+
+    Raises ``KeyboardInterrupt`` on Ctrl-C (after aborting open multipart uploads) and
+    ``RuntimeError`` on any failure; the details are in the log.
+    """
+    _core.run_action(options._as_dict())
+
+
+def _buildSourceFiles(sourceDir: str) -> SourceFiles:
+    """Walks ``sourceDir`` (symlinks followed, loops and broken links skipped).
+
+    Raises ``ValueError`` if it is missing or not a directory.
+    """
+    return SourceFiles(_core.walk(sourceDir))
+
+
+def _checkSourceFiles(sourceDir: str, sourceFiles: Sequence[str]) -> None:
+    """Raises ``ValueError`` (one log line per file) if any name under ``sourceDir``
+    cannot be an S3 key: not UTF-8, or too long. The check is exact, not a guess."""
+    _core.check_source_files(sourceDir)
+
+
+def _synchronizeBucket(sourceDir: str, s3BucketUrl: str, uploadOnly: bool) -> None:
+    """Makes the prefix a mirror of ``sourceDir``: uploads new and changed files, then
+    (unless ``uploadOnly``) deletes objects with no local file. Raises ``OSError`` on failure."""
+    _core.synchronize(sourceDir, s3BucketUrl, bool(uploadOnly))
+
+
+def _verifyBucketContents(sourceDir: str, sourceFiles: Sequence[str], s3BucketUrl: str) -> None:
+    """Raises ``ValueError`` (one log line per file) unless every regular file among
+    ``sourceFiles`` has an object of the same size under ``s3BucketUrl``."""
+    # Reuse the walk when we made the list; either way only the listed files are checked.
+    tree = sourceFiles.tree if isinstance(sourceFiles, SourceFiles) else _core.walk(sourceDir)
+    _core.verify(tree.restrict([os.fspath(p) for p in sourceFiles]), s3BucketUrl)
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

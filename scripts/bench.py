@@ -1,0 +1,365 @@
+#!/usr/bin/env python3
+"""Benchmark: cback3-s3sync against s5cmd, rclone, `aws s3 sync` and the original tool.
+
+One command from a fresh clone: ``scripts/bench.sh`` (installs the peers, builds the release
+binary, then runs this). Everything runs against a SeaweedFS server on 127.0.0.1 that this
+script starts; ``--latency-ms N`` puts a user-space proxy in front of it that delays every
+byte N ms each way. Runs are interleaved (one run of each tool per round), each on a fresh
+prefix, and the bucket is checked after each run. Prints medians, min-max, peak RSS and the
+ratio ours/peer. It is a benchmark, not a test: nothing here is timed in CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from s3server import LocalS3  # noqa: E402
+
+KIB = 1024
+MIB = 1024 * KIB
+
+
+@dataclass
+class Result:
+    seconds: list[float] = field(default_factory=list)
+    rss_mib: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+
+def make_small_tree(root: Path, count: int, seed: int = 7) -> None:
+    rng = random.Random(seed)
+    for i in range(count):
+        d = root / f"d{i % 100:02d}" / f"e{(i // 100) % 10}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"file-{i:07d}.dat").write_bytes(rng.randbytes(rng.randint(1 * KIB, 8 * KIB)))
+
+
+def make_sparse_free_file(path: Path, size: int) -> None:
+    """A file of real (incompressible-enough) bytes, written in 1 MiB blocks."""
+    block = random.Random(size).randbytes(MIB)
+    with open(path, "wb") as fh:
+        left = size
+        i = 0
+        while left:
+            n = min(left, MIB)
+            fh.write(block[:n] if i % 2 else block[::-1][:n])
+            left -= n
+            i += 1
+
+
+def make_million(root: Path, count: int) -> None:
+    for i in range(count):
+        d = root / f"a{i // 10000:03d}" / f"b{(i // 100) % 100:02d}"
+        if i % 100 == 0:
+            d.mkdir(parents=True, exist_ok=True)
+        (d / f"f{i:07d}").write_bytes(b"x" * (i % 64))
+
+
+def tree_stats(root: Path) -> tuple[int, int]:
+    n = size = 0
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            n += 1
+            size += os.path.getsize(os.path.join(dirpath, f))
+    return n, size
+
+
+def timed(cmd: list[str], env: dict[str, str], cwd: str | None = None) -> tuple[float, float, int, str]:
+    """Wall seconds, peak RSS (MiB) of the process tree, exit code, and the output tail."""
+    start = time.monotonic()
+    with tempfile.TemporaryFile() as out:
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.monotonic() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        tail = out.read()[-2000:].decode("utf-8", "replace")
+    # ru_maxrss is the largest resident set of the child or any descendant it waited for.
+    return elapsed, usage.ru_maxrss / 1024, proc.returncode, tail
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, server: LocalS3, endpoint: str, work: Path) -> None:
+        self.args = args
+        self.server = server
+        self.endpoint = endpoint
+        self.work = work
+        self.env = dict(os.environ)
+        for k in list(self.env):
+            if k.startswith("AWS_"):
+                del self.env[k]
+        self.env.update(server.env())
+        self.env["AWS_ENDPOINT_URL"] = endpoint
+        self.env["HOME"] = str(work / "home")
+        (work / "home").mkdir(exist_ok=True)
+        self.bucket = "bench"
+        self.counter = 0
+        self.ours = str(ROOT / "target" / "release" / "cback3-amazons3-sync")
+        s5 = shutil.which("s5cmd")
+        self.s5cmd = s5 or "s5cmd"
+        self.aws(["s3", "mb", f"s3://{self.bucket}"])
+
+    def aws(self, args: list[str]) -> str:
+        return subprocess.run(
+            ["aws", *args], env=self.env, check=True, capture_output=True, text=True
+        ).stdout
+
+    def fresh_prefix(self) -> str:
+        self.counter += 1
+        return f"run{self.counter:04d}"
+
+    def listing(self, prefix: str) -> tuple[int, int]:
+        out = subprocess.run(
+            [self.s5cmd, "--endpoint-url", self.endpoint, "ls", f"s3://{self.bucket}/{prefix}/*"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+        ).stdout
+        n = size = 0
+        for line in out.splitlines():
+            parts = line.split()
+            if len(parts) >= 4 and parts[-2].isdigit():
+                n += 1
+                size += int(parts[-2])
+        return n, size
+
+    def command(self, tool: str, src: Path, prefix: str) -> list[str]:
+        url = f"s3://{self.bucket}/{prefix}"
+        log = str(self.work / "tool.log")
+        conc = self.args.concurrency
+        if tool == "ours":
+            cmd = [self.ours, "-q", "-l", log]
+            if conc:
+                cmd.append(f"--maxConcurrency={conc}")
+            return [*cmd, str(src), url]
+        if tool == "s5cmd":
+            return [self.s5cmd, "--endpoint-url", self.endpoint, "sync", "--delete", f"{src}/", f"{url}/"]
+        if tool == "s5cmd-cp":
+            return [self.s5cmd, "--endpoint-url", self.endpoint, "cp", f"{src}/*", f"{url}/"]
+        if tool == "rclone":
+            return ["rclone", "sync", str(src), f"bench:{self.bucket}/{prefix}"]
+        if tool == "aws":
+            return ["aws", "s3", "sync", "--only-show-errors", str(src), url, "--delete"]
+        if tool == "original":
+            return [
+                sys.executable,
+                "-c",
+                "import sys\nfrom CedarBackup3.tools.amazons3 import cli\nsys.exit(cli())",
+                "-q",
+                "-w",
+                "-l",
+                log,
+                str(src),
+                url,
+            ]
+        raise ValueError(tool)
+
+    def tool_env(self, tool: str) -> dict[str, str]:
+        env = dict(self.env)
+        if tool == "rclone":
+            env.update(
+                {
+                    "RCLONE_CONFIG_BENCH_TYPE": "s3",
+                    "RCLONE_CONFIG_BENCH_PROVIDER": "Other",
+                    "RCLONE_CONFIG_BENCH_ENDPOINT": self.endpoint,
+                    "RCLONE_CONFIG_BENCH_ACCESS_KEY_ID": env["AWS_ACCESS_KEY_ID"],
+                    "RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY": env["AWS_SECRET_ACCESS_KEY"],
+                    "RCLONE_CONFIG_BENCH_REGION": "us-east-1",
+                }
+            )
+        return env
+
+    def run_case(
+        self,
+        tool: str,
+        dataset: Path,
+        kind: str,
+        mutate: Callable[[Path], None] | None,
+    ) -> tuple[float, float, str | None]:
+        """One measured run. `kind` is initial, noop or change."""
+        prefix = self.fresh_prefix()
+        src = dataset
+        if kind == "change":
+            src = self.work / f"copy-{prefix}"
+            shutil.copytree(dataset, src, symlinks=True)
+        env = self.tool_env(tool)
+        if kind in ("noop", "change"):
+            # Fill the prefix with the same tool first (not measured).
+            _, _, code, tail = timed(self.command(tool, src, prefix), env)
+            if code != 0:
+                return 0, 0, f"preparing run failed ({code}): {tail}"
+            if mutate:
+                mutate(src)
+        secs, rss, code, tail = timed(self.command(tool, src, prefix), env)
+        problem = None
+        if code != 0:
+            problem = f"exit {code}: {tail[-600:]}"
+        else:
+            want = tree_stats(src)
+            got = self.listing(prefix)
+            if got != want:
+                problem = f"bucket has {got} (objects, bytes), source {want}"
+        if kind == "change":
+            shutil.rmtree(src, ignore_errors=True)
+        return secs, rss, problem
+
+
+def change_one_percent(root: Path) -> None:
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    rng = random.Random(11)
+    picked = rng.sample(files, max(1, len(files) // 50))
+    half = len(picked) // 2
+    future = time.time() + 5
+    for p in picked[:half]:
+        p.write_bytes(rng.randbytes(p.stat().st_size))
+        os.utime(p, (future, future))
+    for p in picked[half:]:
+        p.unlink()
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--latency-ms", type=float, default=0.0, help="delay each way through a proxy")
+    p.add_argument("--small-files", type=int, default=10_000)
+    p.add_argument("--big-files", type=int, default=20)
+    p.add_argument("--big-size-mib", type=int, default=64)
+    p.add_argument("--huge-size-mib", type=int, default=1024)
+    p.add_argument("--million", type=int, default=0, help="files in the no-op/memory tree (e.g. 1000000)")
+    p.add_argument("--cases", default="small-initial,small-noop,small-change,big-initial,huge-initial")
+    p.add_argument("--tools", default="ours,s5cmd,rclone,aws,original")
+    p.add_argument("--concurrency", type=int, default=0, help="--maxConcurrency for ours (0: default)")
+    p.add_argument("--work", default=None, help="scratch directory (default: a temp dir)")
+    args = p.parse_args()
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+
+    work = Path(args.work or tempfile.mkdtemp(prefix="cback3-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    data = work / "data"
+    data.mkdir(exist_ok=True)
+    cases = [c for c in args.cases.split(",") if c]
+    tools = [t for t in args.tools.split(",") if t]
+
+    datasets: dict[str, Path] = {}
+    if any(c.startswith("small") for c in cases):
+        datasets["small"] = data / f"small-{args.small_files}"
+        if not datasets["small"].exists():
+            print(f"making {args.small_files} small files ...", file=sys.stderr)
+            make_small_tree(datasets["small"], args.small_files)
+    if "big-initial" in cases:
+        datasets["big"] = data / f"big-{args.big_files}x{args.big_size_mib}"
+        if not datasets["big"].exists():
+            datasets["big"].mkdir()
+            for i in range(args.big_files):
+                make_sparse_free_file(datasets["big"] / f"big-{i:02d}.bin", args.big_size_mib * MIB)
+    if "huge-initial" in cases:
+        datasets["huge"] = data / f"huge-{args.huge_size_mib}"
+        if not datasets["huge"].exists():
+            datasets["huge"].mkdir()
+            make_sparse_free_file(datasets["huge"] / "huge.bin", args.huge_size_mib * MIB)
+    if args.million:
+        cases.append("million-noop")
+        datasets["million"] = data / f"million-{args.million}"
+        if not datasets["million"].exists():
+            print(f"making {args.million} files ...", file=sys.stderr)
+            make_million(datasets["million"], args.million)
+
+    results: dict[tuple[str, str], Result] = {}
+    with LocalS3(str(work / "server")) as server:
+        proxy = None
+        endpoint = server.endpoint
+        if args.latency_ms:
+            ready = work / "proxy.port"
+            ready.unlink(missing_ok=True)
+            proxy = subprocess.Popen(
+                [
+                    sys.executable,
+                    str(ROOT / "tests" / "s3proxy.py"),
+                    "--upstream",
+                    str(server.port),
+                    "--delay-ms",
+                    str(args.latency_ms),
+                    "--ready-file",
+                    str(ready),
+                ],
+                stdout=subprocess.DEVNULL,
+            )
+            deadline = time.monotonic() + 10
+            while not ready.exists():
+                if time.monotonic() > deadline or proxy.poll() is not None:
+                    raise SystemExit("latency proxy did not start")
+                time.sleep(0.05)
+            endpoint = f"http://127.0.0.1:{ready.read_text()}"
+        try:
+            bench = Bench(args, server, endpoint, work)
+            for rnd in range(args.rounds):
+                for case in cases:
+                    kind = case.split("-")[1]
+                    ds = datasets[case.split("-")[0]]
+                    for tool in tools:
+                        if tool == "s5cmd-cp" and kind != "initial":
+                            continue
+                        mutate = change_one_percent if kind == "change" else None
+                        secs, rss, problem = bench.run_case(tool, ds, kind, mutate)
+                        r = results.setdefault((case, tool), Result())
+                        if problem:
+                            r.failures.append(problem)
+                            print(f"round {rnd + 1} {case} {tool}: FAILED {problem}", file=sys.stderr)
+                        else:
+                            r.seconds.append(secs)
+                            r.rss_mib.append(rss)
+                            print(f"round {rnd + 1} {case} {tool}: {secs:.2f} s, {rss:.0f} MiB", file=sys.stderr)
+        finally:
+            if proxy:
+                proxy.terminate()
+                proxy.wait()
+
+    print_table(results, cases, tools, args)
+    return 0
+
+
+def print_table(results: dict[tuple[str, str], Result], cases: list[str], tools: list[str], args: argparse.Namespace) -> None:
+    mode = f"latency {args.latency_ms:g} ms each way" if args.latency_ms else "direct"
+    print(f"\n### {mode}; {args.rounds} interleaved rounds; seconds median (min-max) / peak RSS MiB median\n")
+    print("| case | " + " | ".join(tools) + " |")
+    print("|---|" + "---|" * len(tools))
+    for case in cases:
+        ours = results.get((case, "ours"))
+        ours_med = statistics.median(ours.seconds) if ours and ours.seconds else None
+        ours_rss = statistics.median(ours.rss_mib) if ours and ours.rss_mib else None
+        cells = []
+        for tool in tools:
+            r = results.get((case, tool))
+            if r is None:
+                cells.append("n/a")
+                continue
+            if not r.seconds:
+                cells.append(f"FAILED ({len(r.failures)})")
+                continue
+            med = statistics.median(r.seconds)
+            rss = statistics.median(r.rss_mib)
+            cell = f"{med:.2f} ({min(r.seconds):.2f}-{max(r.seconds):.2f}) / {rss:.0f}"
+            if tool != "ours" and ours_med:
+                cell += f" · ours/peer {ours_med / med:.2f}, RSS {ours_rss / rss:.2f}"
+            if r.failures:
+                cell += f" · {len(r.failures)} failed"
+            cells.append(cell)
+        print(f"| {case} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,242 @@
+"""The shim's functions against a real S3 server: phases, a whole run through cli(),
+log records with Cedar Backup's logger names and levels, and exit codes."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cback3_s3sync import _core
+from cback3_s3sync import amazons3 as shim
+from conftest import listing, make_tree
+
+FLOW = "CedarBackup3.log.tools.amazons3"
+OUTPUT = "CedarBackup3.output"
+CEDAR_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d \S+ --> \[(DEBUG  |INFO   |WARNING|ERROR  )\] .*$")
+
+
+def records(caplog: pytest.LogCaptureFixture, name: str, level: int | None = None) -> list[str]:
+    return [
+        r.getMessage() for r in caplog.records if r.name == name and (level is None or r.levelno == level)
+    ]
+
+
+def run_cli(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
+    monkeypatch.setattr(sys, "argv", ["cback3-amazons3-sync", *args])
+    return shim.cli()
+
+
+def test_module_surface_matches_the_original() -> None:
+    from CedarBackup3.tools import amazons3 as original
+
+    for name in (
+        "cli", "Options", "_usage", "_version", "_diagnostics", "_executeAction", "_buildSourceFiles",
+        "_checkSourceFiles", "_synchronizeBucket", "_verifyBucketContents",
+    ):  # fmt: skip
+        assert callable(getattr(shim, name)), name
+        import inspect
+
+        assert list(inspect.signature(getattr(shim, name)).parameters) == list(
+            inspect.signature(getattr(original, name)).parameters
+        ), name
+
+
+def test_usage_version_and_diagnostics_write_to_the_given_file() -> None:
+    out = io.StringIO()
+    shim._usage(out)
+    assert "sourceDir" in out.getvalue()
+    out = io.StringIO()
+    shim._version(out)
+    assert _core.__version__ in out.getvalue()
+    out = io.StringIO()
+    shim._diagnostics(out)
+    lines = out.getvalue().splitlines()
+    assert lines == sorted(lines)
+    assert all(re.match(r"^\w+\.+: ", line) for line in lines)
+
+
+def test_build_source_files_lists_regular_files(tree: Path) -> None:
+    files = shim._buildSourceFiles(str(tree))
+    assert sorted(files) == sorted(str(p) for p in tree.rglob("*") if p.is_file())
+    with pytest.raises(ValueError, match="does not exist"):
+        shim._buildSourceFiles(str(tree / "missing"))
+    with pytest.raises(ValueError, match="not a directory"):
+        shim._buildSourceFiles(str(tree / "a.txt"))
+
+
+def test_undecodable_names_round_trip_and_fail_the_check(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    raw = os.path.join(os.fsencode(src), b"bad-\xff-name")
+    with open(raw, "wb") as fh:
+        fh.write(b"x")
+    (src / "good").write_text("ok")
+    tree = _core.walk(str(src))
+    assert len(tree) == 1
+    assert any("bad-\\xff-name" in p for p in tree.problems())
+    with caplog.at_level(logging.DEBUG), pytest.raises(ValueError):
+        shim._checkSourceFiles(str(src), shim._buildSourceFiles(str(src)))
+    assert any("\\xff" in m for m in records(caplog, FLOW, logging.ERROR))
+    # A surrogate-escaped str names the same file.
+    assert os.path.exists(os.fsdecode(raw))
+
+
+def test_phases_sync_and_verify_with_cedar_logger_names(
+    s3: Any, s3_client: Any, bucket: str, tree: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"s3://{bucket}/backup"
+    caplog.set_level(logging.DEBUG)
+    files = shim._buildSourceFiles(str(tree))
+    shim._checkSourceFiles(str(tree), files)
+    shim._synchronizeBucket(str(tree), url, False)
+    shim._verifyBucketContents(str(tree), files, url)
+    expected = {
+        "backup/" + p.relative_to(tree).as_posix(): p.stat().st_size for p in tree.rglob("*") if p.is_file()
+    }
+    assert listing(s3_client, bucket) == expected
+    flow = records(caplog, FLOW)
+    assert any("Uploading 5 files" in m for m in flow)
+    assert any(m.startswith("Verified 5 files") for m in records(caplog, FLOW, logging.INFO))
+    assert records(caplog, OUTPUT, logging.DEBUG), "S3 detail goes to the output logger"
+
+    # A plain list (not ours) is verified too, and only its files count.
+    shim._verifyBucketContents(str(tree), [str(tree / "a.txt")], url)
+
+    # Upload-only keeps objects that have no local file; a full sync removes them.
+    (tree / "a.txt").unlink()
+    shim._synchronizeBucket(str(tree), url, True)
+    assert "backup/a.txt" in listing(s3_client, bucket)
+    shim._synchronizeBucket(str(tree), url, False)
+    assert "backup/a.txt" not in listing(s3_client, bucket)
+
+
+def test_verify_differences_raise_value_error_with_one_line_each(
+    s3: Any, s3_client: Any, bucket: str, tree: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"s3://{bucket}/v"
+    shim._synchronizeBucket(str(tree), url, False)
+    (tree / "a.txt").write_text("longer than before\n")
+    (tree / "new.txt").write_text("new\n")
+    caplog.set_level(logging.INFO)
+    with pytest.raises(ValueError, match="2 differences"):
+        shim._verifyBucketContents(str(tree), shim._buildSourceFiles(str(tree)), url)
+    errors = records(caplog, FLOW, logging.ERROR)
+    assert any("new.txt" in m for m in errors)
+    assert any("size differs" in m and "a.txt" in m for m in errors)
+
+
+def test_synchronize_failure_is_an_os_error(s3: Any, tree: Path) -> None:
+    with pytest.raises(OSError):
+        shim._synchronizeBucket(str(tree), "s3://no-such-bucket-here/p", False)
+    with pytest.raises(ValueError):
+        shim._synchronizeBucket(str(tree), "http://not-s3/p", False)
+
+
+def test_execute_action_runs_every_phase(s3: Any, s3_client: Any, bucket: str, tree: Path) -> None:
+    opts = shim.Options(argumentList=[str(tree), f"s3://{bucket}/x"])
+    shim._executeAction(opts)
+    assert len(listing(s3_client, bucket, "x/")) == 5
+    opts.verifyOnly = True
+    (tree / "extra").write_text("not uploaded")
+    with pytest.raises(RuntimeError):
+        shim._executeAction(opts)
+    assert "x/extra" not in listing(s3_client, bucket)
+
+
+def test_cli_run_writes_cedar_format_lines(
+    s3: Any,
+    s3_client: Any,
+    bucket: str,
+    tree: Path,
+    logfile: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert run_cli(monkeypatch, "-l", str(logfile), "-m", "600", str(tree), f"s3://{bucket}/c") == 0
+    assert len(listing(s3_client, bucket, "c/")) == 5
+    assert (logfile.stat().st_mode & 0o777) == 0o600
+    lines = logfile.read_text().splitlines()
+    assert lines and all(CEDAR_LINE.match(line) for line in lines), lines
+    assert "exit status 0" in lines[-1]
+    assert capsys.readouterr().out == "", "default screen level is ERROR"
+
+
+def test_cli_output_and_debug_reach_the_logfile(
+    s3: Any, bucket: str, tree: Path, logfile: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert run_cli(monkeypatch, "-d", "-q", "-l", str(logfile), str(tree), f"s3://{bucket}/d") == 0
+    lines = logfile.read_text().splitlines()
+    assert any(line.startswith("S3 endpoint") for line in lines), "output-logger lines (message only) with -d"
+
+
+def test_cli_verbose_prints_the_flow_to_stdout(
+    s3: Any, bucket: str, tree: Path, logfile: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Cedar Backup's screen handler writes to the stream its module holds (sys.stdout at import).
+    import CedarBackup3.cli
+
+    screen = io.StringIO()
+    monkeypatch.setattr(CedarBackup3.cli, "SCREEN_LOG_STREAM", screen)
+    assert run_cli(monkeypatch, "-b", "-l", str(logfile), str(tree), f"s3://{bucket}/b") == 0
+    out = screen.getvalue()
+    assert "exit status 0" in out and "-->" not in out
+
+
+@pytest.mark.parametrize(
+    ("args", "status"),
+    [
+        (["--bogus", "a", "s3://b/p"], 2),
+        (["only-one"], 2),
+        (["-m", "9", "a", "s3://b/p"], 2),
+        (["-h"], 0),
+        (["-V"], 0),
+        (["-D"], 0),
+    ],
+)
+def test_cli_exit_codes_without_a_run(
+    args: list[str], status: int, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    assert run_cli(monkeypatch, *args) == status
+    captured = capsys.readouterr()
+    if status == 2:
+        assert "sourceDir" in captured.err and "Error" in captured.err
+    if args == ["-h"]:
+        assert "sourceDir" in captured.err
+    if args == ["-V"]:
+        assert _core.__version__ in captured.out
+
+
+def test_cli_logging_failure_is_3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    bad = tmp_path / "no" / "such" / "dir" / "x.log"
+    assert run_cli(monkeypatch, "-l", str(bad), str(tmp_path), "s3://b/p") == 3
+    assert "logging" in capsys.readouterr().err
+
+
+def test_cli_failures_are_6(s3: Any, tmp_path: Path, logfile: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert run_cli(monkeypatch, "-l", str(logfile), str(tmp_path / "missing"), "s3://b/p") == 6
+    assert "exit status 6" in logfile.read_text().splitlines()[-1]
+
+
+def test_cli_without_cedar_backup_writes_the_same_format(
+    s3: Any, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Hide CedarBackup3 so the shim's own logging setup is used.
+    monkeypatch.setitem(sys.modules, "CedarBackup3.cli", None)
+    src = make_tree(tmp_path / "s", {"f": b"1"})
+    log = tmp_path / "own.log"
+    assert run_cli(monkeypatch, "-O", "-l", str(log), "-m", "604", str(src), f"s3://{bucket}/own") == 0
+    assert (log.stat().st_mode & 0o777) == 0o604
+    lines = log.read_text().splitlines()
+    flow_lines = [line for line in lines if "-->" in line]
+    assert flow_lines and all(CEDAR_LINE.match(line) for line in flow_lines)
+    assert any(line.startswith("S3 endpoint") for line in lines), "output lines are the message only"
+    assert "exit status 0" in flow_lines[-1]

@@ -1,0 +1,292 @@
+#!/usr/bin/env python3
+"""A user-space TCP proxy on 127.0.0.1 in front of the local S3 server.
+
+It adds what the kernel cannot here (no ``tc netem``):
+
+* **latency**: every byte is delivered ``--delay-ms`` after it arrived, in each direction,
+  like a long link (bandwidth is not limited, order is kept);
+* **faults**, per HTTP request, for a chosen share of requests: ``reset`` (close the
+  connection mid-request), ``stall`` (hold the request without answering for
+  ``--stall-s`` seconds, then close), ``500`` (InternalError) and ``503`` (SlowDown).
+
+The share and kinds of faults can be changed while it runs by writing a JSON object to the
+control file given with ``--control`` (read before each request), for example
+``{"fault_rate": 0.2, "faults": ["reset", "503"]}`` or ``{"fault_rate": 0}``.
+
+Usage: ``s3proxy.py --listen PORT --upstream PORT [--delay-ms N] [--fault-rate F]
+[--faults reset,stall,500,503] [--seed N] [--control FILE] [--ready-file FILE]``.
+It prints ``listening on PORT`` when ready and counts what it did into ``--stats FILE`` (JSON)
+on exit (SIGTERM or SIGINT).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import signal
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+ERRORS = {
+    "500": (500, "Internal Server Error", "InternalError", "We encountered an internal error."),
+    "503": (503, "Slow Down", "SlowDown", "Please reduce your request rate."),
+}
+
+
+@dataclass
+class Settings:
+    delay: float = 0.0
+    fault_rate: float = 0.0
+    faults: list[str] = field(default_factory=lambda: ["reset", "500", "503"])
+    stall_s: float = 30.0
+    control: str | None = None
+    _control_mtime: float = 0.0
+
+    def refresh(self) -> None:
+        if not self.control:
+            return
+        try:
+            st = os.stat(self.control)
+        except FileNotFoundError:
+            return
+        if st.st_mtime == self._control_mtime:
+            return
+        self._control_mtime = st.st_mtime
+        try:
+            with open(self.control, encoding="utf-8") as fh:
+                data = json.load(fh)
+        except (OSError, ValueError):
+            return
+        self.fault_rate = float(data.get("fault_rate", self.fault_rate))
+        self.faults = list(data.get("faults", self.faults))
+        self.delay = float(data.get("delay_ms", self.delay * 1000)) / 1000
+
+
+class Proxy:
+    def __init__(self, settings: Settings, upstream: int, seed: int) -> None:
+        self.s = settings
+        self.upstream = upstream
+        self.rng = random.Random(seed)
+        self.stats: Counter[str] = Counter()
+
+    async def pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Copies bytes, each chunk delivered `delay` after it was read."""
+        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+        async def deliver() -> None:
+            while True:
+                due, data = await queue.get()
+                if not data:
+                    break
+                wait = due - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                writer.write(data)
+                await writer.drain()
+
+        sender = asyncio.create_task(deliver())
+        try:
+            while True:
+                data = await reader.read(65536)
+                queue.put_nowait((time.monotonic() + self.s.delay, data))
+                if not data:
+                    break
+            await sender
+        except (ConnectionError, asyncio.CancelledError):
+            sender.cancel()
+        finally:
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    async def read_head(self, reader: asyncio.StreamReader) -> bytes | None:
+        try:
+            return await reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            return None
+
+    async def handle(self, creader: asyncio.StreamReader, cwriter: asyncio.StreamWriter) -> None:
+        self.stats["connections"] += 1
+        self.s.refresh()
+        if self.s.fault_rate <= 0:
+            # Plain latency proxy: no need to look at requests.
+            try:
+                ureader, uwriter = await asyncio.open_connection("127.0.0.1", self.upstream)
+            except OSError:
+                cwriter.close()
+                return
+            await asyncio.gather(self.pipe(creader, uwriter), self.pipe(ureader, cwriter))
+            return
+        await self.handle_http(creader, cwriter)
+
+    async def handle_http(self, creader: asyncio.StreamReader, cwriter: asyncio.StreamWriter) -> None:
+        """Request by request, so that a fault can be chosen for each one."""
+        try:
+            ureader, uwriter = await asyncio.open_connection("127.0.0.1", self.upstream)
+        except OSError:
+            cwriter.close()
+            return
+        try:
+            while True:
+                head = await self.read_head(creader)
+                if head is None:
+                    return
+                self.stats["requests"] += 1
+                self.s.refresh()
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value.strip())
+                fault = None
+                if self.s.faults and self.rng.random() < self.s.fault_rate:
+                    fault = self.rng.choice(self.s.faults)
+                if fault == "reset":
+                    self.stats["reset"] += 1
+                    # Read part of the body, then drop the connection.
+                    if length:
+                        await creader.read(min(length, 1024))
+                    cwriter.transport.abort()
+                    return
+                if fault == "stall":
+                    self.stats["stall"] += 1
+                    await asyncio.sleep(self.s.stall_s)
+                    cwriter.transport.abort()
+                    return
+                if fault in ERRORS:
+                    self.stats[fault] += 1
+                    if length:
+                        await creader.readexactly(length)
+                    status, reason, code, message = ERRORS[fault]
+                    body = (
+                        '<?xml version="1.0" encoding="UTF-8"?>\n'
+                        f"<Error><Code>{code}</Code><Message>{message}</Message></Error>"
+                    ).encode()
+                    cwriter.write(
+                        f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/xml\r\n"
+                        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                        + body
+                    )
+                    await cwriter.drain()
+                    cwriter.close()
+                    return
+                await asyncio.sleep(self.s.delay)
+                uwriter.write(head)
+                remaining = length
+                while remaining:
+                    chunk = await creader.read(min(remaining, 65536))
+                    if not chunk:
+                        return
+                    uwriter.write(chunk)
+                    remaining -= len(chunk)
+                await uwriter.drain()
+                if not await self.relay_response(ureader, cwriter, head):
+                    return
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return
+        finally:
+            for w in (uwriter, cwriter):
+                with contextlib.suppress(Exception):
+                    w.close()
+
+    async def relay_response(
+        self, ureader: asyncio.StreamReader, cwriter: asyncio.StreamWriter, request_head: bytes
+    ) -> bool:
+        """Copies one response; False when the connection must close afterwards."""
+        while True:
+            head = await self.read_head(ureader)
+            if head is None:
+                return False
+            status_line = head.split(b"\r\n", 1)[0]
+            if b" 100 " in status_line + b" ":
+                cwriter.write(head)
+                continue
+            break
+        await asyncio.sleep(self.s.delay)
+        cwriter.write(head)
+        headers = {}
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            headers[name.strip().lower()] = value.strip()
+        is_head = request_head.startswith(b"HEAD ")
+        if is_head or status_line.split(b" ")[1:2] in ([b"204"], [b"304"]):
+            pass
+        elif b"content-length" in headers:
+            remaining = int(headers[b"content-length"])
+            while remaining:
+                chunk = await ureader.read(min(remaining, 65536))
+                if not chunk:
+                    return False
+                cwriter.write(chunk)
+                remaining -= len(chunk)
+        elif headers.get(b"transfer-encoding", b"").lower() == b"chunked":
+            while True:
+                size_line = await ureader.readuntil(b"\r\n")
+                cwriter.write(size_line)
+                size = int(size_line.split(b";")[0].strip(), 16)
+                if size == 0:
+                    # Optional trailers, then the empty line that ends the message.
+                    while (line := await ureader.readuntil(b"\r\n")) != b"\r\n":
+                        cwriter.write(line)
+                    cwriter.write(line)
+                    break
+                cwriter.write(await ureader.readexactly(size + 2))
+        else:
+            while chunk := await ureader.read(65536):
+                cwriter.write(chunk)
+            await cwriter.drain()
+            return False
+        await cwriter.drain()
+        return headers.get(b"connection", b"").lower() != b"close"
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    settings = Settings(
+        delay=args.delay_ms / 1000,
+        fault_rate=args.fault_rate,
+        faults=[f for f in args.faults.split(",") if f],
+        stall_s=args.stall_s,
+        control=args.control,
+    )
+    proxy = Proxy(settings, args.upstream, args.seed)
+    server = await asyncio.start_server(proxy.handle, "127.0.0.1", args.listen)
+    port = server.sockets[0].getsockname()[1]
+    if args.ready_file:
+        with open(args.ready_file + ".tmp", "w", encoding="utf-8") as fh:
+            fh.write(str(port))
+        os.replace(args.ready_file + ".tmp", args.ready_file)
+    print(f"listening on {port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with server:
+        await stop.wait()
+    if args.stats:
+        with open(args.stats, "w", encoding="utf-8") as fh:
+            json.dump(dict(proxy.stats), fh)
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--listen", type=int, default=0)
+    p.add_argument("--upstream", type=int, required=True)
+    p.add_argument("--delay-ms", type=float, default=0.0)
+    p.add_argument("--fault-rate", type=float, default=0.0)
+    p.add_argument("--faults", default="reset,500,503")
+    p.add_argument("--stall-s", type=float, default=30.0)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--control")
+    p.add_argument("--ready-file")
+    p.add_argument("--stats")
+    asyncio.run(main_async(p.parse_args(argv)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
