@@ -105,7 +105,10 @@ pub async fn execute(opts: &Options, cancel: CancellationToken) -> ExitStatus {
     let mut summary = Summary::default();
     let status = crate::engine::run(opts, &cancel, &mut summary).await;
     summary.elapsed = started.elapsed();
+    if status == ExitStatus::Interrupted {
+        log::error!(target: FLOW, "Backup interrupted.");
+    }
     log::info!(target: FLOW, "Summary: {summary}");
-    log::info!(target: FLOW, "Cedar Backup Amazon S3 sync run completed with exit status {}.", status.code());
+    log::info!(target: FLOW, "Cedar Backup Amazon S3 sync run completed with status {}.", status.code());
     status
 }

@@ -33,8 +33,9 @@ impl RunError {
     }
 }
 
+/// Logs the reason a run stops, in the original's words, and makes the error.
 fn failed(msg: String) -> RunError {
-    log::error!(target: FLOW, "{msg}");
+    log::error!(target: FLOW, "Error executing backup: {msg}");
     RunError::Failed(msg)
 }
 
@@ -101,7 +102,9 @@ pub fn prepare(
     for f in &tree.failures {
         log::error!(target: FLOW, "Cannot read {}: {}", f.path, f.error);
     }
-    if !tree.problems.is_empty() {
+    if tree.problems.is_empty() {
+        log::info!(target: FLOW, "Completed checking source filename encoding (no problems found).");
+    } else {
         if ignore_warnings {
             for p in &tree.problems {
                 log::warn!(target: FLOW, "Skipping: {p}");
@@ -134,6 +137,15 @@ pub async fn synchronize(
     cancel: &CancellationToken,
 ) -> Result<Synced, RunError> {
     let url = &job.url;
+    log::info!(target: FLOW, "Synchronizing local source directory up to Amazon S3.");
+    match job.mode {
+        Mode::UploadOnly => {
+            log::info!(target: FLOW, "Sync process will only upload new data, never removing files in S3")
+        }
+        _ => {
+            log::info!(target: FLOW, "This will be a full sync process, removing any S3 files that do not exist in the source")
+        }
+    }
     let plan = plan::plan(&tree.files, &listing, job.mode);
     summary.unchanged = plan.unchanged;
     if job.mode == Mode::Full
@@ -212,6 +224,7 @@ pub async fn verify(
     }
     if tree.failures.is_empty() {
         log::info!(target: FLOW, "Verified {} files in {}.", v.verified, job.url);
+        log::info!(target: FLOW, "Completed verifying Amazon S3 bucket contents (no problems found).");
         Ok(())
     } else {
         Err(failed(format!(

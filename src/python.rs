@@ -213,11 +213,31 @@ fn parse_options<'py>(
     argv: Vec<OsString>,
     validate: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
-    // TODO(issue 3 merge): use `options::parse_unvalidated` and, when `validate`,
-    // `Options::validate`; today's provisional `parse` always validates.
-    let _ = validate;
-    let opts = options::parse(&argv).map_err(|e| options_error(py, e))?;
+    let opts = options::parse_unvalidated(&argv).map_err(|e| options_error(py, e))?;
+    if validate {
+        opts.validate().map_err(|e| options_error(py, e))?;
+    }
     options_to_dict(py, &opts)
+}
+
+/// `ValueError` unless a run could start from these options.
+#[pyfunction]
+fn validate_options(py: Python<'_>, options: &Bound<'_, PyDict>) -> PyResult<()> {
+    options_from_dict(options)?
+        .validate()
+        .map_err(|e| options_error(py, e))
+}
+
+/// The options as an argument list (long switch names, fixed order). Does not validate.
+#[pyfunction]
+fn build_argument_list(options: &Bound<'_, PyDict>) -> PyResult<Vec<String>> {
+    Ok(options::build_argument_list(&options_from_dict(options)?))
+}
+
+/// The options as one argument string (values double-quoted). Does not validate.
+#[pyfunction]
+fn build_argument_string(options: &Bound<'_, PyDict>) -> PyResult<String> {
+    Ok(options::build_argument_string(&options_from_dict(options)?))
 }
 
 /// The usage text (`-h`, and on a bad command line).
@@ -465,6 +485,9 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DEFAULT_MODE", options::DEFAULT_MODE)?;
     m.add_class::<SourceTree>()?;
     m.add_function(wrap_pyfunction!(parse_options, m)?)?;
+    m.add_function(wrap_pyfunction!(validate_options, m)?)?;
+    m.add_function(wrap_pyfunction!(build_argument_list, m)?)?;
+    m.add_function(wrap_pyfunction!(build_argument_string, m)?)?;
     m.add_function(wrap_pyfunction!(usage, m)?)?;
     m.add_function(wrap_pyfunction!(version, m)?)?;
     m.add_function(wrap_pyfunction!(diagnostics, m)?)?;

@@ -22,13 +22,13 @@ pub fn verify(tree: &SourceTree, listing: &Listing, mode: Mode) -> VerifyOutcome
         let name = display_bytes(f.rel.as_bytes());
         match listing.get(&f.rel) {
             None => {
-                let line = format!("File was apparently not uploaded: {name}");
+                let line = format!("File was apparently not uploaded: [{name}]");
                 log::error!(target: FLOW, "{line}");
                 out.errors.push(line);
             }
             Some(o) if o.size != f.size => {
                 let line = format!(
-                    "File size differs: {name}, local {} bytes, bucket {} bytes",
+                    "File size differs [{name}]: expected {} bytes but got {} bytes",
                     f.size, o.size
                 );
                 log::error!(target: FLOW, "{line}");
@@ -41,11 +41,11 @@ pub fn verify(tree: &SourceTree, listing: &Listing, mode: Mode) -> VerifyOutcome
         out.extras += 1;
         let name = display_bytes(rel.as_bytes());
         if mode == Mode::Full {
-            let line = format!("Object has no local file and was not deleted: {name}");
+            let line = format!("Object has no local file and was not deleted: [{name}]");
             log::error!(target: FLOW, "{line}");
             out.errors.push(line);
         } else {
-            log::warn!(target: FLOW, "Object has no local file: {name}");
+            log::warn!(target: FLOW, "Object has no local file: [{name}]");
         }
     }
     out

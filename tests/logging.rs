@@ -121,7 +121,7 @@ fn every_line_has_the_cedar_format_and_the_run_is_framed() {
     assert!(msgs.iter().any(|m| m.contains(BAD_URL)));
     assert_eq!(
         *msgs.last().unwrap(),
-        "Cedar Backup Amazon S3 sync run completed with exit status 6."
+        "Cedar Backup Amazon S3 sync run completed with status 6."
     );
 }
 
