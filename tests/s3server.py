@@ -60,6 +60,7 @@ class LocalS3:
     def __init__(self, data_dir: str | None = None) -> None:
         self._own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="cback3-s3sync-weed-")
+        os.makedirs(self.data_dir, exist_ok=True)
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
         self.log_path = os.path.join(self.data_dir, "weed.log")
