@@ -242,7 +242,8 @@ pub async fn run(opts: &Options, cancel: &CancellationToken, summary: &mut Summa
     }
 }
 
-async fn run_phases(
+/// [`run`] with the reason a run stopped, for front ends that raise it (the Python shim).
+pub async fn run_phases(
     opts: &Options,
     cancel: &CancellationToken,
     summary: &mut Summary,
