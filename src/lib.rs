@@ -14,6 +14,7 @@ pub mod bucket_url;
 pub mod cli;
 pub mod diagnostics;
 pub mod engine;
+pub mod listing;
 pub mod logging;
 pub mod options;
 pub mod plan;

@@ -6,15 +6,13 @@ use std::sync::Arc;
 
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream, Length};
-use aws_sdk_s3::types::{
-    CompletedMultipartUpload, CompletedPart, Delete, EncodingType, ObjectIdentifier,
-};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 use aws_sdk_s3::Client;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::bucket_url::BucketUrl;
-use crate::plan::{Listing, RemoteObject};
+use crate::plan::Listing;
 use crate::OUTPUT;
 
 /// Files of this size or more go up as multipart uploads.
@@ -117,63 +115,13 @@ pub async fn client() -> Client {
     Client::from_conf(builder.build())
 }
 
-fn decode_key(raw: &str) -> String {
-    // `encoding-type=url` is form encoding: '+' stands for a space, a real '+' is %2B.
-    let spaced = raw.replace('+', " ");
-    percent_encoding::percent_decode_str(&spaced)
-        .decode_utf8_lossy()
-        .into_owned()
-}
-
-/// Lists every object under the prefix (all pages), keyed by the name relative to the
-/// prefix. Keys travel URL-encoded so any UTF-8 key round-trips, control characters too.
+/// Lists every object under the prefix (see [`crate::listing`]).
 pub async fn list(
     client: &Client,
     url: &BucketUrl,
     cancel: &CancellationToken,
 ) -> Result<Listing, OpError> {
-    let mut listing = Listing::new();
-    let mut pages = client
-        .list_objects_v2()
-        .bucket(&url.bucket)
-        .prefix(&url.prefix)
-        .encoding_type(EncodingType::Url)
-        .into_paginator()
-        .send();
-    let mut n_pages = 0u64;
-    loop {
-        let page = tokio::select! {
-            _ = cancel.cancelled() => return Err(Interrupted.into()),
-            page = pages.next() => page,
-        };
-        let Some(page) = page else { break };
-        let page = page.map_err(|e| s3_error("ListObjectsV2", &url.to_string(), &e))?;
-        n_pages += 1;
-        for obj in page.contents() {
-            let Some(raw) = obj.key() else { continue };
-            let key = decode_key(raw);
-            let Some(rel) = url.relative(&key) else {
-                continue;
-            };
-            let last_modified_ns = obj
-                .last_modified()
-                .map(|t| {
-                    t.secs()
-                        .saturating_mul(1_000_000_000)
-                        .saturating_add(i64::from(t.subsec_nanos()))
-                })
-                .unwrap_or(0);
-            listing.insert(
-                rel.into(),
-                RemoteObject {
-                    size: obj.size().unwrap_or(0).max(0) as u64,
-                    last_modified_ns,
-                },
-            );
-        }
-    }
-    log::debug!(target: OUTPUT, "ListObjectsV2 {url}: {} objects in {n_pages} pages", listing.len());
-    Ok(listing)
+    crate::listing::list(client, url, cancel).await
 }
 
 /// Part size for a file: at least [`MIN_PART_SIZE`], large enough to stay within 10,000 parts.
@@ -494,11 +442,5 @@ mod tests {
             assert!(size.div_ceil(p) <= MAX_PARTS, "{size}");
             assert!(p <= MAX_PART_SIZE, "{size}");
         }
-    }
-
-    #[test]
-    fn listing_keys_decode() {
-        assert_eq!(decode_key("a+b%2Bc%25d%0Ae%C3%A9"), "a b+c%d\neé");
-        assert_eq!(decode_key("x%2Fy"), "x/y");
     }
 }
