@@ -68,9 +68,8 @@ where
     let cancel = CancellationToken::new();
     let mut handle = rt.spawn(work(cancel.clone()));
     loop {
-        let waited = py.detach(|| {
-            rt.block_on(async { tokio::time::timeout(SIGNAL_POLL, &mut handle).await })
-        });
+        let waited = py
+            .detach(|| rt.block_on(async { tokio::time::timeout(SIGNAL_POLL, &mut handle).await }));
         match waited {
             Ok(Ok(value)) => return Ok(Outcome::Done(value)),
             Ok(Err(join)) => {
@@ -415,10 +414,9 @@ fn synchronize(
     };
     let outcome = run_cancellable(py, move |cancel| async move {
         let url = job.url.clone();
-        let tree = blocking(move || {
-            engine::prepare(&source_dir, &url, true, &mut Summary::default())
-        })
-        .await?;
+        let tree =
+            blocking(move || engine::prepare(&source_dir, &url, true, &mut Summary::default()))
+                .await?;
         let mut summary = Summary::default();
         let client = s3::client().await;
         let listing = s3::list(&client, &job.url, &cancel).await?;
