@@ -84,6 +84,8 @@ fn stalled_requests_time_out_and_are_retried() {
     assert_eq!(assert_mirror(&b, "p/", &s.src()), 20);
 }
 
+type Env<'a> = &'a [(&'a str, &'a str)];
+
 #[test]
 fn default_retry_policy_and_user_settings() {
     let s = Scratch::new();
@@ -94,7 +96,7 @@ fn default_retry_policy_and_user_settings() {
     let config = s.dir.path().join("aws-config");
     std::fs::write(&config, "[default]\nmax_attempts = 3\n").unwrap();
     // (extra environment, attempts expected, bound on the whole run)
-    let cases: [(&[(&str, &str)], u64, u64); 3] = [
+    let cases: [(Env, u64, u64); 3] = [
         (&[], 8, 50),
         (&[("AWS_MAX_ATTEMPTS", "2")], 2, 5),
         (&[("AWS_CONFIG_FILE", config.to_str().unwrap())], 3, 10),
