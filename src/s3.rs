@@ -359,17 +359,47 @@ pub async fn put_multipart(
             match done {
                 Ok(_) => {
                     log::debug!(target: OUTPUT, "CompleteMultipartUpload s3://{bucket}/{shown} ({size} bytes)");
+                    abort_strays(client, bucket, key, &upload_id).await;
                     Ok(())
                 }
                 Err(e) => {
                     abort(client, bucket, key, &upload_id).await;
+                    abort_strays(client, bucket, key, &upload_id).await;
                     Err(e.into())
                 }
             }
         }
         Err(e) => {
             abort(client, bucket, key, &upload_id).await;
+            abort_strays(client, bucket, key, &upload_id).await;
             Err(e)
+        }
+    }
+}
+
+/// Aborts other open multipart uploads of exactly this key. When the answer to a
+/// CreateMultipartUpload is lost, the SDK's retry creates a second upload and the first one
+/// stays open (and billed) with nobody knowing its id; an earlier run that could not abort
+/// leaves one too. The prefix belongs to this tool (a full sync deletes whatever else is
+/// in it), so an open upload of a key being written now is such a leftover.
+async fn abort_strays(client: &Client, bucket: &str, key: &str, ours: &str) {
+    let listed = client
+        .list_multipart_uploads()
+        .bucket(bucket)
+        .prefix(key)
+        .encoding_type(EncodingType::Url)
+        .send();
+    let listed = match tokio::time::timeout(Duration::from_secs(30), listed).await {
+        Ok(Ok(l)) => l,
+        // Best effort: the upload itself is settled either way.
+        _ => return,
+    };
+    for u in listed.uploads() {
+        let (Some(raw), Some(id)) = (u.key(), u.upload_id()) else {
+            continue;
+        };
+        if id != ours && decode_key(raw) == key {
+            abort(client, bucket, key, id).await;
         }
     }
 }
