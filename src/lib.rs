@@ -14,6 +14,7 @@ pub mod bucket_url;
 pub mod cli;
 pub mod engine;
 pub mod http_timeout;
+pub mod lock;
 pub mod logging;
 pub mod options;
 pub mod plan;
