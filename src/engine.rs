@@ -254,6 +254,11 @@ pub async fn run_phases(
             "Source directory and S3 bucket URL are both required.".into(),
         ));
     };
+    // One changing run per prefix at a time (see `lock`); held until the run returns.
+    let _lock = match job.mode {
+        Mode::VerifyOnly => None,
+        _ => Some(crate::lock::acquire(&job.url).map_err(|e| failed(e.to_string()))?),
+    };
     log::info!(target: FLOW, "Source {} to {} ({:?})", walk::display_path(&source), job.url, job.mode);
     // The walk (blocking, on its own thread) and the listing run at the same time.
     let (url, ignore) = (job.url.clone(), job.ignore_warnings);

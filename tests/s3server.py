@@ -28,6 +28,9 @@ from typing import IO
 
 ACCESS_KEY = "AKTEST"
 SECRET_KEY = "SKTEST-secret"
+# A second identity that may list and read but not write (access-denied tests).
+READONLY_ACCESS_KEY = "AKREADONLY"
+READONLY_SECRET_KEY = "SKREADONLY-secret"
 REGION = "us-east-1"
 
 
@@ -93,7 +96,14 @@ class LocalS3:
                             "name": "test",
                             "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
                             "actions": ["Admin", "Read", "List", "Tagging", "Write"],
-                        }
+                        },
+                        {
+                            "name": "readonly",
+                            "credentials": [
+                                {"accessKey": READONLY_ACCESS_KEY, "secretKey": READONLY_SECRET_KEY}
+                            ],
+                            "actions": ["Read", "List"],
+                        },
                     ]
                 },
                 fh,
