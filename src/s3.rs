@@ -335,7 +335,7 @@ async fn abort_strays(client: &Client, bucket: &str, key: &str, ours: &str) {
         .list_multipart_uploads()
         .bucket(bucket)
         .prefix(key)
-        .encoding_type(EncodingType::Url)
+        .encoding_type(aws_sdk_s3::types::EncodingType::Url)
         .send();
     let listed = match tokio::time::timeout(Duration::from_secs(30), listed).await {
         Ok(Ok(l)) => l,
@@ -346,7 +346,7 @@ async fn abort_strays(client: &Client, bucket: &str, key: &str, ours: &str) {
         let (Some(raw), Some(id)) = (u.key(), u.upload_id()) else {
             continue;
         };
-        if id != ours && decode_key(raw) == key {
+        if id != ours && crate::listing::decode_key(raw) == key {
             abort(client, bucket, key, id).await;
         }
     }
