@@ -5,14 +5,11 @@
 # tools) and its own cargo target dir (target-py) so it never fights `cargo test` for a lock.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export AWS_EC2_METADATA_DISABLED=true
-for v in $(env | sed -n 's/^\(AWS_[A-Z0-9_]*\)=.*/\1/p'); do
-    [[ $v == AWS_EC2_METADATA_DISABLED ]] || unset "$v"
-done
+# shellcheck source=scripts/test-env.sh
+source scripts/test-env.sh
 # CI sets CBACK3_PY_TARGET_DIR to the main target dir: one build tree, nothing runs concurrently there.
 export CARGO_TARGET_DIR="${CBACK3_PY_TARGET_DIR:-$PWD/target-py}"
 
-step() { printf '\n== %s\n' "$*"; }
 
 venv="$CARGO_TARGET_DIR/venv"
 if [[ ! -x $venv/bin/python ]]; then

@@ -3,13 +3,8 @@
 # Tests that touch S3 start their own SeaweedFS server on 127.0.0.1 (tests/s3server.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export AWS_EC2_METADATA_DISABLED=true
-# Nothing from the caller's AWS setup may leak into the tests.
-for v in $(env | sed -n 's/^\(AWS_[A-Z0-9_]*\)=.*/\1/p'); do
-    [[ $v == AWS_EC2_METADATA_DISABLED ]] || unset "$v"
-done
-
-step() { printf '\n== %s\n' "$*"; }
+# shellcheck source=scripts/test-env.sh
+source scripts/test-env.sh
 
 step "cargo fmt --check"
 cargo fmt --check
