@@ -452,7 +452,8 @@ async fn run_phases(
         let synced = synced?;
         (!synced.changed).then_some(synced.listing)
     };
-    if job.features.dry_run {
+    // With -v there is nothing to dry-run: the check itself changes nothing, so it runs.
+    if job.features.dry_run && job.mode != Mode::VerifyOnly {
         log::info!(target: FLOW, "Dry run: verification skipped (nothing was uploaded).");
         return Ok(());
     }

@@ -283,6 +283,11 @@ fn dry_run_prints_the_plan_and_leaves_the_bucket_byte_identical() {
     let o = run(&s, args(&["--dryRun", "--maxDeletes", "0"], &s, &u));
     assert_eq!(code(&o), 6, "{}", show(&o));
     assert_eq!(objects(&b), before);
+    // With -v the check still runs (it changes nothing anyway) and sees grown.txt.
+    let o = run(&s, args(&["--dryRun", "-v"], &s, &u));
+    assert_eq!(code(&o), 6, "{}", show(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("File size differs [grown.txt]"));
+    assert_eq!(objects(&b), before);
     // -q silences the plan.
     let o = run(&s, args(&["--dryRun", "-q"], &s, &u));
     assert_eq!(code(&o), 0, "{}", show(&o));
