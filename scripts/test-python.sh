@@ -9,11 +9,12 @@ export AWS_EC2_METADATA_DISABLED=true
 for v in $(env | sed -n 's/^\(AWS_[A-Z0-9_]*\)=.*/\1/p'); do
     [[ $v == AWS_EC2_METADATA_DISABLED ]] || unset "$v"
 done
-export CARGO_TARGET_DIR="$PWD/target-py"
+# CI sets CBACK3_PY_TARGET_DIR to the main target dir: one build tree, nothing runs concurrently there.
+export CARGO_TARGET_DIR="${CBACK3_PY_TARGET_DIR:-$PWD/target-py}"
 
 step() { printf '\n== %s\n' "$*"; }
 
-venv=target-py/venv
+venv="$CARGO_TARGET_DIR/venv"
 if [[ ! -x $venv/bin/python ]]; then
     python3 -m venv --system-site-packages "$venv"
 fi

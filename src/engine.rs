@@ -400,7 +400,8 @@ pub async fn run(opts: &Options, cancel: &CancellationToken, summary: &mut Summa
     }
 }
 
-async fn run_phases(
+/// [`run`] with the reason a run stopped, for front ends that raise it (the Python shim).
+pub async fn run_phases(
     opts: &Options,
     cancel: &CancellationToken,
     summary: &mut Summary,
@@ -410,6 +411,11 @@ async fn run_phases(
         return Err(failed(
             "Source directory and S3 bucket URL are both required.".into(),
         ));
+    };
+    // One changing run per prefix at a time (see `lock`); held until the run returns.
+    let _lock = match job.mode {
+        Mode::VerifyOnly => None,
+        _ => Some(crate::lock::acquire(&job.url).map_err(|e| failed(e.to_string()))?),
     };
     log::info!(target: FLOW, "Source {} to {} ({:?})", walk::display_path(&source), job.url, job.mode);
     // The walk (blocking, on its own thread) and the listing run at the same time.

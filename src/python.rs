@@ -282,21 +282,20 @@ fn execute(py: Python<'_>, options: &Bound<'_, PyDict>) -> PyResult<i32> {
 }
 
 /// The work of a run without the start and end lines: raises `KeyboardInterrupt` on
-/// Ctrl-C and `RuntimeError` on any failure (details are in the log).
+/// Ctrl-C and `RuntimeError` with the reason on any failure (each detail is in the log).
 #[pyfunction]
 fn run_action(py: Python<'_>, options: &Bound<'_, PyDict>) -> PyResult<()> {
     let opts = options_from_dict(options)?;
     let outcome = run_cancellable(py, move |cancel| async move {
         let mut summary = Summary::default();
-        engine::run(&opts, &cancel, &mut summary).await
+        engine::run_phases(&opts, &cancel, &mut summary).await
     })?;
     match outcome {
-        Outcome::Done(ExitStatus::Success) => Ok(()),
-        Outcome::Done(ExitStatus::Interrupted) => Err(PyKeyboardInterrupt::new_err("interrupted")),
-        Outcome::Done(status) => Err(PyRuntimeError::new_err(format!(
-            "Amazon S3 sync failed (exit status {}); the log has the details",
-            status.code()
-        ))),
+        Outcome::Done(Ok(())) => Ok(()),
+        Outcome::Done(Err(engine::RunError::Interrupted)) => {
+            Err(PyKeyboardInterrupt::new_err("interrupted"))
+        }
+        Outcome::Done(Err(engine::RunError::Failed(msg))) => Err(PyRuntimeError::new_err(msg)),
         Outcome::Interrupted(signal) => Err(signal),
     }
 }

@@ -3,12 +3,15 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, ChecksumMode, ChecksumType, CompletedMultipartUpload, CompletedPart, Delete,
-    EncodingType, ObjectIdentifier, ServerSideEncryption, StorageClass,
+    ObjectIdentifier, ServerSideEncryption, StorageClass,
 };
 use aws_sdk_s3::Client;
 use tokio::sync::Semaphore;
@@ -16,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bucket_url::BucketUrl;
 use crate::checksum::{self, StoredChecksums};
-use crate::plan::{Listing, RemoteObject};
+use crate::plan::Listing;
 use crate::progress::Progress;
 use crate::OUTPUT;
 
@@ -183,10 +186,58 @@ fn custom_endpoint(sdk: &aws_types::SdkConfig) -> Option<String> {
         .or_else(|| sdk.endpoint_url().map(str::to_string))
 }
 
+/// Attempts per request when the user configures no retries: a backup runs unattended, so
+/// it rides out a minute of trouble instead of the SDK's 3 attempts (about 3 s).
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
+/// Backoff before the first retry (full jitter: a random wait up to this), doubling each time.
+pub const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
+/// Cap on one backoff: with 8 attempts the waits add up to at most 1+2+4+8+10+10+10 = 45 s.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// A TCP (and TLS) connection that is not up by then is a failed attempt.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A request whose body has been sent and that gets no response headers by then is a failed
+/// attempt (the AWS CLI's read timeout is also 60 s). See [`crate::http_timeout`].
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Overrides [`RESPONSE_TIMEOUT`] (seconds, fractions allowed); the fault tests use it.
+pub const RESPONSE_TIMEOUT_ENV: &str = "CBACK3_RESPONSE_TIMEOUT";
+
+/// Has the user set `AWS_MAX_ATTEMPTS`, `AWS_RETRY_MODE`, or `max_attempts` / `retry_mode` in
+/// the selected profile? Then their retry settings apply unchanged.
+async fn retries_configured() -> bool {
+    if std::env::var_os("AWS_MAX_ATTEMPTS").is_some()
+        || std::env::var_os("AWS_RETRY_MODE").is_some()
+    {
+        return true;
+    }
+    use aws_types::os_shim_internal::{Env, Fs};
+    match aws_config::profile::load(&Fs::real(), &Env::real(), &Default::default(), None).await {
+        Ok(profiles) => {
+            profiles.get("max_attempts").is_some() || profiles.get("retry_mode").is_some()
+        }
+        Err(_) => false,
+    }
+}
+
+fn response_timeout() -> Duration {
+    std::env::var(RESPONSE_TIMEOUT_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map(Duration::from_secs_f64)
+        .unwrap_or(RESPONSE_TIMEOUT)
+}
+
 /// Builds the S3 client from the standard AWS configuration chain: environment,
 /// `~/.aws/config` and `~/.aws/credentials`, `AWS_PROFILE`, `AWS_ENDPOINT_URL[_S3]` and
 /// `endpoint_url`, checksum and retry settings. A custom endpoint gets path-style
 /// addressing, which S3-compatible servers need.
+///
+/// Retries: the user's settings if any, otherwise standard mode with
+/// [`DEFAULT_MAX_ATTEMPTS`] and backoff from [`INITIAL_BACKOFF`] to [`MAX_BACKOFF`].
+/// Timeouts: [`CONNECT_TIMEOUT`] to connect, [`RESPONSE_TIMEOUT`] for an answer once a
+/// request is sent, and the SDK's stalled-stream protection (no progress for 20 s) while a
+/// body moves. So a request can fail for good only after bounded time, and an unreachable
+/// endpoint fails the run within about a minute.
 pub async fn client() -> Client {
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let endpoint = custom_endpoint(&sdk);
@@ -195,66 +246,40 @@ pub async fn client() -> Client {
         log::debug!(target: OUTPUT, "S3 endpoint {url} (path-style addressing)");
         builder = builder.force_path_style(true);
     }
-    Client::from_conf(builder.build())
+    if !retries_configured().await {
+        builder = builder.retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(DEFAULT_MAX_ATTEMPTS)
+                .with_initial_backoff(INITIAL_BACKOFF)
+                .with_max_backoff(MAX_BACKOFF),
+        );
+    }
+    builder = builder.timeout_config(
+        TimeoutConfig::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .build(),
+    );
+    let http = sdk
+        .http_client()
+        .unwrap_or_else(crate::http_timeout::default_https_client);
+    builder = builder.http_client(crate::http_timeout::with_response_timeout(
+        http,
+        response_timeout(),
+    ));
+    let conf = builder.build();
+    if let Some(r) = conf.retry_config() {
+        log::debug!(target: OUTPUT, "S3 retries: {:?} mode, {} attempts, backoff {:?} to {:?}", r.mode(), r.max_attempts(), r.initial_backoff(), r.max_backoff());
+    }
+    Client::from_conf(conf)
 }
 
-fn decode_key(raw: &str) -> String {
-    // `encoding-type=url` is form encoding: '+' stands for a space, a real '+' is %2B.
-    let spaced = raw.replace('+', " ");
-    percent_encoding::percent_decode_str(&spaced)
-        .decode_utf8_lossy()
-        .into_owned()
-}
-
-/// Lists every object under the prefix (all pages), keyed by the name relative to the
-/// prefix. Keys travel URL-encoded so any UTF-8 key round-trips, control characters too.
+/// Lists every object under the prefix (see [`crate::listing`]).
 pub async fn list(
     client: &Client,
     url: &BucketUrl,
     cancel: &CancellationToken,
 ) -> Result<Listing, OpError> {
-    let mut listing = Listing::new();
-    let mut pages = client
-        .list_objects_v2()
-        .bucket(&url.bucket)
-        .prefix(&url.prefix)
-        .encoding_type(EncodingType::Url)
-        .into_paginator()
-        .send();
-    let mut n_pages = 0u64;
-    loop {
-        let page = tokio::select! {
-            _ = cancel.cancelled() => return Err(Interrupted.into()),
-            page = pages.next() => page,
-        };
-        let Some(page) = page else { break };
-        let page = page.map_err(|e| s3_error("ListObjectsV2", &url.to_string(), &e))?;
-        n_pages += 1;
-        for obj in page.contents() {
-            let Some(raw) = obj.key() else { continue };
-            let key = decode_key(raw);
-            let Some(rel) = url.relative(&key) else {
-                continue;
-            };
-            let last_modified_ns = obj
-                .last_modified()
-                .map(|t| {
-                    t.secs()
-                        .saturating_mul(1_000_000_000)
-                        .saturating_add(i64::from(t.subsec_nanos()))
-                })
-                .unwrap_or(0);
-            listing.insert(
-                rel.into(),
-                RemoteObject {
-                    size: obj.size().unwrap_or(0).max(0) as u64,
-                    last_modified_ns,
-                },
-            );
-        }
-    }
-    log::debug!(target: OUTPUT, "ListObjectsV2 {url}: {} objects in {n_pages} pages", listing.len());
-    Ok(listing)
+    crate::listing::list(client, url, cancel).await
 }
 
 /// Part size for a file: at least [`MIN_PART_SIZE`], large enough to stay within 10,000 parts.
@@ -404,17 +429,47 @@ pub async fn put_multipart(
                 Ok(_) => {
                     log::debug!(target: OUTPUT, "CompleteMultipartUpload s3://{bucket}/{shown} ({size} bytes)");
                     settings.file_done();
+                    abort_strays(client, bucket, key, &upload_id).await;
                     Ok(())
                 }
                 Err(e) => {
                     abort(client, bucket, key, &upload_id).await;
+                    abort_strays(client, bucket, key, &upload_id).await;
                     Err(e.into())
                 }
             }
         }
         Err(e) => {
             abort(client, bucket, key, &upload_id).await;
+            abort_strays(client, bucket, key, &upload_id).await;
             Err(e)
+        }
+    }
+}
+
+/// Aborts other open multipart uploads of exactly this key. When the answer to a
+/// CreateMultipartUpload is lost, the SDK's retry creates a second upload and the first one
+/// stays open (and billed) with nobody knowing its id; an earlier run that could not abort
+/// leaves one too. The prefix belongs to this tool (a full sync deletes whatever else is
+/// in it), so an open upload of a key being written now is such a leftover.
+async fn abort_strays(client: &Client, bucket: &str, key: &str, ours: &str) {
+    let listed = client
+        .list_multipart_uploads()
+        .bucket(bucket)
+        .prefix(key)
+        .encoding_type(aws_sdk_s3::types::EncodingType::Url)
+        .send();
+    let listed = match tokio::time::timeout(Duration::from_secs(30), listed).await {
+        Ok(Ok(l)) => l,
+        // Best effort: the upload itself is settled either way.
+        _ => return,
+    };
+    for u in listed.uploads() {
+        let (Some(raw), Some(id)) = (u.key(), u.upload_id()) else {
+            continue;
+        };
+        if id != ours && crate::listing::decode_key(raw) == key {
+            abort(client, bucket, key, id).await;
         }
     }
 }
@@ -644,11 +699,5 @@ mod tests {
             assert!(size.div_ceil(p) <= MAX_PARTS, "{size}");
             assert!(p <= MAX_PART_SIZE, "{size}");
         }
-    }
-
-    #[test]
-    fn listing_keys_decode() {
-        assert_eq!(decode_key("a+b%2Bc%25d%0Ae%C3%A9"), "a b+c%d\neé");
-        assert_eq!(decode_key("x%2Fy"), "x/y");
     }
 }

@@ -7,16 +7,21 @@ It adds what the kernel cannot here (no ``tc netem``):
   like a long link (bandwidth is not limited, order is kept);
 * **faults**, per HTTP request, for a chosen share of requests: ``reset`` (close the
   connection mid-request), ``stall`` (hold the request without answering for
-  ``--stall-s`` seconds, then close), ``500`` (InternalError) and ``503`` (SlowDown).
+  ``--stall-s`` seconds, then close), ``500`` (InternalError), ``503`` (SlowDown) and
+  ``drop`` (pass the request to the server, then close the connection instead of relaying
+  the answer: the server did the work but the client never hears of it).
 
 The share and kinds of faults can be changed while it runs by writing a JSON object to the
 control file given with ``--control`` (read before each request), for example
-``{"fault_rate": 0.2, "faults": ["reset", "503"]}`` or ``{"fault_rate": 0}``.
+``{"fault_rate": 0.2, "faults": ["reset", "503"]}`` or ``{"fault_rate": 0}``; ``stall_s``,
+``delay_ms`` and ``fault_methods`` (only requests with these HTTP methods get faults, for example
+``["PUT"]``) may be set there too. With a control file every connection is handled request by
+request, so that faults switched on later reach connections that are already open.
 
 Usage: ``s3proxy.py --listen PORT --upstream PORT [--delay-ms N] [--fault-rate F]
 [--faults reset,stall,500,503] [--seed N] [--control FILE] [--ready-file FILE]``.
 It prints ``listening on PORT`` when ready and counts what it did into ``--stats FILE`` (JSON)
-on exit (SIGTERM or SIGINT).
+on exit (SIGTERM or SIGINT), and after every injected fault.
 """
 
 from __future__ import annotations
@@ -45,8 +50,9 @@ class Settings:
     fault_rate: float = 0.0
     faults: list[str] = field(default_factory=lambda: ["reset", "500", "503"])
     stall_s: float = 30.0
+    fault_methods: list[str] | None = None
     control: str | None = None
-    _control_mtime: float = 0.0
+    _control_stamp: tuple[int, int, int] = (0, 0, 0)
 
     def refresh(self) -> None:
         if not self.control:
@@ -55,9 +61,11 @@ class Settings:
             st = os.stat(self.control)
         except FileNotFoundError:
             return
-        if st.st_mtime == self._control_mtime:
+        # mtime alone misses two writes within the filesystem's timestamp granularity.
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if stamp == self._control_stamp:
             return
-        self._control_mtime = st.st_mtime
+        self._control_stamp = stamp
         try:
             with open(self.control, encoding="utf-8") as fh:
                 data = json.load(fh)
@@ -66,14 +74,30 @@ class Settings:
         self.fault_rate = float(data.get("fault_rate", self.fault_rate))
         self.faults = list(data.get("faults", self.faults))
         self.delay = float(data.get("delay_ms", self.delay * 1000)) / 1000
+        self.stall_s = float(data.get("stall_s", self.stall_s))
+        methods = data.get("fault_methods")
+        self.fault_methods = [str(m).upper() for m in methods] if methods else None
 
 
 class Proxy:
-    def __init__(self, settings: Settings, upstream: int, seed: int) -> None:
+    def __init__(self, settings: Settings, upstream: int, seed: int, stats_path: str | None = None) -> None:
         self.s = settings
         self.upstream = upstream
         self.rng = random.Random(seed)
         self.stats: Counter[str] = Counter()
+        self.stats_path = stats_path
+
+    def count_fault(self, kind: str) -> None:
+        self.stats[kind] += 1
+        self.stats["faults"] += 1
+        self.write_stats()
+
+    def write_stats(self) -> None:
+        if not self.stats_path:
+            return
+        with open(self.stats_path + ".tmp", "w", encoding="utf-8") as fh:
+            json.dump(dict(self.stats), fh)
+        os.replace(self.stats_path + ".tmp", self.stats_path)
 
     async def pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Copies bytes, each chunk delivered `delay` after it was read."""
@@ -113,7 +137,7 @@ class Proxy:
     async def handle(self, creader: asyncio.StreamReader, cwriter: asyncio.StreamWriter) -> None:
         self.stats["connections"] += 1
         self.s.refresh()
-        if self.s.fault_rate <= 0:
+        if self.s.fault_rate <= 0 and not self.s.control:
             # Plain latency proxy: no need to look at requests.
             try:
                 ureader, uwriter = await asyncio.open_connection("127.0.0.1", self.upstream)
@@ -122,7 +146,8 @@ class Proxy:
                 return
             await asyncio.gather(self.pipe(creader, uwriter), self.pipe(ureader, cwriter))
             return
-        await self.handle_http(creader, cwriter)
+        with contextlib.suppress(asyncio.CancelledError):  # stalls still held at shutdown
+            await self.handle_http(creader, cwriter)
 
     async def handle_http(self, creader: asyncio.StreamReader, cwriter: asyncio.StreamWriter) -> None:
         """Request by request, so that a fault can be chosen for each one."""
@@ -139,28 +164,35 @@ class Proxy:
                 self.stats["requests"] += 1
                 self.s.refresh()
                 length = 0
+                chunked = False
                 for line in head.split(b"\r\n")[1:]:
                     name, _, value = line.partition(b":")
                     if name.strip().lower() == b"content-length":
                         length = int(value.strip())
+                    if name.strip().lower() == b"transfer-encoding" and b"chunked" in value.lower():
+                        chunked = True
                 fault = None
-                if self.s.faults and self.rng.random() < self.s.fault_rate:
+                method = head.split(b" ", 1)[0].decode("ascii", "replace").upper()
+                eligible = self.s.fault_methods is None or method in self.s.fault_methods
+                if eligible and self.s.faults and self.rng.random() < self.s.fault_rate:
                     fault = self.rng.choice(self.s.faults)
                 if fault == "reset":
-                    self.stats["reset"] += 1
+                    self.count_fault("reset")
                     # Read part of the body, then drop the connection.
                     if length:
                         await creader.read(min(length, 1024))
                     cwriter.transport.abort()
                     return
                 if fault == "stall":
-                    self.stats["stall"] += 1
+                    self.count_fault("stall")
                     await asyncio.sleep(self.s.stall_s)
                     cwriter.transport.abort()
                     return
                 if fault in ERRORS:
-                    self.stats[fault] += 1
-                    if length:
+                    self.count_fault(fault)
+                    if chunked:
+                        await self.copy_chunked(creader, None)
+                    elif length:
                         await creader.readexactly(length)
                     status, reason, code, message = ERRORS[fault]
                     body = (
@@ -178,6 +210,8 @@ class Proxy:
                 await asyncio.sleep(self.s.delay)
                 uwriter.write(head)
                 remaining = length
+                if chunked:
+                    await self.copy_chunked(creader, uwriter)
                 while remaining:
                     chunk = await creader.read(min(remaining, 65536))
                     if not chunk:
@@ -185,14 +219,38 @@ class Proxy:
                     uwriter.write(chunk)
                     remaining -= len(chunk)
                 await uwriter.drain()
+                if fault == "drop":
+                    # The server gets the whole request and answers; the client hears nothing.
+                    self.count_fault("drop")
+                    await self.read_head(ureader)
+                    cwriter.transport.abort()
+                    return
                 if not await self.relay_response(ureader, cwriter, head):
                     return
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             return
         finally:
             for w in (uwriter, cwriter):
                 with contextlib.suppress(Exception):
                     w.close()
+
+    async def copy_chunked(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter | None) -> None:
+        """Copies (or, without a writer, reads away) one chunked message body."""
+        while True:
+            size_line = await reader.readuntil(b"\r\n")
+            if writer:
+                writer.write(size_line)
+            size = int(size_line.split(b";")[0].strip(), 16)
+            if size == 0:
+                while (line := await reader.readuntil(b"\r\n")) != b"\r\n":
+                    if writer:
+                        writer.write(line)
+                if writer:
+                    writer.write(line)
+                return
+            data = await reader.readexactly(size + 2)
+            if writer:
+                writer.write(data)
 
     async def relay_response(
         self, ureader: asyncio.StreamReader, cwriter: asyncio.StreamWriter, request_head: bytes
@@ -253,7 +311,7 @@ async def main_async(args: argparse.Namespace) -> None:
         stall_s=args.stall_s,
         control=args.control,
     )
-    proxy = Proxy(settings, args.upstream, args.seed)
+    proxy = Proxy(settings, args.upstream, args.seed, args.stats)
     server = await asyncio.start_server(proxy.handle, "127.0.0.1", args.listen)
     port = server.sockets[0].getsockname()[1]
     if args.ready_file:
@@ -267,9 +325,7 @@ async def main_async(args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, stop.set)
     async with server:
         await stop.wait()
-    if args.stats:
-        with open(args.stats, "w", encoding="utf-8") as fh:
-            json.dump(dict(proxy.stats), fh)
+    proxy.write_stats()
 
 
 def main(argv: list[str]) -> int:
@@ -278,7 +334,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--upstream", type=int, required=True)
     p.add_argument("--delay-ms", type=float, default=0.0)
     p.add_argument("--fault-rate", type=float, default=0.0)
-    p.add_argument("--faults", default="reset,500,503")
+    p.add_argument("--faults", default="reset,500,503", help="any of reset,stall,500,503,drop")
     p.add_argument("--stall-s", type=float, default=30.0)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--control")

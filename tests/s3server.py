@@ -28,6 +28,9 @@ from typing import IO
 
 ACCESS_KEY = "AKTEST"
 SECRET_KEY = "SKTEST-secret"
+# A second identity that may list and read but not write (access-denied tests).
+READONLY_ACCESS_KEY = "AKREADONLY"
+READONLY_SECRET_KEY = "SKREADONLY-secret"
 REGION = "us-east-1"
 
 
@@ -60,6 +63,7 @@ class LocalS3:
     def __init__(self, data_dir: str | None = None) -> None:
         self._own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="cback3-s3sync-weed-")
+        os.makedirs(self.data_dir, exist_ok=True)
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
         self.log_path = os.path.join(self.data_dir, "weed.log")
@@ -92,7 +96,14 @@ class LocalS3:
                             "name": "test",
                             "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
                             "actions": ["Admin", "Read", "List", "Tagging", "Write"],
-                        }
+                        },
+                        {
+                            "name": "readonly",
+                            "credentials": [
+                                {"accessKey": READONLY_ACCESS_KEY, "secretKey": READONLY_SECRET_KEY}
+                            ],
+                            "actions": ["Read", "List"],
+                        },
                     ]
                 },
                 fh,

@@ -12,6 +12,8 @@ __all__ = [
     "OUTPUT_LOGGER",
     "SourceTree",
     "__version__",
+    "build_argument_list",
+    "build_argument_string",
     "check_source_files",
     "diagnostics",
     "execute",
@@ -20,6 +22,7 @@ __all__ = [
     "run_action",
     "synchronize",
     "usage",
+    "validate_options",
     "verify",
     "version",
     "walk",
@@ -44,6 +47,9 @@ class SourceTree:
     def __len__(self) -> int: ...
 
 def parse_options(argv: Sequence[str], validate: bool = True) -> dict[str, Any]: ...
+def validate_options(options: dict[str, Any]) -> None: ...
+def build_argument_list(options: dict[str, Any]) -> list[str]: ...
+def build_argument_string(options: dict[str, Any]) -> str: ...
 def usage() -> str: ...
 def version() -> str: ...
 def diagnostics() -> list[str]: ...

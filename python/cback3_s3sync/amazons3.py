@@ -14,7 +14,7 @@ import functools
 import logging
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import IO, Any, ClassVar
 
 from cback3_s3sync import _core
@@ -378,70 +378,20 @@ class Options:
 
     def validate(self) -> None:
         """Raises ``ValueError`` unless a run could start from these options."""
-        # TODO(issue 3 merge): delegate to the core's Options::validate.
-        if not (self.help or self.version or self.diagnostics) and (
-            self.sourceDir is None or self.s3BucketUrl is None
-        ):
-            raise ValueError("Source directory and S3 bucket URL are both required.")
+        _core.validate_options(self._as_dict())
 
     def buildArgumentList(self, validate: bool = True) -> list[str]:
         """The options as an argument list: long switch names in a fixed order, then the
         two positional arguments. Feeding it back to ``Options`` gives an equal object."""
         if validate:
             self.validate()
-        # TODO(issue 3 merge): delegate to the core's build_argument_list.
-        out: list[str] = []
-        for switch, value in self._switches():
-            out.append(switch)
-            if value is not None:
-                out.append(value)
-        out.extend(p for p in (self.sourceDir, self.s3BucketUrl) if p is not None)
-        return out
+        return _core.build_argument_list(self._as_dict())
 
     def buildArgumentString(self, validate: bool = True) -> str:
         """Like :meth:`buildArgumentList`, as one string with every text value in double quotes."""
         if validate:
             self.validate()
-        # TODO(issue 3 merge): delegate to the core's build_argument_string.
-        parts: list[str] = []
-        for switch, value in self._switches():
-            parts.append(switch)
-            if value is not None:
-                parts.append(value if switch in ("--mode", "--maxConcurrency") else f'"{value}"')
-        parts.extend(f'"{p}"' for p in (self.sourceDir, self.s3BucketUrl) if p is not None)
-        return "".join(f"{p} " for p in parts)
-
-    def _switches(self) -> Iterable[tuple[str, str | None]]:
-        flags_before = (
-            ("--help", self.help),
-            ("--version", self.version),
-            ("--verbose", self.verbose),
-            ("--quiet", self.quiet),
-        )
-        for switch, on in flags_before:
-            if on:
-                yield switch, None
-        if self.logfile is not None:
-            yield "--logfile", self.logfile
-        if self.owner is not None:
-            yield "--owner", f"{self.owner[0]}:{self.owner[1]}"
-        if self.mode is not None:
-            yield "--mode", format(self.mode, "o")
-        flags_after = (
-            ("--output", self.output),
-            ("--debug", self.debug),
-            ("--stack", self.stacktrace),
-            ("--diagnostics", self.diagnostics),
-            ("--verifyOnly", self.verifyOnly),
-            ("--uploadOnly", self.uploadOnly),
-            ("--ignoreWarnings", self.ignoreWarnings),
-            ("--allowEmptySource", self.allowEmptySource),
-        )
-        for switch, on in flags_after:
-            if on:
-                yield switch, None
-        if self.maxConcurrency is not None:
-            yield "--maxConcurrency", str(self.maxConcurrency)
+        return _core.build_argument_string(self._as_dict())
 
 
 # The comparison order, which is also the order of the original's fields, then ours.

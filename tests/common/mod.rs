@@ -276,6 +276,181 @@ pub fn show(o: &Output) -> String {
     )
 }
 
+// ---- Fault injection, trees and checks (reliability tests) ----
+
+/// Waits (bounded) for a condition; polling, not sleeping for a result.
+pub fn poll_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `tests/s3proxy.py` between the binary and the server, steered through its control file.
+pub struct Proxy {
+    child: Child,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Proxy {
+    /// A proxy with no faults (until [`Proxy::set`]) and a fixed random seed.
+    pub fn start(seed: u64) -> Proxy {
+        let upstream = server().endpoint.rsplit(':').next().unwrap().to_string();
+        let dir = tempfile::tempdir().unwrap();
+        let ready = dir.path().join("ready");
+        let control = dir.path().join("control.json");
+        std::fs::write(&control, "{\"fault_rate\": 0}").unwrap();
+        let child = Command::new("python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/s3proxy.py"))
+            .args(["--upstream", &upstream, "--seed", &seed.to_string()])
+            .arg("--control")
+            .arg(&control)
+            .arg("--ready-file")
+            .arg(&ready)
+            .arg("--stats")
+            .arg(dir.path().join("stats.json"))
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("python3 tests/s3proxy.py");
+        let mut p = Proxy {
+            child,
+            port: 0,
+            dir,
+        };
+        poll_until("the proxy to listen", Duration::from_secs(20), || {
+            std::fs::read_to_string(&ready).is_ok_and(|s| !s.is_empty())
+        });
+        p.port = std::fs::read_to_string(&ready)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        p
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Replaces the control settings (a JSON object; read before each request).
+    pub fn set(&self, json: &str) {
+        let tmp = self.dir.path().join("control.tmp");
+        std::fs::write(&tmp, json).unwrap();
+        std::fs::rename(&tmp, self.dir.path().join("control.json")).unwrap();
+    }
+
+    /// Counters so far: `requests`, `faults`, and one per fault kind.
+    pub fn stats(&self) -> BTreeMap<String, u64> {
+        let text = std::fs::read_to_string(self.dir.path().join("stats.json")).unwrap_or_default();
+        text.trim()
+            .trim_start_matches('{')
+            .trim_end_matches('}')
+            .split(',')
+            .filter_map(|pair| {
+                let (k, v) = pair.split_once(':')?;
+                Some((
+                    k.trim().trim_matches('"').to_string(),
+                    v.trim().parse().ok()?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Stops the proxy and returns its final counters.
+    pub fn finish(mut self) -> BTreeMap<String, u64> {
+        self.stop();
+        self.stats()
+    }
+
+    fn stop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The binary, talking to S3 through `endpoint` (a proxy, or a port where nothing listens).
+pub fn command_via(scratch: &Scratch, endpoint: &str) -> Command {
+    let mut c = command(scratch);
+    c.env("AWS_ENDPOINT_URL", endpoint);
+    c
+}
+
+/// Every regular file under `root` (following symlinks), by `/`-joined relative name.
+pub fn local_files(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn visit(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            let meta = std::fs::metadata(&p).unwrap();
+            if meta.is_dir() {
+                visit(root, &p, out);
+            } else if meta.is_file() {
+                let rel = p.strip_prefix(root).unwrap().to_str().unwrap().to_string();
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    visit(root, root, &mut out);
+    out
+}
+
+/// Asserts that the objects under `prefix` (ending in `/`) are exactly the files under
+/// `root`: same keys, sizes and bytes. Returns how many objects were compared.
+pub fn assert_mirror(bucket: &str, prefix: &str, root: &Path) -> usize {
+    let local = local_files(root);
+    let objs: BTreeMap<String, Obj> = objects(bucket)
+        .into_iter()
+        .filter_map(|(k, o)| Some((k.strip_prefix(prefix)?.to_string(), o)))
+        .collect();
+    let lk: Vec<&String> = local.keys().collect();
+    let ok: Vec<&String> = objs.keys().collect();
+    assert_eq!(lk, ok, "keys under {prefix} differ from the source");
+    for (rel, body) in &local {
+        assert_eq!(objs[rel].size as usize, body.len(), "size of {rel}");
+        let got = get_object(bucket, &format!("{prefix}{rel}"));
+        assert!(
+            got == *body,
+            "content of {prefix}{rel} differs from the source"
+        );
+    }
+    local.len()
+}
+
+/// Open multipart uploads under any key (ListMultipartUploads).
+pub fn open_uploads(bucket: &str) -> Vec<String> {
+    let c = client();
+    rt().block_on(c.list_multipart_uploads().bucket(bucket).send())
+        .unwrap()
+        .uploads()
+        .iter()
+        .map(|u| u.key().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// The screen output as lines.
+pub fn stdout_lines(o: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+/// A port on 127.0.0.1 where nothing listens (bound, then released).
+pub fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
 /// Like [`client`], but sends checksums only where an operation requires one, as older tools
 /// did: objects it writes carry only an ETag.
 pub fn plain_client() -> Client {

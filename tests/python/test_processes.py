@@ -63,7 +63,7 @@ def test_ctrl_c_mid_upload_exits_5_and_leaves_no_multipart_upload(
     objects = listing(s3_client, bucket)
     assert all(size == 40 * MIB for size in objects.values()), "only whole objects remain"
     lines = log.read_text().splitlines()
-    assert "exit status 5" in lines[-1]
+    assert "with status 5." in lines[-1]
 
 
 @pytest.fixture(scope="session")
@@ -145,7 +145,7 @@ def test_installed_command_syncs_without_the_aws_cli(
     lines = log.read_text().splitlines()
     assert lines
     assert all(CEDAR_LINE.match(line) for line in lines), lines
-    assert "exit status 0" in lines[-1]
+    assert "with status 0." in lines[-1]
     # The installed shim found the installed Cedar Backup and used its logging setup.
     probe = subprocess.run(
         [

@@ -166,7 +166,7 @@ def test_cli_run_writes_cedar_format_lines(
     assert (logfile.stat().st_mode & 0o777) == 0o600
     lines = logfile.read_text().splitlines()
     assert lines and all(CEDAR_LINE.match(line) for line in lines), lines
-    assert "exit status 0" in lines[-1]
+    assert "with status 0." in lines[-1]
     assert capsys.readouterr().out == "", "default screen level is ERROR"
 
 
@@ -188,7 +188,7 @@ def test_cli_verbose_prints_the_flow_to_stdout(
     monkeypatch.setattr(CedarBackup3.cli, "SCREEN_LOG_STREAM", screen)
     assert run_cli(monkeypatch, "-b", "-l", str(logfile), str(tree), f"s3://{bucket}/b") == 0
     out = screen.getvalue()
-    assert "exit status 0" in out and "-->" not in out
+    assert "with status 0." in out and "-->" not in out
 
 
 @pytest.mark.parametrize(
@@ -223,7 +223,7 @@ def test_cli_logging_failure_is_3(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 def test_cli_failures_are_6(s3: Any, tmp_path: Path, logfile: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert run_cli(monkeypatch, "-l", str(logfile), str(tmp_path / "missing"), "s3://b/p") == 6
-    assert "exit status 6" in logfile.read_text().splitlines()[-1]
+    assert "with status 6." in logfile.read_text().splitlines()[-1]
 
 
 def test_cli_without_cedar_backup_writes_the_same_format(
@@ -239,4 +239,4 @@ def test_cli_without_cedar_backup_writes_the_same_format(
     flow_lines = [line for line in lines if "-->" in line]
     assert flow_lines and all(CEDAR_LINE.match(line) for line in flow_lines)
     assert any(line.startswith("S3 endpoint") for line in lines), "output lines are the message only"
-    assert "exit status 0" in flow_lines[-1]
+    assert "with status 0." in flow_lines[-1]

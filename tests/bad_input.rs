@@ -1,0 +1,330 @@
+//! Bad input: each case gives a clear message, the documented exit code, and leaves the
+//! bucket (and the source) as it was.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn url(bucket: &str, prefix: &str) -> String {
+    format!("s3://{bucket}/{prefix}")
+}
+
+/// A bucket holding `p/keep` (which has a local file) and `p/stale` (which has none).
+fn prepared(s: &Scratch, tag: &str) -> (String, BTreeMap<String, Obj>) {
+    s.write("keep", b"k");
+    let b = bucket(tag);
+    let o = run(s, [s.src().as_os_str(), url(&b, "p").as_ref()]);
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    put_object(&b, "p/stale", b"no local file");
+    let before = objects(&b);
+    (b, before)
+}
+
+fn one_line(o: &std::process::Output, want: &str) {
+    let lines = stdout_lines(o);
+    assert_eq!(lines.len(), 1, "one line on screen: {}", show(o));
+    assert!(lines[0].contains(want), "want {want:?}: {}", show(o));
+}
+
+#[test]
+fn bad_sources_and_urls() {
+    let s = Scratch::new();
+    let (b, before) = prepared(&s, "badsrc");
+    let file = s.src().join("keep");
+    let missing = s.dir.path().join("missing");
+    let u = url(&b, "p");
+    let cases: [(&std::path::Path, &str, &str); 6] = [
+        (&missing, &u, "does not exist"),
+        (&file, &u, "is not a directory"),
+        (&s.src(), "s3:/b/p", "s3://"),
+        (&s.src(), "http://b/p", "s3://"),
+        (&s.src(), "s3://x/p", "invalid bucket name"),
+        (&s.src(), "s3://", "no bucket name"),
+    ];
+    for (src, u, want) in cases {
+        let o = run(&s, [src.as_os_str(), u.as_ref()]);
+        assert_eq!(code(&o), 6, "{u}: {}", show(&o));
+        one_line(&o, want);
+    }
+    assert_eq!(objects(&b), before);
+}
+
+#[test]
+fn unreadable_parts_fail_the_run_and_delete_nothing() {
+    let s = Scratch::new();
+    let (b, before) = prepared(&s, "unreadable");
+    // The run is made as nobody, who can read everything but these two.
+    s.write("open/ok.txt", b"readable");
+    s.write("secret/inner.txt", b"unreadable directory");
+    s.write("locked.txt", b"unreadable file");
+    for d in [s.dir.path(), &s.src(), &s.src().join("open"), &s.home()] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    for f in ["keep", "open/ok.txt"] {
+        std::fs::set_permissions(s.src().join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    std::fs::set_permissions(
+        s.src().join("secret"),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        s.src().join("locked.txt"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::write(s.log(), b"").unwrap();
+    std::fs::set_permissions(s.log(), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let mut c = std::process::Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN]);
+    let probe = command(&s);
+    for (k, v) in probe.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    // A runtime directory of root's is not nobody's.
+    c.env_remove("XDG_RUNTIME_DIR");
+    let o = c
+        .arg("-l")
+        .arg(s.log())
+        .args([s.src().as_os_str(), url(&b, "p").as_ref()])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 6, "{}\n{}", show(&o), s.logtext());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("secret") && out.contains("locked.txt"),
+        "{out}"
+    );
+    assert!(
+        out.lines().last().unwrap().contains("nothing was deleted"),
+        "{out}"
+    );
+    let after = objects(&b);
+    for (k, v) in &before {
+        assert_eq!(after.get(k), Some(v), "{k} changed");
+    }
+    assert!(!after.contains_key("p/locked.txt"));
+}
+
+#[test]
+fn keys_over_1024_bytes_stop_the_run_unless_w() {
+    let s = Scratch::new();
+    let (b, before) = prepared(&s, "longkey");
+    let long = format!(
+        "{}/{}/{}/{}/{}",
+        "a".repeat(250),
+        "b".repeat(250),
+        "c".repeat(250),
+        "d".repeat(250),
+        "e".repeat(30)
+    );
+    s.write(&long, b"deep");
+    s.write("new.txt", b"fine");
+    let o = run(&s, [s.src().as_os_str(), url(&b, "p").as_ref()]);
+    assert_eq!(code(&o), 6, "{}", show(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("over S3's limit of 1024"), "{out}");
+    assert!(
+        out.lines().last().unwrap().contains("nothing was uploaded"),
+        "{out}"
+    );
+    assert_eq!(objects(&b), before);
+    let o = run(
+        &s,
+        ["-w".as_ref(), s.src().as_os_str(), url(&b, "p").as_ref()],
+    );
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    let keys: Vec<String> = objects(&b).into_keys().collect();
+    assert_eq!(keys, ["p/keep", "p/new.txt"]);
+}
+
+#[test]
+fn missing_bucket_access_denied_and_credentials() {
+    let s = Scratch::new();
+    let (b, before) = prepared(&s, "denied");
+    s.write("new.txt", b"new");
+    // Missing bucket.
+    let o = run(
+        &s,
+        [
+            s.src().as_os_str(),
+            "s3://no-such-bucket-anywhere/p".as_ref(),
+        ],
+    );
+    assert_eq!(code(&o), 6, "{}", show(&o));
+    one_line(&o, "NoSuchBucket");
+    // An identity that may list but not write: the upload fails, nothing is deleted.
+    let o = command(&s)
+        .env("AWS_ACCESS_KEY_ID", "AKREADONLY")
+        .env("AWS_SECRET_ACCESS_KEY", "SKREADONLY-secret")
+        .args([s.src().as_os_str(), url(&b, "p").as_ref()])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 6, "{}", show(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("AccessDenied"), "{out}");
+    assert!(
+        out.lines().last().unwrap().contains("nothing was deleted"),
+        "{out}"
+    );
+    assert_eq!(objects(&b), before);
+    // Unknown key id.
+    let o = command(&s)
+        .env("AWS_ACCESS_KEY_ID", "AKNOBODY")
+        .args([s.src().as_os_str(), url(&b, "p").as_ref()])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 6, "{}", show(&o));
+    assert_eq!(stdout_lines(&o).len(), 1, "{}", show(&o));
+    // No credentials at all (empty HOME, metadata service disabled): fails at once.
+    let started = Instant::now();
+    let o = command(&s)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .args([s.src().as_os_str(), url(&b, "p").as_ref()])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 6, "{}", show(&o));
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    one_line(&o, "credentials");
+    assert_eq!(objects(&b), before);
+}
+
+#[test]
+fn logfile_in_a_missing_directory_is_exit_3() {
+    let s = Scratch::new();
+    let (b, before) = prepared(&s, "logdir");
+    s.write("new.txt", b"new");
+    let o = command(&s)
+        .arg("-l")
+        .arg(s.dir.path().join("no/such/dir/x.log"))
+        .args([s.src().as_os_str(), url(&b, "p").as_ref()])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 3, "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("no/such/dir/x.log"), "{err}");
+    assert_eq!(objects(&b), before);
+}
+
+/// Grows or shrinks a large file while its multipart upload is in flight.
+fn changed_during_upload(grow: bool) {
+    let s = Scratch::new();
+    let b = bucket(if grow { "grow" } else { "shrink" });
+    let chunk: Vec<u8> = (0..1024 * 1024).map(|i| (i % 241) as u8).collect();
+    let big = s.src().join("big.bin");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&big).unwrap();
+        for _ in 0..64 {
+            f.write_all(&chunk).unwrap();
+        }
+    }
+    let child = command(&s)
+        .args(["--maxConcurrency", "1"])
+        .arg(s.src())
+        .arg(url(&b, "p"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    poll_until(
+        "the multipart upload to start",
+        Duration::from_secs(60),
+        || !open_uploads(&b).is_empty(),
+    );
+    {
+        use std::io::Write;
+        let f = std::fs::OpenOptions::new().append(true).open(&big).unwrap();
+        if grow {
+            (&f).write_all(b"appended while uploading").unwrap();
+        } else {
+            f.set_len(20 * 1024 * 1024).unwrap();
+        }
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(code(&o), 6, "{}\n{}", show(&o), s.logtext());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("big.bin"), "{out}");
+    assert!(!s.logtext().contains("Verified 1 files"), "{}", s.logtext());
+    assert_eq!(open_uploads(&b), Vec::<String>::new());
+    if let Some(obj) = objects(&b).get("p/big.bin") {
+        // Whatever went up is not the file as it is now, and the rerun replaces it.
+        assert_ne!(obj.size as u64, std::fs::metadata(&big).unwrap().len());
+    }
+    let o = run(&s, [s.src().as_os_str(), url(&b, "p").as_ref()]);
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    assert_eq!(assert_mirror(&b, "p/", &s.src()), 1);
+}
+
+#[test]
+fn a_file_that_grows_during_its_upload_is_not_verified() {
+    changed_during_upload(true);
+}
+
+#[test]
+fn a_file_that_shrinks_during_its_upload_is_not_verified() {
+    changed_during_upload(false);
+}
+
+#[test]
+fn symlink_loops_are_skipped_with_a_warning() {
+    let s = Scratch::new();
+    s.write("d/a.txt", b"a");
+    std::os::unix::fs::symlink(s.src(), s.src().join("d/loop")).unwrap();
+    std::os::unix::fs::symlink(s.src().join("d"), s.src().join("d/self")).unwrap();
+    let b = bucket("loops");
+    let o = run(&s, [s.src().as_os_str(), url(&b, "p").as_ref()]);
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    let keys: Vec<String> = objects(&b).into_keys().collect();
+    assert_eq!(keys, ["p/d/a.txt"]);
+    let warnings = s
+        .logtext()
+        .lines()
+        .filter(|l| l.contains("[WARNING") && l.contains("symlink loop"))
+        .count();
+    assert_eq!(warnings, 2, "{}", s.logtext());
+}
+
+#[test]
+fn a_second_run_on_the_same_prefix_is_refused_while_one_runs() {
+    let s = Scratch::new();
+    let (b, before) = prepared(&s, "lock");
+    s.write("new.txt", b"new");
+    let target = cback3_s3sync::bucket_url::BucketUrl::parse(&url(&b, "p/")).unwrap();
+    let held = cback3_s3sync::lock::acquire(&target).unwrap();
+    let o = run(&s, [s.src().as_os_str(), url(&b, "p").as_ref()]);
+    assert_eq!(code(&o), 6, "{}", show(&o));
+    one_line(&o, "another run is already syncing");
+    assert_eq!(objects(&b), before);
+    // Verifying changes nothing, so it needs no lock (and reports the missing file).
+    let o = run(
+        &s,
+        ["-v".as_ref(), s.src().as_os_str(), url(&b, "p").as_ref()],
+    );
+    assert_eq!(code(&o), 6, "{}", show(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("new.txt"));
+    // Another prefix of the same bucket is not blocked.
+    let o = run(
+        &s,
+        ["-u".as_ref(), s.src().as_os_str(), url(&b, "q").as_ref()],
+    );
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    drop(held);
+    let o = run(&s, [s.src().as_os_str(), url(&b, "p").as_ref()]);
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    assert_eq!(assert_mirror(&b, "p/", &s.src()), 2);
+}

@@ -1,0 +1,195 @@
+//! Faults between the binary and S3 (tests/s3proxy.py): retries, timeouts, and runs that
+//! cannot complete. A failed run exits 6 with a clear last line and deletes nothing; the
+//! next run once the fault is gone completes and verifies.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn url(bucket: &str, prefix: &str) -> String {
+    format!("s3://{bucket}/{prefix}")
+}
+
+fn delta(
+    after: &std::collections::BTreeMap<String, u64>,
+    before: &std::collections::BTreeMap<String, u64>,
+    k: &str,
+) -> u64 {
+    after.get(k).copied().unwrap_or(0) - before.get(k).copied().unwrap_or(0)
+}
+
+/// A tree of small files and one file that goes up as a two-part multipart upload.
+fn fill(s: &Scratch, small: usize) {
+    for i in 0..small {
+        s.write(
+            format!("d{}/f{i:03}.txt", i % 4),
+            format!("file {i} ").repeat(i + 1).as_bytes(),
+        );
+    }
+    let big: Vec<u8> = (0..20 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    s.write("big.bin", &big);
+}
+
+#[test]
+fn resets_errors_and_lost_responses_are_retried_and_the_copy_is_exact() {
+    let s = Scratch::new();
+    fill(&s, 40);
+    let b = bucket("faults");
+    put_object(
+        &b,
+        "p/stale.txt",
+        b"no local file: deleted by the full sync",
+    );
+    put_object(&b, "p2/sibling.txt", b"another prefix");
+    let proxy = Proxy::start(7);
+    proxy.set(r#"{"fault_rate": 0.25, "faults": ["reset", "500", "503", "drop"]}"#);
+    let o = command_via(&s, &proxy.endpoint())
+        .args([s.src().as_os_str(), url(&b, "p").as_ref()])
+        .output()
+        .unwrap();
+    let stats = proxy.finish();
+    assert_eq!(code(&o), 0, "{}\n{}", show(&o), s.logtext());
+    assert!(stats["faults"] >= 5, "too few faults injected: {stats:?}");
+    assert_eq!(assert_mirror(&b, "p/", &s.src()), 41);
+    assert!(objects(&b).contains_key("p2/sibling.txt"));
+    assert_eq!(open_uploads(&b), Vec::<String>::new());
+}
+
+#[test]
+fn stalled_requests_time_out_and_are_retried() {
+    let s = Scratch::new();
+    for i in 0..20 {
+        s.write(format!("f{i:02}"), format!("{i}").as_bytes());
+    }
+    let b = bucket("stall");
+    let proxy = Proxy::start(11);
+    // Stalls last a minute unless the client gives up on them itself.
+    proxy.set(r#"{"fault_rate": 0.3, "faults": ["stall"], "stall_s": 60}"#);
+    let started = Instant::now();
+    let o = command_via(&s, &proxy.endpoint())
+        .env("CBACK3_RESPONSE_TIMEOUT", "1")
+        .args([s.src().as_os_str(), url(&b, "p").as_ref()])
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let stats = proxy.finish();
+    assert_eq!(code(&o), 0, "{}\n{}", show(&o), s.logtext());
+    assert!(stats["stall"] >= 1, "{stats:?}");
+    assert!(
+        took < Duration::from_secs(40),
+        "stalls were waited out: {took:?}"
+    );
+    assert_eq!(assert_mirror(&b, "p/", &s.src()), 20);
+}
+
+type Env<'a> = &'a [(&'a str, &'a str)];
+
+#[test]
+fn default_retry_policy_and_user_settings() {
+    let s = Scratch::new();
+    s.write("a", b"a");
+    let b = bucket("attempts");
+    let proxy = Proxy::start(3);
+    proxy.set(r#"{"fault_rate": 1, "faults": ["503"]}"#);
+    let config = s.dir.path().join("aws-config");
+    std::fs::write(&config, "[default]\nmax_attempts = 3\n").unwrap();
+    // (extra environment, attempts expected, bound on the whole run)
+    let cases: [(Env, u64, u64); 3] = [
+        (&[], 8, 50),
+        (&[("AWS_MAX_ATTEMPTS", "2")], 2, 5),
+        (&[("AWS_CONFIG_FILE", config.to_str().unwrap())], 3, 10),
+    ];
+    for (env, attempts, bound) in cases {
+        let before = proxy.stats();
+        let started = Instant::now();
+        let o = command_via(&s, &proxy.endpoint())
+            .envs(env.iter().copied())
+            .args([s.src().as_os_str(), url(&b, "p").as_ref()])
+            .output()
+            .unwrap();
+        let took = started.elapsed();
+        let after = proxy.stats();
+        assert_eq!(code(&o), 6, "{env:?}: {}", show(&o));
+        let lines = stdout_lines(&o);
+        assert_eq!(lines.len(), 1, "{env:?}: one line: {lines:?}");
+        assert!(lines[0].contains("SlowDown"), "{lines:?}");
+        assert_eq!(delta(&after, &before, "requests"), attempts, "{env:?}");
+        assert!(took < Duration::from_secs(bound), "{env:?}: {took:?}");
+        eprintln!("{env:?}: {attempts} attempts in {took:?}");
+    }
+    assert!(objects(&b).is_empty());
+}
+
+#[test]
+fn unreachable_endpoint_fails_within_a_bounded_time() {
+    let s = Scratch::new();
+    s.write("a", b"a");
+    let endpoint = format!("http://127.0.0.1:{}", closed_port());
+    for (attempts, bound) in [("", 50), ("1", 5)] {
+        let mut c = command_via(&s, &endpoint);
+        if !attempts.is_empty() {
+            c.env("AWS_MAX_ATTEMPTS", attempts);
+        }
+        let started = Instant::now();
+        let o = c
+            .args([s.src().as_os_str(), "s3://bucket/p".as_ref()])
+            .output()
+            .unwrap();
+        let took = started.elapsed();
+        assert_eq!(code(&o), 6, "{}", show(&o));
+        let lines = stdout_lines(&o);
+        assert_eq!(lines.len(), 1, "one line: {lines:?}");
+        assert!(lines[0].contains("ListObjectsV2"), "{lines:?}");
+        assert!(
+            took < Duration::from_secs(bound),
+            "attempts {attempts:?}: {took:?}"
+        );
+        eprintln!("unreachable endpoint, AWS_MAX_ATTEMPTS={attempts:?}: failed after {took:?}");
+    }
+}
+
+#[test]
+fn a_run_that_cannot_complete_deletes_nothing_and_a_rerun_completes() {
+    let s = Scratch::new();
+    s.write("old.txt", b"synced before");
+    let b = bucket("cannot");
+    let first = run(&s, [s.src().as_os_str(), url(&b, "p").as_ref()]);
+    assert_eq!(code(&first), 0, "{}", show(&first));
+    put_object(&b, "p/stale.txt", b"no local file");
+    for i in 0..3 {
+        s.write(format!("new{i}.txt"), b"new");
+    }
+    let before = objects(&b);
+    let proxy = Proxy::start(5);
+    // Every upload fails; listings still work.
+    proxy.set(r#"{"fault_rate": 1, "faults": ["503", "500"], "fault_methods": ["PUT"]}"#);
+    let o = command_via(&s, &proxy.endpoint())
+        .env("AWS_MAX_ATTEMPTS", "2")
+        .args([s.src().as_os_str(), url(&b, "p").as_ref()])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 6, "{}", show(&o));
+    let lines = stdout_lines(&o);
+    let last = lines.last().cloned().unwrap_or_default();
+    assert!(
+        last.contains("3 uploads failed; nothing was deleted"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[..lines.len() - 1]
+            .iter()
+            .all(|l| l.starts_with("Failed to upload new")),
+        "{lines:?}"
+    );
+    assert_eq!(objects(&b), before, "the bucket must not change");
+
+    proxy.set(r#"{"fault_rate": 0}"#);
+    let o = command_via(&s, &proxy.endpoint())
+        .args([s.src().as_os_str(), url(&b, "p").as_ref()])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    assert_eq!(assert_mirror(&b, "p/", &s.src()), 4);
+}
