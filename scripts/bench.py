@@ -106,7 +106,7 @@ class Bench:
         self.env["AWS_ENDPOINT_URL"] = endpoint
         self.env["HOME"] = str(work / "home")
         (work / "home").mkdir(exist_ok=True)
-        self.bucket = "bench"
+        self.bucket = f"bench-{int(time.time())}"
         self.counter = 0
         self.ours = str(ROOT / "target" / "release" / "cback3-amazons3-sync")
         s5 = shutil.which("s5cmd")

@@ -132,7 +132,7 @@ fn logfile_mode_is_set_at_creation_and_an_existing_one_keeps_its_mode() {
         );
         assert!(std::fs::read_to_string(&log)
             .unwrap()
-            .contains("completed with exit status 0"));
+            .contains("completed with status 0"));
     }
     let existing = s.dir.path().join("existing.log");
     std::fs::write(&existing, b"earlier lines\n").unwrap();
