@@ -39,8 +39,17 @@ pub fn main(args: &[OsString]) -> ExitStatus {
             "Error setting up logging: {}",
             diagnostics::describe(&e).replace('\n', "\n   ")
         );
+        if let Some(p) = &opts.summary_file {
+            let summary = Summary {
+                error: Some(e.to_string()),
+                ..Summary::default()
+            };
+            return crate::summary_file::write(p, &summary, ExitStatus::Logging, opts.dry_run);
+        }
         return ExitStatus::Logging;
     }
+    // Progress goes to stderr, and only when it is a terminal (checked when shown).
+    crate::progress::allow(!opts.quiet);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -103,8 +112,11 @@ pub async fn execute(opts: &Options, cancel: CancellationToken) -> ExitStatus {
         log::info!(target: FLOW, "{line}");
     }
     let mut summary = Summary::default();
-    let status = crate::engine::run(opts, &cancel, &mut summary).await;
+    let mut status = crate::engine::run(opts, &cancel, &mut summary).await;
     summary.elapsed = started.elapsed();
+    if let Some(p) = &opts.summary_file {
+        status = crate::summary_file::write(p, &summary, status, opts.dry_run);
+    }
     if status == ExitStatus::Interrupted {
         log::error!(target: FLOW, "Backup interrupted.");
     }

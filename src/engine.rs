@@ -3,6 +3,7 @@
 //! functions; [`run`] chains them for the command line.
 
 use std::path::Path;
+use std::time::Instant;
 
 use aws_sdk_s3::Client;
 use tokio_util::sync::CancellationToken;
@@ -10,10 +11,11 @@ use tokio_util::sync::CancellationToken;
 use crate::bucket_url::BucketUrl;
 use crate::options::Options;
 use crate::plan::{self, Listing, Mode};
+use crate::progress::{self, Progress};
 use crate::report::{ExitStatus, Summary};
-use crate::s3::{self, OpError};
-use crate::walk::{self, SourceTree};
-use crate::{transfer, verify, FLOW};
+use crate::s3::{self, OpError, UploadSettings};
+use crate::walk::{self, display_bytes, SourceTree};
+use crate::{content, transfer, verify, FLOW};
 
 /// Why a phase stopped. Details were already logged, one line each.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -56,6 +58,38 @@ pub struct Job {
     pub concurrency: usize,
     pub allow_empty_source: bool,
     pub ignore_warnings: bool,
+    pub features: Features,
+}
+
+/// What this project adds to a run beyond the original's switches; the default is the
+/// original's behaviour.
+#[derive(Debug, Clone, Default)]
+pub struct Features {
+    /// `--dryRun`: log the plan and change nothing; the verify step is skipped.
+    pub dry_run: bool,
+    /// `--maxDeletes`: a full sync that would delete more objects deletes none and fails.
+    pub max_deletes: Option<usize>,
+    /// `--verifyContent`: compare checksums as well as sizes.
+    pub verify_content: bool,
+    /// Storage class and server-side encryption of uploads.
+    pub upload: UploadSettings,
+}
+
+impl Features {
+    pub fn from_options(opts: &Options) -> Self {
+        use aws_sdk_s3::types::{ServerSideEncryption, StorageClass};
+        Features {
+            dry_run: opts.dry_run,
+            max_deletes: opts.max_deletes,
+            verify_content: opts.verify_content,
+            upload: UploadSettings {
+                storage_class: opts.storage_class.as_deref().map(StorageClass::from),
+                sse: opts.sse.as_deref().map(ServerSideEncryption::from),
+                sse_kms_key_id: opts.sse_kms_key_id.clone(),
+                progress: None,
+            },
+        }
+    }
 }
 
 impl Job {
@@ -79,6 +113,7 @@ impl Job {
             concurrency: opts.concurrency(),
             allow_empty_source: opts.allow_empty_source,
             ignore_warnings: opts.ignore_warnings,
+            features: Features::from_options(opts),
         })
     }
 }
@@ -101,6 +136,9 @@ pub fn prepare(
     }
     for f in &tree.failures {
         log::error!(target: FLOW, "Cannot read {}: {}", f.path, f.error);
+        summary
+            .failures
+            .push((f.path.clone(), format!("cannot read: {}", f.error)));
     }
     if tree.problems.is_empty() {
         log::info!(target: FLOW, "Completed checking source filename encoding (no problems found).");
@@ -113,6 +151,11 @@ pub fn prepare(
         } else {
             for p in &tree.problems {
                 log::error!(target: FLOW, "{p}");
+                let path = match p {
+                    walk::NameProblem::NotUtf8(p) => p.clone(),
+                    walk::NameProblem::KeyTooLong { rel, .. } => rel.clone(),
+                };
+                summary.failures.push((path, p.to_string()));
             }
             return Err(failed(format!("{} files have names that cannot be S3 keys; nothing was uploaded. Rename them, or use -w to skip them.", tree.problems.len())));
         }
@@ -148,6 +191,9 @@ pub async fn synchronize(
     }
     let plan = plan::plan(&tree.files, &listing, job.mode);
     summary.unchanged = plan.unchanged;
+    summary.planned_uploads = plan.uploads.len();
+    summary.planned_upload_bytes = plan.uploads.iter().map(|&(i, _)| tree.files[i].size).sum();
+    summary.planned_deletes = plan.deletes.len();
     if job.mode == Mode::Full
         && tree.files.is_empty()
         && !plan.deletes.is_empty()
@@ -155,13 +201,23 @@ pub async fn synchronize(
     {
         return Err(failed(format!("Source directory {} has no files but {url} holds {} objects; refusing to delete them all (use --allowEmptySource if that is intended).", walk::display_path(&tree.root), plan.deletes.len())));
     }
+    if job.features.dry_run {
+        return dry_run(job, tree, &plan, listing);
+    }
     let mut changed = false;
     if !plan.uploads.is_empty() {
         log::info!(target: FLOW, "Uploading {} files.", plan.uploads.len());
-        let up = transfer::upload(client, url, tree, &plan, job.concurrency, cancel).await;
+        let mut settings = job.features.upload.clone();
+        let counters = Progress::new(plan.uploads.len() as u64, summary.planned_upload_bytes);
+        settings.progress = Some(counters.clone());
+        let shown = progress::Display::start("Uploading", counters);
+        let up =
+            transfer::upload(client, url, tree, &plan, job.concurrency, &settings, cancel).await;
+        shown.finish().await;
         summary.uploaded = up.uploaded;
         summary.uploaded_bytes = up.bytes;
         summary.failed = up.failures.len();
+        summary.failures.extend(up.failed_files);
         changed = up.uploaded > 0 || !up.failures.is_empty();
         if up.interrupted {
             log::error!(target: FLOW, "Interrupted after {} uploads; nothing was deleted.", up.uploaded);
@@ -180,11 +236,17 @@ pub async fn synchronize(
             tree.failures.len()
         )));
     }
+    if let Some(max) = job.features.max_deletes {
+        if plan.deletes.len() > max {
+            return Err(failed(max_deletes_message(plan.deletes.len(), max, url)));
+        }
+    }
     if !plan.deletes.is_empty() {
         log::info!(target: FLOW, "Deleting {} objects that have no local file.", plan.deletes.len());
         let (n, failures) = transfer::delete(client, url, &plan, cancel).await;
         summary.deleted = n;
         summary.failed += failures.len();
+        summary.failures.extend(failures.iter().cloned());
         changed = true;
         if cancel.is_cancelled() {
             return Err(RunError::Interrupted);
@@ -194,6 +256,45 @@ pub async fn synchronize(
         }
     }
     Ok(Synced { listing, changed })
+}
+
+fn max_deletes_message(n: usize, max: usize, url: &BucketUrl) -> String {
+    format!("This sync would delete {n} objects under {url}, more than --maxDeletes {max}; deleted none.")
+}
+
+/// `--dryRun`: logs each upload with its reason and each delete, as `aws s3 sync --dryrun`
+/// prints them, and applies the guards the real run would (so the exit status says whether it
+/// could run). Changes nothing.
+fn dry_run(
+    job: &Job,
+    tree: &SourceTree,
+    plan: &plan::Plan,
+    listing: Listing,
+) -> Result<Synced, RunError> {
+    let url = &job.url;
+    for &(idx, reason) in &plan.uploads {
+        let rel = display_bytes(tree.files[idx].rel.as_bytes());
+        log::info!(target: FLOW, "(dryrun) upload: {rel} to s3://{}/{}{rel} ({reason})", url.bucket, url.prefix);
+    }
+    for rel in &plan.deletes {
+        log::info!(target: FLOW, "(dryrun) delete: s3://{}/{}{}", url.bucket, url.prefix, display_bytes(rel.as_bytes()));
+    }
+    log::info!(target: FLOW, "(dryrun) {} uploads ({} bytes), {} deletes, {} files unchanged; nothing was changed.", plan.uploads.len(), plan.uploads.iter().map(|&(i, _)| tree.files[i].size).sum::<u64>(), plan.deletes.len(), plan.unchanged);
+    if !tree.failures.is_empty() {
+        return Err(failed(format!(
+            "{} paths could not be read; a real run would delete nothing.",
+            tree.failures.len()
+        )));
+    }
+    if let Some(max) = job.features.max_deletes {
+        if plan.deletes.len() > max {
+            return Err(failed(max_deletes_message(plan.deletes.len(), max, url)));
+        }
+    }
+    Ok(Synced {
+        listing,
+        changed: false,
+    })
 }
 
 /// Compares the tree with the bucket. `known` is a listing taken in this run after which
@@ -214,10 +315,19 @@ pub async fn verify(
     summary.verified = v.verified;
     summary.verify_errors = v.errors.len();
     summary.extra_objects = v.extras;
-    if !v.errors.is_empty() {
+    summary.failures.extend(v.failed);
+    let mut content_failures = 0;
+    if job.features.verify_content {
+        let c = verify_content(client, job, tree, &listing, summary, cancel).await;
+        if c.interrupted {
+            return Err(RunError::Interrupted);
+        }
+        content_failures = c.failures.len();
+    }
+    if !v.errors.is_empty() || content_failures > 0 {
         return Err(failed(format!(
             "Verification failed: {} differences between {} and {}.",
-            v.errors.len(),
+            v.errors.len() + content_failures,
             walk::display_path(&tree.root),
             job.url
         )));
@@ -234,11 +344,59 @@ pub async fn verify(
     }
 }
 
+/// `--verifyContent` after the size check: logs its findings and records them in the summary.
+async fn verify_content(
+    client: &Client,
+    job: &Job,
+    tree: &SourceTree,
+    listing: &Listing,
+    summary: &mut Summary,
+    cancel: &CancellationToken,
+) -> content::ContentOutcome {
+    log::info!(target: FLOW, "Verifying the content of each file against the checksum the bucket stores.");
+    let counters = Progress::new(summary.verified as u64, 0);
+    counters.bytes_total.store(
+        tree.files
+            .iter()
+            .filter(|f| listing.get(&f.rel).is_some_and(|o| o.size == f.size))
+            .map(|f| f.size)
+            .sum(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    let shown = progress::Display::start("Verifying content", counters.clone());
+    let c = content::verify_content(
+        client,
+        &job.url,
+        tree,
+        listing,
+        job.concurrency,
+        Some(counters),
+        cancel,
+    )
+    .await;
+    shown.finish().await;
+    summary.content_verified = c.verified;
+    summary.content_unverifiable = c.unverifiable.len();
+    summary.verify_errors += c.failures.len();
+    summary.failures.extend(c.failures.iter().cloned());
+    let mut methods: Vec<_> = c.by_method.iter().collect();
+    methods.sort();
+    let methods: Vec<String> = methods.iter().map(|(m, n)| format!("{n} by {m}")).collect();
+    log::info!(target: FLOW, "Content of {} files matches ({}).", c.verified, methods.join(", "));
+    if !c.unverifiable.is_empty() {
+        log::warn!(target: FLOW, "{} objects have nothing to compare their content with (sizes were checked); upload them with this tool to make them verifiable.", c.unverifiable.len());
+    }
+    c
+}
+
 /// The whole run for the command line: prepare, synchronize (unless verify-only), verify.
 pub async fn run(opts: &Options, cancel: &CancellationToken, summary: &mut Summary) -> ExitStatus {
     match run_phases(opts, cancel, summary).await {
         Ok(()) => ExitStatus::Success,
-        Err(e) => e.status(),
+        Err(e) => {
+            summary.error = Some(e.to_string());
+            e.status()
+        }
     }
 }
 
@@ -263,6 +421,7 @@ pub async fn run_phases(
     // The walk (blocking, on its own thread) and the listing run at the same time.
     let (url, ignore) = (job.url.clone(), job.ignore_warnings);
     let mut s = Summary::default();
+    let started = Instant::now();
     let walking = tokio::task::spawn_blocking(move || {
         let r = prepare(&source, &url, ignore, &mut s);
         (r, s)
@@ -289,11 +448,23 @@ pub async fn run_phases(
     let listing = listing_task
         .await
         .map_err(|e| failed(format!("listing failed: {e}")))??;
+    summary.phases.push(("prepare", started.elapsed()));
     let known = if job.mode == Mode::VerifyOnly {
         Some(listing)
     } else {
-        let synced = synchronize(&client, &job, &tree, listing, summary, cancel).await?;
+        let started = Instant::now();
+        let synced = synchronize(&client, &job, &tree, listing, summary, cancel).await;
+        summary.phases.push(("synchronize", started.elapsed()));
+        let synced = synced?;
         (!synced.changed).then_some(synced.listing)
     };
-    verify(&client, &job, &tree, known, summary, cancel).await
+    // With -v there is nothing to dry-run: the check itself changes nothing, so it runs.
+    if job.features.dry_run && job.mode != Mode::VerifyOnly {
+        log::info!(target: FLOW, "Dry run: verification skipped (nothing was uploaded).");
+        return Ok(());
+    }
+    let started = Instant::now();
+    let verified = verify(&client, &job, &tree, known, summary, cancel).await;
+    summary.phases.push(("verify", started.elapsed()));
+    verified
 }

@@ -11,17 +11,22 @@
 //! under Cedar Backup's logger names ([`FLOW`], [`OUTPUT`]).
 
 pub mod bucket_url;
+pub mod checksum;
 pub mod cli;
+pub mod content;
 pub mod diagnostics;
 pub mod engine;
 pub mod http_timeout;
 pub mod listing;
 pub mod lock;
 pub mod logging;
+pub mod manpage;
 pub mod options;
 pub mod plan;
+pub mod progress;
 pub mod report;
 pub mod s3;
+pub mod summary_file;
 pub mod transfer;
 pub mod verify;
 pub mod walk;

@@ -55,6 +55,8 @@ impl Levels {
                 (true, _, _) => LevelFilter::Off,
                 (false, true, true) => LevelFilter::Debug,
                 (false, true, false) => LevelFilter::Info,
+                // A dry run's plan is its output: shown as -b would show it.
+                (false, false, _) if o.dry_run => LevelFilter::Info,
                 (false, false, _) => LevelFilter::Error,
             },
             output: o.output || o.debug,

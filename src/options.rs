@@ -53,7 +53,36 @@ pub struct Options {
     pub max_concurrency: Option<usize>,
     /// `--allowEmptySource`: let a full sync of an empty source empty the prefix.
     pub allow_empty_source: bool,
+    /// `--verifyContent`: also compare each file's checksum with the object's.
+    pub verify_content: bool,
+    /// `--dryRun`: log the plan, change nothing.
+    pub dry_run: bool,
+    /// `--summaryFile FILE`: write a JSON summary of the run there.
+    pub summary_file: Option<PathBuf>,
+    /// `--maxDeletes N`: refuse a full sync that would delete more than N objects.
+    pub max_deletes: Option<usize>,
+    /// `--storageClass CLASS`: storage class of uploaded objects (one of [`STORAGE_CLASSES`]).
+    pub storage_class: Option<String>,
+    /// `--sse ALG`: server-side encryption of uploaded objects (one of [`SSE_ALGORITHMS`]).
+    pub sse: Option<String>,
+    /// `--sseKmsKeyId ID`: the KMS key for `--sse aws:kms`.
+    pub sse_kms_key_id: Option<String>,
 }
+
+/// Storage classes `--storageClass` accepts: those `aws s3 sync --storage-class` accepts.
+pub const STORAGE_CLASSES: &[&str] = &[
+    "STANDARD",
+    "REDUCED_REDUNDANCY",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER",
+    "DEEP_ARCHIVE",
+    "GLACIER_IR",
+];
+
+/// Server-side encryptions `--sse` accepts: those of `aws s3 sync --sse`.
+pub const SSE_ALGORITHMS: &[&str] = &["AES256", "aws:kms", "aws:kms:dsse"];
 
 impl Options {
     pub fn logfile_path(&self) -> PathBuf {
@@ -74,6 +103,16 @@ impl Options {
         {
             return Err(OptionsError::Value(
                 "Exactly two arguments are needed: a source directory and an S3 bucket URL.".into(),
+            ));
+        }
+        if self.sse_kms_key_id.is_some()
+            && !self
+                .sse
+                .as_deref()
+                .is_some_and(|s| s.starts_with("aws:kms"))
+        {
+            return Err(OptionsError::Value(
+                "--sseKmsKeyId needs --sse aws:kms (or aws:kms:dsse).".into(),
             ));
         }
         Ok(())
@@ -380,6 +419,148 @@ pub static SWITCHES: &[Switch] = &[
             Ok(())
         },
         emit: |o| flag(o.allow_empty_source),
+    },
+    Switch {
+        long: "verifyContent",
+        short: None,
+        value_name: None,
+        original: false,
+        help: "Also compare each file's checksum with the one the\nbucket stores (CRC64NVME, CRC32 or the MD5 ETag)",
+        apply: |o, _| {
+            o.verify_content = true;
+            Ok(())
+        },
+        emit: |o| flag(o.verify_content),
+    },
+    Switch {
+        long: "dryRun",
+        short: None,
+        value_name: None,
+        original: false,
+        help: "Show what would be uploaded and deleted, and why;\nchange nothing (the name check still runs)",
+        apply: |o, _| {
+            o.dry_run = true;
+            Ok(())
+        },
+        emit: |o| flag(o.dry_run),
+    },
+    Switch {
+        long: "summaryFile",
+        short: None,
+        value_name: Some("FILE"),
+        original: false,
+        help: "At the end of the run, write a JSON summary to FILE\n(schema/summary.schema.json)",
+        apply: |o, v| {
+            if v.is_empty() {
+                return Err(OptionsError::Value(
+                    "The summary file path may not be empty.".into(),
+                ));
+            }
+            o.summary_file = Some(PathBuf::from(v));
+            Ok(())
+        },
+        emit: |o| match &o.summary_file {
+            Some(p) => Emit::Value {
+                text: p.to_string_lossy().into_owned(),
+                quoted: true,
+            },
+            None => Emit::Absent,
+        },
+    },
+    Switch {
+        long: "maxDeletes",
+        short: None,
+        value_name: Some("N"),
+        original: false,
+        help: "Delete nothing, and fail, if a full sync would delete\nmore than N objects (uploads still happen)",
+        apply: |o, v| {
+            let text = utf8("maxDeletes value", v)?;
+            o.max_deletes = Some(text.parse::<usize>().map_err(|_| {
+                OptionsError::Value(format!(
+                    "--maxDeletes needs a whole number (0 or more), not {text:?}."
+                ))
+            })?);
+            Ok(())
+        },
+        emit: |o| match o.max_deletes {
+            Some(n) => Emit::Value {
+                text: n.to_string(),
+                quoted: false,
+            },
+            None => Emit::Absent,
+        },
+    },
+    Switch {
+        long: "storageClass",
+        short: None,
+        value_name: Some("CLASS"),
+        original: false,
+        help: "Storage class of uploaded objects: STANDARD,\nREDUCED_REDUNDANCY, STANDARD_IA, ONEZONE_IA,\nINTELLIGENT_TIERING, GLACIER, DEEP_ARCHIVE or GLACIER_IR\n(default: the bucket's)",
+        apply: |o, v| {
+            let text = utf8("storage class", v)?;
+            if !STORAGE_CLASSES.contains(&text) {
+                return Err(OptionsError::Value(format!(
+                    "--storageClass must be one of {}, not {text:?}.",
+                    STORAGE_CLASSES.join(", ")
+                )));
+            }
+            o.storage_class = Some(text.to_owned());
+            Ok(())
+        },
+        emit: |o| match &o.storage_class {
+            Some(c) => Emit::Value {
+                text: c.clone(),
+                quoted: false,
+            },
+            None => Emit::Absent,
+        },
+    },
+    Switch {
+        long: "sse",
+        short: None,
+        value_name: Some("ALG"),
+        original: false,
+        help: "Server-side encryption of uploaded objects: AES256,\naws:kms or aws:kms:dsse (default: the bucket's)",
+        apply: |o, v| {
+            let text = utf8("sse value", v)?;
+            if !SSE_ALGORITHMS.contains(&text) {
+                return Err(OptionsError::Value(format!(
+                    "--sse must be one of {}, not {text:?}.",
+                    SSE_ALGORITHMS.join(", ")
+                )));
+            }
+            o.sse = Some(text.to_owned());
+            Ok(())
+        },
+        emit: |o| match &o.sse {
+            Some(a) => Emit::Value {
+                text: a.clone(),
+                quoted: false,
+            },
+            None => Emit::Absent,
+        },
+    },
+    Switch {
+        long: "sseKmsKeyId",
+        short: None,
+        value_name: Some("ID"),
+        original: false,
+        help: "KMS key (id, ARN or alias) for --sse aws:kms\n(default: the account's aws/s3 key)",
+        apply: |o, v| {
+            let text = utf8("KMS key id", v)?;
+            if text.is_empty() {
+                return Err(OptionsError::Value("--sseKmsKeyId may not be empty.".into()));
+            }
+            o.sse_kms_key_id = Some(text.to_owned());
+            Ok(())
+        },
+        emit: |o| match &o.sse_kms_key_id {
+            Some(k) => Emit::Value {
+                text: k.clone(),
+                quoted: true,
+            },
+            None => Emit::Absent,
+        },
     },
 ];
 
@@ -707,16 +888,14 @@ pub fn parse_octal_mode(text: &str) -> Result<u32, OptionsError> {
 pub fn usage() -> String {
     let mut s = String::new();
     s += "\nUsage: cback3-amazons3-sync [switches] sourceDir s3BucketUrl\n\n";
-    s += "Copies the files under sourceDir into the S3 bucket prefix given by s3BucketUrl\n";
-    s += "(s3://bucket/prefix), deletes objects there that have no local file, then lists\n";
-    s += "the prefix again to prove that every file arrived with its size. A drop-in for\n";
-    s += "Cedar Backup 3's cback3-amazons3-sync that talks to S3 without the AWS CLI.\n\n";
-    s += "Arguments:\n";
-    s += "  sourceDir             existing local directory to copy\n";
-    s += "  s3BucketUrl           target, s3://bucket/prefix\n\n";
-    s += "Switches (long names of the Cedar Backup switches may be shortened to any\n";
-    s += "unique prefix, e.g. --verb; the switches without a short form must be\n";
-    s += "written in full):\n";
+    s += DESCRIPTION;
+    s += "\n\nArguments:\n";
+    for (name, what) in ARGUMENTS {
+        s += &format!("  {name:<22}{what}\n");
+    }
+    s += "\nSwitches (";
+    s += ABBREVIATIONS;
+    s += "):\n";
     for sw in SWITCHES {
         let mut head = match sw.short {
             Some(c) => format!("  -{c}, --{}", sw.long),
@@ -736,11 +915,42 @@ pub fn usage() -> String {
             s += &format!("{:24}{l}\n", "");
         }
     }
-    s += "\nExit status: 0 success, 2 bad command line, 3 logfile not usable,\n";
-    s += "5 interrupted, 6 any other failure (including differences found by the check).\n\n";
-    s += "Example:\n  cback3-amazons3-sync -b /home/me s3://example-backups/me\n\n";
+    s += "\nExit status: ";
+    s += EXIT_STATUS;
+    s += "\n\nExample:\n  ";
+    s += EXAMPLE;
+    s += "\n\n";
     s
 }
+
+// Texts shared by the usage above and the man page (`manpage.rs`); lines as -h prints them.
+
+/// What the tool does.
+pub const DESCRIPTION: &str = "\
+Copies the files under sourceDir into the S3 bucket prefix given by s3BucketUrl
+(s3://bucket/prefix), deletes objects there that have no local file, then lists
+the prefix again to prove that every file arrived with its size. A drop-in for
+Cedar Backup 3's cback3-amazons3-sync that talks to S3 without the AWS CLI.";
+
+/// The positional arguments and what they are.
+pub const ARGUMENTS: &[(&str, &str)] = &[
+    ("sourceDir", "existing local directory to copy"),
+    ("s3BucketUrl", "target, s3://bucket/prefix"),
+];
+
+/// How switch names may be written.
+pub const ABBREVIATIONS: &str = "\
+long names of the Cedar Backup switches may be shortened to any
+unique prefix, e.g. --verb; the switches without a short form must be
+written in full";
+
+/// The exit statuses.
+pub const EXIT_STATUS: &str = "\
+0 success, 2 bad command line, 3 logfile not usable,
+5 interrupted, 6 any other failure (including differences found by the check).";
+
+/// One example command line.
+pub const EXAMPLE: &str = "cback3-amazons3-sync -b /home/me s3://example-backups/me";
 
 #[cfg(test)]
 mod tests {

@@ -201,6 +201,7 @@ fn options_from_dict(d: &Bound<'_, PyDict>) -> PyResult<Options> {
         s3_bucket_url: field::<String>(d, "s3BucketUrl")?,
         max_concurrency: field::<usize>(d, "maxConcurrency")?,
         allow_empty_source: flag(d, "allowEmptySource")?,
+        ..Options::default()
     })
 }
 
@@ -430,6 +431,7 @@ fn synchronize(
         concurrency: max_concurrency.unwrap_or(options::DEFAULT_MAX_CONCURRENCY),
         allow_empty_source,
         ignore_warnings: true,
+        features: Default::default(),
     };
     let outcome = run_cancellable(py, move |cancel| async move {
         let url = job.url.clone();
@@ -456,6 +458,7 @@ fn verify(py: Python<'_>, tree: &SourceTree, s3_bucket_url: &str) -> PyResult<()
         concurrency: options::DEFAULT_MAX_CONCURRENCY,
         allow_empty_source: false,
         ignore_warnings: true,
+        features: Default::default(),
     };
     let tree = Arc::clone(&tree.tree);
     let outcome = run_cancellable(py, move |cancel| async move {

@@ -44,6 +44,19 @@ pub struct Summary {
     pub verify_errors: usize,
     pub extra_objects: usize,
     pub elapsed: Duration,
+    /// What the plan held (for a dry run, what a real run would do).
+    pub planned_uploads: usize,
+    pub planned_upload_bytes: u64,
+    pub planned_deletes: usize,
+    /// `--verifyContent`: files whose checksum matched, and objects with nothing to compare.
+    pub content_verified: usize,
+    pub content_unverifiable: usize,
+    /// Duration of each phase that ran, in order.
+    pub phases: Vec<(&'static str, Duration)>,
+    /// Each file or object that failed, and why.
+    pub failures: Vec<(String, String)>,
+    /// Why the run stopped, if it failed.
+    pub error: Option<String>,
 }
 
 impl std::fmt::Display for Summary {

@@ -9,14 +9,97 @@ use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream, Length};
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
+use aws_sdk_s3::types::{
+    ChecksumAlgorithm, ChecksumMode, ChecksumType, CompletedMultipartUpload, CompletedPart, Delete,
+    ObjectIdentifier, ServerSideEncryption, StorageClass,
+};
 use aws_sdk_s3::Client;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::bucket_url::BucketUrl;
+use crate::checksum::{self, StoredChecksums};
 use crate::plan::Listing;
+use crate::progress::Progress;
 use crate::OUTPUT;
+
+/// How objects are written, beyond their content: storage class and server-side encryption
+/// (`--storageClass`, `--sse`, `--sseKmsKeyId`), and the counters that progress reads.
+/// Every upload also carries a full-object CRC64NVME unless the configuration turned request
+/// checksums off (`request_checksum_calculation = when_required`) for a server that rejects them.
+#[derive(Debug, Clone, Default)]
+pub struct UploadSettings {
+    pub storage_class: Option<StorageClass>,
+    pub sse: Option<ServerSideEncryption>,
+    pub sse_kms_key_id: Option<String>,
+    pub progress: Option<Arc<Progress>>,
+}
+
+impl UploadSettings {
+    fn describe(&self, checksums: bool) -> String {
+        let mut s = String::new();
+        if checksums {
+            s += ", CRC64NVME";
+        }
+        if let Some(c) = &self.storage_class {
+            s += &format!(", storage class {}", c.as_str());
+        }
+        if let Some(e) = &self.sse {
+            s += &format!(", SSE {}", e.as_str());
+        }
+        if let Some(k) = &self.sse_kms_key_id {
+            s += &format!(" key {k}");
+        }
+        s
+    }
+
+    fn bytes_done(&self, n: u64) {
+        if let Some(p) = &self.progress {
+            p.add_bytes(n);
+        }
+    }
+
+    fn file_done(&self) {
+        if let Some(p) = &self.progress {
+            p.add_file();
+        }
+    }
+}
+
+/// Whether uploads should carry checksums: yes unless the configuration asked for them
+/// only where an operation requires one.
+fn checksums_on(client: &Client) -> bool {
+    !matches!(
+        client.config().request_checksum_calculation(),
+        Some(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
+    )
+}
+
+/// The checksums and ETag S3 keeps for an object (HeadObject with checksum mode enabled,
+/// which needs `s3:GetObject`).
+pub async fn head_checksums(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+) -> Result<StoredChecksums, S3Error> {
+    let h = client
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await
+        .map_err(|e| s3_error("HeadObject", key, &e))?;
+    log::debug!(target: OUTPUT, "HeadObject s3://{bucket}/{}", crate::walk::display_bytes(key.as_bytes()));
+    Ok(StoredChecksums {
+        crc64nvme: h.checksum_crc64_nvme().map(str::to_string),
+        crc32: h.checksum_crc32().map(str::to_string),
+        crc32c: h.checksum_crc32_c().map(str::to_string),
+        checksum_type: h.checksum_type().map(|t| t.as_str().to_string()),
+        etag: h.e_tag().map(str::to_string),
+        sse: h.server_side_encryption().map(|e| e.as_str().to_string()),
+    })
+}
 
 /// Files of this size or more go up as multipart uploads.
 pub const MULTIPART_THRESHOLD: u64 = 16 * 1024 * 1024;
@@ -226,6 +309,7 @@ pub async fn put(
     key: &str,
     path: &Path,
     size: u64,
+    settings: &UploadSettings,
 ) -> Result<(), OpError> {
     let body = if size <= IN_MEMORY_BODY {
         // Small files are read whole: one read instead of a streaming body, and the SDK can
@@ -247,28 +331,37 @@ pub async fn put(
     } else {
         stream(path, 0, size).await?
     };
+    let checksums = checksums_on(client);
     client
         .put_object()
         .bucket(bucket)
         .key(key)
         .content_length(size as i64)
+        .set_checksum_algorithm(checksums.then_some(ChecksumAlgorithm::Crc64Nvme))
+        .set_storage_class(settings.storage_class.clone())
+        .set_server_side_encryption(settings.sse.clone())
+        .set_ssekms_key_id(settings.sse_kms_key_id.clone())
         .body(body)
         .send()
         .await
         .map_err(|e| s3_error("PutObject", key, &e))?;
-    log::debug!(target: OUTPUT, "PutObject s3://{bucket}/{} ({size} bytes)", crate::walk::display_bytes(key.as_bytes()));
+    log::debug!(target: OUTPUT, "PutObject s3://{bucket}/{} ({size} bytes{})", crate::walk::display_bytes(key.as_bytes()), settings.describe(checksums));
+    settings.bytes_done(size);
+    settings.file_done();
     Ok(())
 }
 
 /// Uploads one file as a multipart upload whose parts go up concurrently, each part
 /// streamed from its range of the file and each holding one permit of `limit`.
 /// On any failure or cancellation the upload is aborted, so no parts are left billed.
+#[allow(clippy::too_many_arguments)]
 pub async fn put_multipart(
     client: &Client,
     bucket: &str,
     key: &str,
     path: &Path,
     size: u64,
+    settings: &UploadSettings,
     limit: Arc<Semaphore>,
     cancel: &CancellationToken,
 ) -> Result<(), OpError> {
@@ -278,24 +371,52 @@ pub async fn put_multipart(
             message: format!("{size} bytes is over S3's object size limit of {MAX_OBJECT_SIZE}"),
         });
     }
+    let checksums = checksums_on(client);
+    // FULL_OBJECT: S3 keeps one CRC64NVME of the whole content (which later checks can compare
+    // with the file's) instead of a checksum of the parts' checksums.
     let created = client
         .create_multipart_upload()
         .bucket(bucket)
         .key(key)
+        .set_checksum_algorithm(checksums.then_some(ChecksumAlgorithm::Crc64Nvme))
+        .set_checksum_type(checksums.then_some(ChecksumType::FullObject))
+        .set_storage_class(settings.storage_class.clone())
+        .set_server_side_encryption(settings.sse.clone())
+        .set_ssekms_key_id(settings.sse_kms_key_id.clone())
         .send()
         .await
         .map_err(|e| s3_error("CreateMultipartUpload", key, &e))?;
     let upload_id = created.upload_id().unwrap_or_default().to_string();
     let shown = crate::walk::display_bytes(key.as_bytes());
-    log::debug!(target: OUTPUT, "CreateMultipartUpload s3://{bucket}/{shown} id {upload_id}");
-    let result = upload_parts(client, bucket, key, &upload_id, path, size, limit, cancel).await;
+    log::debug!(target: OUTPUT, "CreateMultipartUpload s3://{bucket}/{shown} id {upload_id}{}", settings.describe(checksums));
+    let part_settings = PartSettings {
+        checksums,
+        progress: settings.progress.clone(),
+    };
+    let result = upload_parts(
+        client,
+        bucket,
+        key,
+        &upload_id,
+        path,
+        size,
+        &part_settings,
+        limit,
+        cancel,
+    )
+    .await;
     match result {
         Ok(parts) => {
+            let full = checksums
+                .then(|| full_object_crc64nvme(&parts, size))
+                .flatten();
             let done = client
                 .complete_multipart_upload()
                 .bucket(bucket)
                 .key(key)
                 .upload_id(&upload_id)
+                .set_checksum_type(full.is_some().then_some(ChecksumType::FullObject))
+                .set_checksum_crc64_nvme(full)
                 .multipart_upload(
                     CompletedMultipartUpload::builder()
                         .set_parts(Some(parts))
@@ -307,6 +428,7 @@ pub async fn put_multipart(
             match done {
                 Ok(_) => {
                     log::debug!(target: OUTPUT, "CompleteMultipartUpload s3://{bucket}/{shown} ({size} bytes)");
+                    settings.file_done();
                     abort_strays(client, bucket, key, &upload_id).await;
                     Ok(())
                 }
@@ -375,6 +497,30 @@ async fn abort(client: &Client, bucket: &str, key: &str, upload_id: &str) {
     }
 }
 
+/// The full-object CRC64NVME of a multipart upload, combined from the parts' values (in part
+/// order) without reading the file again; `None` if the server did not return them all.
+fn full_object_crc64nvme(parts: &[CompletedPart], size: u64) -> Option<String> {
+    let psize = part_size(size);
+    let mut whole: Option<u64> = None;
+    let mut offset = 0u64;
+    for p in parts {
+        let crc = checksum::parse_crc64nvme(p.checksum_crc64_nvme()?)?;
+        let len = psize.min(size - offset);
+        whole = Some(match whole {
+            None => crc,
+            Some(w) => checksum::crc64nvme_combine(w, crc, len),
+        });
+        offset += len;
+    }
+    whole.map(|w| checksum::crc_base64(w, 8))
+}
+
+/// What each part request needs to know of the upload's settings.
+struct PartSettings {
+    checksums: bool,
+    progress: Option<Arc<Progress>>,
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn upload_parts(
     client: &Client,
@@ -383,6 +529,7 @@ async fn upload_parts(
     upload_id: &str,
     path: &Path,
     size: u64,
+    settings: &PartSettings,
     limit: Arc<Semaphore>,
     cancel: &CancellationToken,
 ) -> Result<Vec<CompletedPart>, OpError> {
@@ -413,6 +560,7 @@ async fn upload_parts(
                 upload_id.to_string(),
                 path.to_path_buf(),
             );
+            let (checksums, progress) = (settings.checksums, settings.progress.clone());
             tasks.spawn(async move {
                 let _permit = permit;
                 let body = stream(&path, offset, len).await?;
@@ -423,10 +571,14 @@ async fn upload_parts(
                     .upload_id(&upload_id)
                     .part_number(number as i32)
                     .content_length(len as i64)
+                    .set_checksum_algorithm(checksums.then_some(ChecksumAlgorithm::Crc64Nvme))
                     .body(body)
                     .send()
                     .await
                     .map_err(|e| s3_error("UploadPart", &key, &e))?;
+                if let Some(p) = &progress {
+                    p.add_bytes(len);
+                }
                 Ok::<_, OpError>(
                     CompletedPart::builder()
                         .part_number(number as i32)

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bucket_url::BucketUrl;
 use crate::plan::Plan;
-use crate::s3::{self, Interrupted, OpError, MULTIPART_THRESHOLD};
+use crate::s3::{self, Interrupted, OpError, UploadSettings, MULTIPART_THRESHOLD};
 use crate::walk::{display_bytes, LocalFile, SourceTree};
 use crate::{FLOW, OUTPUT};
 
@@ -21,6 +21,8 @@ pub struct UploadOutcome {
     pub bytes: u64,
     /// One line per file that failed: the file and why.
     pub failures: Vec<String>,
+    /// The same failures as (file, why), for the summary file.
+    pub failed_files: Vec<(String, String)>,
     pub interrupted: bool,
 }
 
@@ -36,6 +38,7 @@ fn still_same(path: &std::path::Path, f: &LocalFile) -> Result<(), String> {
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn upload_one(
     client: Client,
     url: Arc<BucketUrl>,
@@ -44,13 +47,24 @@ async fn upload_one(
     limit: Arc<Semaphore>,
     cancel: CancellationToken,
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    settings: Arc<UploadSettings>,
 ) -> Result<u64, String> {
     let key = url.key_for(file.rel.split('/'));
     let work = async {
         if file.size >= MULTIPART_THRESHOLD {
-            s3::put_multipart(&client, &url.bucket, &key, &path, file.size, limit, &cancel).await
+            s3::put_multipart(
+                &client,
+                &url.bucket,
+                &key,
+                &path,
+                file.size,
+                &settings,
+                limit,
+                &cancel,
+            )
+            .await
         } else {
-            s3::put(&client, &url.bucket, &key, &path, file.size).await
+            s3::put(&client, &url.bucket, &key, &path, file.size, &settings).await
         }
     };
     let result = tokio::select! {
@@ -74,8 +88,10 @@ pub async fn upload(
     tree: &SourceTree,
     plan: &Plan,
     concurrency: usize,
+    settings: &UploadSettings,
     cancel: &CancellationToken,
 ) -> UploadOutcome {
+    let settings = Arc::new(settings.clone());
     let limit = Arc::new(Semaphore::new(concurrency.max(1)));
     let url = Arc::new(url.clone());
     let mut out = UploadOutcome::default();
@@ -92,6 +108,7 @@ pub async fn upload(
                 Err(e) => {
                     log::error!(target: FLOW, "Failed to upload {name}: {e}");
                     out.failures.push(format!("{name}: {e}"));
+                    out.failed_files.push((name, e));
                 }
             }
         };
@@ -112,6 +129,7 @@ pub async fn upload(
             limit.clone(),
             cancel.clone(),
             permit,
+            settings.clone(),
         );
         tasks.spawn(async move { (idx, fut.await) });
         while let Some(done) = tasks.try_join_next() {
@@ -138,7 +156,7 @@ pub async fn delete(
     url: &BucketUrl,
     plan: &Plan,
     cancel: &CancellationToken,
-) -> (usize, Vec<String>) {
+) -> (usize, Vec<(String, String)>) {
     let keys: Vec<String> = plan
         .deletes
         .iter()
@@ -151,13 +169,9 @@ pub async fn delete(
     let failures = failures
         .into_iter()
         .map(|e| {
-            let line = format!(
-                "Failed to delete {}: {}",
-                display_bytes(e.target.as_bytes()),
-                e.detail
-            );
-            log::error!(target: FLOW, "{line}");
-            line
+            let key = display_bytes(e.target.as_bytes());
+            log::error!(target: FLOW, "Failed to delete {key}: {}", e.detail);
+            (key, format!("delete failed: {}", e.detail))
         })
         .collect();
     (n, failures)

@@ -12,6 +12,8 @@ pub struct VerifyOutcome {
     pub verified: usize,
     /// One line per difference that fails the run.
     pub errors: Vec<String>,
+    /// The same differences as (file or object, why), for the summary file.
+    pub failed: Vec<(String, String)>,
     pub extras: usize,
 }
 
@@ -25,6 +27,7 @@ pub fn verify(tree: &SourceTree, listing: &Listing, mode: Mode) -> VerifyOutcome
                 let line = format!("File was apparently not uploaded: [{name}]");
                 log::error!(target: FLOW, "{line}");
                 out.errors.push(line);
+                out.failed.push((name, "no object in the bucket".into()));
             }
             Some(o) if o.size != f.size => {
                 let line = format!(
@@ -33,6 +36,13 @@ pub fn verify(tree: &SourceTree, listing: &Listing, mode: Mode) -> VerifyOutcome
                 );
                 log::error!(target: FLOW, "{line}");
                 out.errors.push(line);
+                out.failed.push((
+                    name,
+                    format!(
+                        "size differs: file {} bytes, object {} bytes",
+                        f.size, o.size
+                    ),
+                ));
             }
             Some(_) => out.verified += 1,
         }
@@ -44,6 +54,7 @@ pub fn verify(tree: &SourceTree, listing: &Listing, mode: Mode) -> VerifyOutcome
             let line = format!("Object has no local file and was not deleted: [{name}]");
             log::error!(target: FLOW, "{line}");
             out.errors.push(line);
+            out.failed.push((name, "object has no local file".into()));
         } else {
             log::warn!(target: FLOW, "Object has no local file: [{name}]");
         }

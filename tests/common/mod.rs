@@ -450,3 +450,50 @@ pub fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
 }
+
+/// Like [`client`], but sends checksums only where an operation requires one, as older tools
+/// did: objects it writes carry only an ETag.
+pub fn plain_client() -> Client {
+    let conf = client()
+        .config()
+        .to_builder()
+        .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
+        .build();
+    Client::from_conf(conf)
+}
+
+/// HeadObject with checksum mode on, from the independent client.
+pub fn head(bucket: &str, key: &str) -> aws_sdk_s3::operation::head_object::HeadObjectOutput {
+    let c = client();
+    rt().block_on(
+        c.head_object()
+            .bucket(bucket)
+            .key(key)
+            .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+            .send(),
+    )
+    .unwrap()
+}
+
+/// Validates a JSON file against a JSON Schema of the repository with python3's `jsonschema`
+/// (tests/requirements.txt); panics with the validator's message if it does not conform.
+pub fn validate_json(file: &Path, schema_rel: &str) {
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join(schema_rel);
+    let code = "import json, sys, jsonschema\n\
+        schema = json.load(open(sys.argv[1]))\n\
+        jsonschema.Draft202012Validator.check_schema(schema)\n\
+        jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker()).validate(json.load(open(sys.argv[2])))\n";
+    let o = Command::new("python3")
+        .arg("-c")
+        .arg(code)
+        .arg(&schema)
+        .arg(file)
+        .output()
+        .expect("python3 with jsonschema (pip install -r tests/requirements.txt)");
+    assert!(
+        o.status.success(),
+        "{} does not match {schema_rel}:\n{}",
+        file.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

@@ -1,0 +1,166 @@
+//! `--verifyContent`: each local file's checksum against what the bucket stores for it.
+//!
+//! One HeadObject per file (checksum mode on; needs `s3:GetObject`) says what the object
+//! carries; [`checksum::choose`] picks the comparison (CRC64NVME, CRC32, CRC32C, else the
+//! ETag as MD5 for single-part objects) and the file is streamed through that hash only.
+//! At most `concurrency` files are in progress and at most one hash per core runs at a time,
+//! each with a fixed buffer, so memory stays bounded whatever the tree.
+//!
+//! A difference is an ERROR per file (the run fails). An object whose content cannot be
+//! checked without downloading it (a multipart object of another tool, an SSE-KMS object
+//! without checksum) is a WARNING per object plus a count, and does not fail the run: its
+//! size was verified, and failing every run over objects that the tool cannot check would
+//! teach people to ignore the failure.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aws_sdk_s3::Client;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::bucket_url::BucketUrl;
+use crate::checksum;
+use crate::plan::Listing;
+use crate::progress::Progress;
+use crate::walk::{display_bytes, SourceTree};
+use crate::FLOW;
+
+/// What content verification found.
+#[derive(Debug, Default)]
+pub struct ContentOutcome {
+    pub verified: usize,
+    /// Comparisons made, by method name.
+    pub by_method: HashMap<&'static str, usize>,
+    /// (file, why) for each file whose content differs or could not be compared because of an
+    /// error (S3 or local); these fail the run.
+    pub failures: Vec<(String, String)>,
+    /// Files whose objects carry nothing to compare with.
+    pub unverifiable: Vec<String>,
+    pub interrupted: bool,
+}
+
+enum One {
+    Same(&'static str),
+    Differs(String),
+    Unverifiable,
+    Error(String),
+}
+
+async fn check_one(
+    client: Client,
+    bucket: String,
+    key: String,
+    path: std::path::PathBuf,
+    hash_limit: Arc<Semaphore>,
+) -> One {
+    let stored = match crate::s3::head_checksums(&client, &bucket, &key).await {
+        Ok(s) => s,
+        Err(e) => return One::Error(e.to_string()),
+    };
+    let Some(method) = checksum::choose(&stored) else {
+        return One::Unverifiable;
+    };
+    let _hashing = hash_limit.acquire_owned().await.expect("semaphore closed");
+    let m = method.clone();
+    let local = tokio::task::spawn_blocking(move || checksum::digest_file(&path, &m)).await;
+    match local {
+        Ok(Ok(v)) if v == method.expected() => One::Same(method.name()),
+        Ok(Ok(v)) => One::Differs(format!(
+            "{} of the file is {v} but the object has {}",
+            method.name(),
+            method.expected()
+        )),
+        Ok(Err(e)) => One::Error(format!("cannot read the file: {e}")),
+        Err(e) => One::Error(format!("hash task failed: {e}")),
+    }
+}
+
+/// Compares the content of every file that has an object of its size in `listing`.
+pub async fn verify_content(
+    client: &Client,
+    url: &BucketUrl,
+    tree: &SourceTree,
+    listing: &Listing,
+    concurrency: usize,
+    progress: Option<Arc<Progress>>,
+    cancel: &CancellationToken,
+) -> ContentOutcome {
+    let limit = Arc::new(Semaphore::new(concurrency.max(1)));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let hash_limit = Arc::new(Semaphore::new(cores));
+    let mut out = ContentOutcome::default();
+    let mut tasks: JoinSet<(usize, One)> = JoinSet::new();
+    let record = |out: &mut ContentOutcome, idx: usize, one: One| {
+        let f = &tree.files[idx];
+        let name = display_bytes(f.rel.as_bytes());
+        if let Some(p) = &progress {
+            p.add_file();
+            p.add_bytes(f.size);
+        }
+        match one {
+            One::Same(m) => {
+                out.verified += 1;
+                *out.by_method.entry(m).or_default() += 1;
+            }
+            One::Differs(why) => {
+                log::error!(target: FLOW, "File content differs [{name}]: {why}");
+                out.failures.push((name, format!("content differs: {why}")));
+            }
+            One::Unverifiable => {
+                log::warn!(target: FLOW, "Cannot verify the content of [{name}]: the object has no whole-object checksum and its ETag is not an MD5 (multipart upload by another tool, or SSE-KMS)");
+                out.unverifiable.push(name);
+            }
+            One::Error(why) => {
+                log::error!(target: FLOW, "Cannot verify the content of [{name}]: {why}");
+                out.failures
+                    .push((name, format!("content not verified: {why}")));
+            }
+        }
+    };
+    for (idx, f) in tree.files.iter().enumerate() {
+        if listing.get(&f.rel).is_none_or(|o| o.size != f.size) {
+            continue;
+        }
+        let permit = tokio::select! {
+            _ = cancel.cancelled() => { out.interrupted = true; break }
+            p = limit.clone().acquire_owned() => p.expect("semaphore closed"),
+        };
+        let work = check_one(
+            client.clone(),
+            url.bucket.clone(),
+            url.key_for(f.rel.split('/')),
+            tree.path_of(f),
+            hash_limit.clone(),
+        );
+        tasks.spawn(async move {
+            let one = work.await;
+            drop(permit);
+            (idx, one)
+        });
+        while let Some(done) = tasks.try_join_next() {
+            if let Ok((i, one)) = done {
+                record(&mut out, i, one);
+            }
+        }
+    }
+    loop {
+        let done = tokio::select! {
+            _ = cancel.cancelled() => {
+                out.interrupted = true;
+                tasks.abort_all();
+                break;
+            }
+            d = tasks.join_next() => d,
+        };
+        match done {
+            Some(Ok((i, one))) => record(&mut out, i, one),
+            Some(Err(e)) => out
+                .failures
+                .push(("?".into(), format!("verify task failed: {e}"))),
+            None => break,
+        }
+    }
+    out
+}
