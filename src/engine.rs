@@ -325,6 +325,7 @@ pub async fn verify(
         content_failures = c.failures.len();
     }
     if !v.errors.is_empty() || content_failures > 0 {
+        log::error!(target: FLOW, "There were differences between source directory and target S3 bucket.");
         return Err(failed(format!(
             "Verification failed: {} differences between {} and {}.",
             v.errors.len() + content_failures,
