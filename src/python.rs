@@ -153,6 +153,13 @@ fn options_to_dict<'py>(py: Python<'py>, o: &Options) -> PyResult<Bound<'py, PyD
     d.set_item("s3BucketUrl", o.s3_bucket_url.as_deref())?;
     d.set_item("maxConcurrency", o.max_concurrency)?;
     d.set_item("allowEmptySource", o.allow_empty_source)?;
+    d.set_item("verifyContent", o.verify_content)?;
+    d.set_item("dryRun", o.dry_run)?;
+    d.set_item("summaryFile", o.summary_file.as_deref().map(os_str))?;
+    d.set_item("maxDeletes", o.max_deletes)?;
+    d.set_item("storageClass", o.storage_class.as_deref())?;
+    d.set_item("sse", o.sse.as_deref())?;
+    d.set_item("sseKmsKeyId", o.sse_kms_key_id.as_deref())?;
     Ok(d)
 }
 
@@ -201,6 +208,13 @@ fn options_from_dict(d: &Bound<'_, PyDict>) -> PyResult<Options> {
         s3_bucket_url: field::<String>(d, "s3BucketUrl")?,
         max_concurrency: field::<usize>(d, "maxConcurrency")?,
         allow_empty_source: flag(d, "allowEmptySource")?,
+        verify_content: flag(d, "verifyContent")?,
+        dry_run: flag(d, "dryRun")?,
+        summary_file: field::<PathBuf>(d, "summaryFile")?,
+        max_deletes: field::<usize>(d, "maxDeletes")?,
+        storage_class: field::<String>(d, "storageClass")?,
+        sse: field::<String>(d, "sse")?,
+        sse_kms_key_id: field::<String>(d, "sseKmsKeyId")?,
         ..Options::default()
     })
 }

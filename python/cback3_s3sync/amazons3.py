@@ -98,6 +98,12 @@ def _fs_text(value: str | bytes) -> str:
     return os.fsdecode(value) if isinstance(value, bytes) else value
 
 
+def _non_empty(value: str | None, what: str) -> str | None:
+    if value is not None and len(value) < 1:
+        raise ValueError(f"{what} must be non-empty.")
+    return value
+
+
 def _cmp_key(value: object) -> str:
     return str(value or "")
 
@@ -109,8 +115,9 @@ class Options:
     Build it from an argument list or an argument string (parsed by the Rust core with
     Python ``getopt`` semantics), or empty and fill the properties one by one. Each
     property setter checks its own value (``ValueError``); :meth:`validate` checks the
-    whole. Two extra properties, ``maxConcurrency`` and ``allowEmptySource``, carry this
-    implementation's own long switches and are left out of the output when unset.
+    whole. Extra properties (``maxConcurrency``, ``allowEmptySource``, ``verifyContent``,
+    ``dryRun``, ``summaryFile``, ``maxDeletes``, ``storageClass``, ``sse``, ``sseKmsKeyId``)
+    carry this implementation's own long switches and are left out of the output when unset.
     """
 
     __hash__: ClassVar[None]  # type: ignore[assignment]  # mutable and compared by value
@@ -139,6 +146,13 @@ class Options:
         self._s3BucketUrl: str | None = None
         self._maxConcurrency: int | None = None
         self._allowEmptySource = False
+        self._verifyContent = False
+        self._dryRun = False
+        self._summaryFile: str | None = None
+        self._maxDeletes: int | None = None
+        self._storageClass: str | None = None
+        self._sse: str | None = None
+        self._sseKmsKeyId: str | None = None
         if argumentList is not None and argumentString is not None:
             raise ValueError("Give argumentList or argumentString, not both.")
         args = _split_command_line(argumentString) if argumentString is not None else argumentList
@@ -164,7 +178,7 @@ class Options:
             mine, theirs = getattr(self, name), getattr(other, name)
             if mine == theirs:
                 continue
-            if name == "mode" or name == "maxConcurrency":
+            if name in ("mode", "maxConcurrency", "maxDeletes"):
                 less = int(mine or 0) < int(theirs or 0)
             elif isinstance(mine, bool) and isinstance(theirs, bool):
                 less = mine < theirs
@@ -371,6 +385,75 @@ class Options:
     def allowEmptySource(self, value: object) -> None:
         self._allowEmptySource = bool(value)
 
+    @property
+    def verifyContent(self) -> bool:
+        """``--verifyContent``: compare content checksums, not only sizes."""
+        return self._verifyContent
+
+    @verifyContent.setter
+    def verifyContent(self, value: object) -> None:
+        self._verifyContent = bool(value)
+
+    @property
+    def dryRun(self) -> bool:
+        """``--dryRun``: print the plan, change nothing."""
+        return self._dryRun
+
+    @dryRun.setter
+    def dryRun(self, value: object) -> None:
+        self._dryRun = bool(value)
+
+    @property
+    def summaryFile(self) -> str | None:
+        """``--summaryFile``: where to write the JSON summary of the run."""
+        return self._summaryFile
+
+    @summaryFile.setter
+    def summaryFile(self, value: str | None) -> None:
+        self._summaryFile = _non_empty(value, "The summary file")
+
+    @property
+    def maxDeletes(self) -> int | None:
+        """``--maxDeletes``: a full sync deleting more objects than this deletes none."""
+        return self._maxDeletes
+
+    @maxDeletes.setter
+    def maxDeletes(self, value: int | str | None) -> None:
+        if value is None:
+            self._maxDeletes = None
+            return
+        number = int(value)
+        if number < 0:
+            raise ValueError("The delete limit must be zero or a positive integer.")
+        self._maxDeletes = number
+
+    @property
+    def storageClass(self) -> str | None:
+        """``--storageClass``: the storage class of uploaded objects."""
+        return self._storageClass
+
+    @storageClass.setter
+    def storageClass(self, value: str | None) -> None:
+        self._storageClass = _non_empty(value, "The storage class")
+
+    @property
+    def sse(self) -> str | None:
+        """``--sse``: server-side encryption of uploaded objects (AES256 or aws:kms)."""
+        return self._sse
+
+    @sse.setter
+    def sse(self, value: str | None) -> None:
+        self._sse = _non_empty(value, "The server-side encryption")
+
+    @property
+    def sseKmsKeyId(self) -> str | None:
+        """``--sseKmsKeyId``: the KMS key for ``--sse aws:kms``."""
+        return self._sseKmsKeyId
+
+    @sseKmsKeyId.setter
+    def sseKmsKeyId(self, value: str | None) -> None:
+        self._sseKmsKeyId = _non_empty(value, "The KMS key id")
+
     # Whole-object operations ---------------------------------------------------------
 
     def _as_dict(self) -> dict[str, Any]:
@@ -414,6 +497,13 @@ _FIELDS = (
     "s3BucketUrl",
     "maxConcurrency",
     "allowEmptySource",
+    "verifyContent",
+    "dryRun",
+    "summaryFile",
+    "maxDeletes",
+    "storageClass",
+    "sse",
+    "sseKmsKeyId",
 )
 
 

@@ -165,3 +165,10 @@ def test_installed_command_syncs_without_the_aws_cli(
     )
     assert version.returncode == 0
     assert probe.stdout.strip() in version.stdout
+
+
+def test_the_wheel_installs_the_man_page(fresh_venv: Path) -> None:
+    page = fresh_venv / "share" / "man" / "man1" / "cback3-amazons3-sync.1"
+    committed = Path(__file__).resolve().parents[2] / "man" / "cback3-amazons3-sync.1"
+    assert page.read_text() == committed.read_text()
+    assert ".TH CBACK3" in page.read_text()

@@ -240,3 +240,28 @@ def test_cli_without_cedar_backup_writes_the_same_format(
     assert flow_lines and all(CEDAR_LINE.match(line) for line in flow_lines)
     assert any(line.startswith("S3 endpoint") for line in lines), "output lines are the message only"
     assert "with status 0." in flow_lines[-1]
+
+
+def test_our_switches_survive_the_options_object(tmp_path: Path) -> None:
+    args = [
+        "--verifyContent", "--dryRun", f"--summaryFile={tmp_path / 's.json'}", "--maxDeletes=3",
+        "--storageClass=STANDARD_IA", "--sse=aws:kms", "--sseKmsKeyId=k1", "src", "s3://bkt/p",
+    ]  # fmt: skip
+    opts = shim.Options(argumentList=args)
+    assert opts.verifyContent and opts.dryRun
+    got = (opts.maxDeletes, opts.storageClass, opts.sse, opts.sseKmsKeyId)
+    assert got == (3, "STANDARD_IA", "aws:kms", "k1")
+    assert shim.Options(argumentList=opts.buildArgumentList()) == opts
+    opts.sse = None
+    with pytest.raises(ValueError):
+        opts.validate()  # a KMS key without --sse aws:kms
+
+
+def test_cli_passes_our_switches_to_the_core(
+    s3: Any, s3_client: Any, bucket: str, tree: Path, logfile: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    summary = tree.parent / "summary.json"
+    args = ["-l", str(logfile), "--dryRun", f"--summaryFile={summary}", str(tree), f"s3://{bucket}/d"]
+    assert run_cli(monkeypatch, *args) == 0
+    assert listing(s3_client, bucket, "d/") == {}, "a dry run uploads nothing"
+    assert '"exit_status": 0' in summary.read_text()
