@@ -4,9 +4,10 @@
 One command from a fresh clone: ``scripts/bench.sh`` (installs the peers, builds the release
 binary, then runs this). Everything runs against a SeaweedFS server on 127.0.0.1 that this
 script starts; ``--latency-ms N`` puts a user-space proxy in front of it that delays every
-byte N ms each way. Runs are interleaved (one run of each tool per round), each on a fresh
-prefix, and the bucket is checked after each run. Prints medians, min-max, peak RSS and the
-ratio ours/peer. It is a benchmark, not a test: nothing here is timed in CI.
+byte N ms each way. Runs are interleaved (one run of each tool per round, the order rotated
+each round, after an untimed warm-up run per case), each on a fresh prefix, and the bucket
+is checked after each run. Prints medians, min-max, peak RSS and the ratio ours/peer.
+It is a benchmark, not a test: nothing here is timed in CI.
 """
 
 from __future__ import annotations
@@ -114,9 +115,7 @@ class Bench:
         self.aws(["s3", "mb", f"s3://{self.bucket}"])
 
     def aws(self, args: list[str]) -> str:
-        return subprocess.run(
-            ["aws", *args], env=self.env, check=True, capture_output=True, text=True
-        ).stdout
+        return subprocess.run(["aws", *args], env=self.env, check=True, capture_output=True, text=True).stdout
 
     def fresh_prefix(self) -> str:
         self.counter += 1
@@ -243,6 +242,7 @@ def main() -> int:
     p.add_argument("--cases", default="small-initial,small-noop,small-change,big-initial,huge-initial")
     p.add_argument("--tools", default="ours,s5cmd,rclone,aws,original")
     p.add_argument("--concurrency", type=int, default=0, help="--maxConcurrency for ours (0: default)")
+    p.add_argument("--no-warmup", dest="warmup", action="store_false", help="skip the untimed warm-up runs")
     p.add_argument("--work", default=None, help="scratch directory (default: a temp dir)")
     args = p.parse_args()
     os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
@@ -306,11 +306,18 @@ def main() -> int:
             endpoint = f"http://127.0.0.1:{ready.read_text()}"
         try:
             bench = Bench(args, server, endpoint, work)
+            if args.warmup:
+                # The server grows its volumes on first use; whoever wrote first would pay for it.
+                for case in cases:
+                    if case.endswith("initial"):
+                        bench.run_case(tools[0], datasets[case.split("-")[0]], "initial", None)
             for rnd in range(args.rounds):
                 for case in cases:
                     kind = case.split("-")[1]
                     ds = datasets[case.split("-")[0]]
-                    for tool in tools:
+                    # Rotate the order each round so that no tool always runs first or last.
+                    shift = rnd % len(tools)
+                    for tool in tools[shift:] + tools[:shift]:
                         if tool == "s5cmd-cp" and kind != "initial":
                             continue
                         mutate = change_one_percent if kind == "change" else None
@@ -322,7 +329,9 @@ def main() -> int:
                         else:
                             r.seconds.append(secs)
                             r.rss_mib.append(rss)
-                            print(f"round {rnd + 1} {case} {tool}: {secs:.2f} s, {rss:.0f} MiB", file=sys.stderr)
+                            print(
+                                f"round {rnd + 1} {case} {tool}: {secs:.2f} s, {rss:.0f} MiB", file=sys.stderr
+                            )
         finally:
             if proxy:
                 proxy.terminate()
@@ -332,7 +341,9 @@ def main() -> int:
     return 0
 
 
-def print_table(results: dict[tuple[str, str], Result], cases: list[str], tools: list[str], args: argparse.Namespace) -> None:
+def print_table(
+    results: dict[tuple[str, str], Result], cases: list[str], tools: list[str], args: argparse.Namespace
+) -> None:
     mode = f"latency {args.latency_ms:g} ms each way" if args.latency_ms else "direct"
     print(f"\n### {mode}; {args.rounds} interleaved rounds; seconds median (min-max) / peak RSS MiB median\n")
     print("| case | " + " | ".join(tools) + " |")
