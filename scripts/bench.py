@@ -279,7 +279,8 @@ def main() -> int:
             make_million(datasets["million"], args.million)
 
     results: dict[tuple[str, str], Result] = {}
-    with LocalS3(str(work / "server")) as server:
+    # A fresh server each time, removed afterwards (it keeps every object written: tens of GiB).
+    with LocalS3() as server:
         proxy = None
         endpoint = server.endpoint
         if args.latency_ms:
