@@ -10,6 +10,8 @@ step "cargo fmt --check"
 cargo fmt --check
 step "cargo clippy -- -D warnings"
 cargo clippy --all-targets -- -D warnings
+step "cargo clippy --features python -- -D warnings (the extension module)"
+cargo clippy --features python -- -D warnings
 step "cargo test (unit tests, and the binary against a local S3 server)"
 cargo test
 if [[ -x scripts/test-python.sh ]]; then

@@ -230,17 +230,7 @@ pub async fn synchronize(
             )));
         }
     }
-    if !tree.failures.is_empty() {
-        return Err(failed(format!(
-            "{} paths could not be read; nothing was deleted.",
-            tree.failures.len()
-        )));
-    }
-    if let Some(max) = job.features.max_deletes {
-        if plan.deletes.len() > max {
-            return Err(failed(max_deletes_message(plan.deletes.len(), max, url)));
-        }
-    }
+    deletes_allowed(job, tree, &plan)?;
     if !plan.deletes.is_empty() {
         log::info!(target: FLOW, "Deleting {} objects that have no local file.", plan.deletes.len());
         let (n, failures) = transfer::delete(client, url, &plan, cancel).await;
@@ -258,8 +248,23 @@ pub async fn synchronize(
     Ok(Synced { listing, changed })
 }
 
-fn max_deletes_message(n: usize, max: usize, url: &BucketUrl) -> String {
-    format!("This sync would delete {n} objects under {url}, more than --maxDeletes {max}; deleted none.")
+/// The guards between the uploads and the deletes, shared by a real run and a dry run: no
+/// deletes when part of the tree could not be read, nor more than `--maxDeletes`.
+fn deletes_allowed(job: &Job, tree: &SourceTree, plan: &plan::Plan) -> Result<(), RunError> {
+    if !tree.failures.is_empty() {
+        return Err(failed(format!(
+            "{} paths could not be read; nothing was deleted.",
+            tree.failures.len()
+        )));
+    }
+    match job.features.max_deletes {
+        Some(max) if plan.deletes.len() > max => Err(failed(format!(
+            "This sync would delete {} objects under {}, more than --maxDeletes {max}; deleted none.",
+            plan.deletes.len(),
+            job.url
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// `--dryRun`: logs each upload with its reason and each delete, as `aws s3 sync --dryrun`
@@ -280,17 +285,7 @@ fn dry_run(
         log::info!(target: FLOW, "(dryrun) delete: s3://{}/{}{}", url.bucket, url.prefix, display_bytes(rel.as_bytes()));
     }
     log::info!(target: FLOW, "(dryrun) {} uploads ({} bytes), {} deletes, {} files unchanged; nothing was changed.", plan.uploads.len(), plan.uploads.iter().map(|&(i, _)| tree.files[i].size).sum::<u64>(), plan.deletes.len(), plan.unchanged);
-    if !tree.failures.is_empty() {
-        return Err(failed(format!(
-            "{} paths could not be read; a real run would delete nothing.",
-            tree.failures.len()
-        )));
-    }
-    if let Some(max) = job.features.max_deletes {
-        if plan.deletes.len() > max {
-            return Err(failed(max_deletes_message(plan.deletes.len(), max, url)));
-        }
-    }
+    deletes_allowed(job, tree, plan)?;
     Ok(Synced {
         listing,
         changed: false,
@@ -309,7 +304,7 @@ pub async fn verify(
 ) -> Result<(), RunError> {
     let listing = match known {
         Some(l) => l,
-        None => s3::list(client, &job.url, cancel).await?,
+        None => crate::listing::list(client, &job.url, cancel).await?,
     };
     let v = verify::verify(tree, &listing, job.mode);
     summary.verified = v.verified;
@@ -430,7 +425,7 @@ pub async fn run_phases(
     let client = s3::client().await;
     let listing_task = {
         let (client, url, cancel) = (client.clone(), job.url.clone(), cancel.clone());
-        tokio::spawn(async move { s3::list(&client, &url, &cancel).await })
+        tokio::spawn(async move { crate::listing::list(&client, &url, &cancel).await })
     };
     let prepared = walking
         .await

@@ -215,7 +215,6 @@ fn options_from_dict(d: &Bound<'_, PyDict>) -> PyResult<Options> {
         storage_class: field::<String>(d, "storageClass")?,
         sse: field::<String>(d, "sse")?,
         sse_kms_key_id: field::<String>(d, "sseKmsKeyId")?,
-        ..Options::default()
     })
 }
 
@@ -454,7 +453,7 @@ fn synchronize(
                 .await?;
         let mut summary = Summary::default();
         let client = s3::client().await;
-        let listing = s3::list(&client, &job.url, &cancel).await?;
+        let listing = crate::listing::list(&client, &job.url, &cancel).await?;
         engine::synchronize(&client, &job, &tree, listing, &mut summary, &cancel)
             .await
             .map(|_| ())

@@ -17,9 +17,7 @@ use aws_sdk_s3::Client;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::bucket_url::BucketUrl;
 use crate::checksum::{self, StoredChecksums};
-use crate::plan::Listing;
 use crate::progress::Progress;
 use crate::OUTPUT;
 
@@ -140,6 +138,16 @@ pub enum OpError {
     Interrupted(#[from] Interrupted),
     #[error("{path}: {message}")]
     Local { path: String, message: String },
+}
+
+impl OpError {
+    /// A failure of a local file, named as log lines show paths.
+    pub fn local(path: &Path, message: impl Into<String>) -> Self {
+        OpError::Local {
+            path: crate::walk::display_path(path),
+            message: message.into(),
+        }
+    }
 }
 
 pub(crate) fn s3_error<E, R>(op: &'static str, target: &str, err: &SdkError<E, R>) -> S3Error
@@ -273,15 +281,6 @@ pub async fn client() -> Client {
     Client::from_conf(conf)
 }
 
-/// Lists every object under the prefix (see [`crate::listing`]).
-pub async fn list(
-    client: &Client,
-    url: &BucketUrl,
-    cancel: &CancellationToken,
-) -> Result<Listing, OpError> {
-    crate::listing::list(client, url, cancel).await
-}
-
 /// Part size for a file: at least [`MIN_PART_SIZE`], large enough to stay within 10,000 parts.
 pub fn part_size(size: u64) -> u64 {
     const MIB: u64 = 1024 * 1024;
@@ -296,10 +295,7 @@ async fn stream(path: &Path, offset: u64, len: u64) -> Result<ByteStream, OpErro
         .length(Length::Exact(len))
         .build()
         .await
-        .map_err(|e| OpError::Local {
-            path: crate::walk::display_path(path),
-            message: e.to_string(),
-        })
+        .map_err(|e| OpError::local(path, e.to_string()))
 }
 
 /// Uploads one file with a single PutObject (streamed from disk).
@@ -314,18 +310,17 @@ pub async fn put(
     let body = if size <= IN_MEMORY_BODY {
         // Small files are read whole: one read instead of a streaming body, and the SDK can
         // send the checksum as a header instead of an aws-chunked trailer.
-        let bytes = tokio::fs::read(path).await.map_err(|e| OpError::Local {
-            path: crate::walk::display_path(path),
-            message: e.to_string(),
-        })?;
+        let bytes = tokio::fs::read(path)
+            .await
+            .map_err(|e| OpError::local(path, e.to_string()))?;
         if bytes.len() as u64 != size {
-            return Err(OpError::Local {
-                path: crate::walk::display_path(path),
-                message: format!(
+            return Err(OpError::local(
+                path,
+                format!(
                     "changed size while being read ({size} -> {} bytes)",
                     bytes.len()
                 ),
-            });
+            ));
         }
         ByteStream::from(bytes)
     } else {
@@ -366,10 +361,10 @@ pub async fn put_multipart(
     cancel: &CancellationToken,
 ) -> Result<(), OpError> {
     if size > MAX_OBJECT_SIZE {
-        return Err(OpError::Local {
-            path: crate::walk::display_path(path),
-            message: format!("{size} bytes is over S3's object size limit of {MAX_OBJECT_SIZE}"),
-        });
+        return Err(OpError::local(
+            path,
+            format!("{size} bytes is over S3's object size limit of {MAX_OBJECT_SIZE}"),
+        ));
     }
     let checksums = checksums_on(client);
     // FULL_OBJECT: S3 keeps one CRC64NVME of the whole content (which later checks can compare
@@ -613,10 +608,8 @@ async fn upload_parts(
             }
             Some(Err(join)) if join.is_cancelled() => {}
             Some(Err(join)) => {
-                first_error.get_or_insert(OpError::Local {
-                    path: crate::walk::display_path(path),
-                    message: format!("upload task failed: {join}"),
-                });
+                first_error
+                    .get_or_insert(OpError::local(path, format!("upload task failed: {join}")));
             }
             None => {}
         }
