@@ -54,35 +54,17 @@ fn bad_sources_and_urls() {
     assert_eq!(objects(&b), before);
 }
 
-#[test]
-fn unreadable_parts_fail_the_run_and_delete_nothing() {
-    let s = Scratch::new();
-    let (b, before) = prepared(&s, "unreadable");
-    // The run is made as nobody, who can read everything but these two.
-    s.write("open/ok.txt", b"readable");
-    s.write("secret/inner.txt", b"unreadable directory");
-    s.write("locked.txt", b"unreadable file");
-    for d in [s.dir.path(), &s.src(), &s.src().join("open"), &s.home()] {
+/// Runs the binary as `nobody` (who can read everything in the scratch tree but what the
+/// caller locked) with the scratch environment, syncing to `s3://b/p`.
+fn run_as_nobody(s: &Scratch, b: &str) -> std::process::Output {
+    for d in [s.dir.path(), &s.src(), &s.home()] {
         std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
-    for f in ["keep", "open/ok.txt"] {
-        std::fs::set_permissions(s.src().join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
-    }
-    std::fs::set_permissions(
-        s.src().join("secret"),
-        std::fs::Permissions::from_mode(0o700),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        s.src().join("locked.txt"),
-        std::fs::Permissions::from_mode(0o600),
-    )
-    .unwrap();
     std::fs::write(s.log(), b"").unwrap();
     std::fs::set_permissions(s.log(), std::fs::Permissions::from_mode(0o666)).unwrap();
     let mut c = std::process::Command::new("setpriv");
     c.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN]);
-    let probe = command(&s);
+    let probe = command(s);
     for (k, v) in probe.get_envs() {
         match v {
             Some(v) => c.env(k, v),
@@ -91,26 +73,80 @@ fn unreadable_parts_fail_the_run_and_delete_nothing() {
     }
     // A runtime directory of root's is not nobody's.
     c.env_remove("XDG_RUNTIME_DIR");
-    let o = c
-        .arg("-l")
+    c.arg("-l")
         .arg(s.log())
-        .args([s.src().as_os_str(), url(&b, "p").as_ref()])
+        .args([s.src().as_os_str(), url(b, "p").as_ref()])
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+fn assert_unchanged(b: &str, before: &BTreeMap<String, Obj>) -> BTreeMap<String, Obj> {
+    let after = objects(b);
+    for (k, v) in before {
+        assert_eq!(after.get(k), Some(v), "{k} changed");
+    }
+    after
+}
+
+/// The guard between uploads and deletes: a directory that cannot be read means the run does
+/// not know what is in it, so it deletes nothing, although every upload succeeded.
+#[test]
+fn an_unreadable_directory_blocks_deletes() {
+    let s = Scratch::new();
+    let (b, before) = prepared(&s, "unreadable");
+    s.write("open/ok.txt", b"readable");
+    s.write("secret/inner.txt", b"unreadable directory");
+    for f in ["keep", "open/ok.txt"] {
+        std::fs::set_permissions(s.src().join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    std::fs::set_permissions(s.src().join("open"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        s.src().join("secret"),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+    let o = run_as_nobody(&s, &b);
     assert_eq!(code(&o), 6, "{}\n{}", show(&o), s.logtext());
     let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("secret"), "{out}");
+    // The uploads ran and succeeded: it is the guard, not an upload failure, that stopped it.
+    assert!(!s.logtext().contains("Failed to upload"), "{}", s.logtext());
     assert!(
-        out.contains("secret") && out.contains("locked.txt"),
+        out.lines()
+            .last()
+            .unwrap()
+            .contains("1 paths could not be read; nothing was deleted."),
         "{out}"
     );
+    let after = assert_unchanged(&b, &before);
+    assert_eq!(get_object(&b, "p/open/ok.txt"), b"readable");
+    assert!(
+        after.contains_key("p/stale"),
+        "the guard let a delete through"
+    );
+}
+
+/// A file that can be listed but not read fails its upload; the run deletes nothing.
+#[test]
+fn an_unreadable_file_fails_its_upload_and_deletes_nothing() {
+    let s = Scratch::new();
+    let (b, before) = prepared(&s, "unreadablefile");
+    s.write("locked.txt", b"unreadable file");
+    std::fs::set_permissions(s.src().join("keep"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(
+        s.src().join("locked.txt"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let o = run_as_nobody(&s, &b);
+    assert_eq!(code(&o), 6, "{}\n{}", show(&o), s.logtext());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("locked.txt"), "{out}");
     assert!(
         out.lines().last().unwrap().contains("nothing was deleted"),
         "{out}"
     );
-    let after = objects(&b);
-    for (k, v) in &before {
-        assert_eq!(after.get(k), Some(v), "{k} changed");
-    }
+    let after = assert_unchanged(&b, &before);
     assert!(!after.contains_key("p/locked.txt"));
 }
 

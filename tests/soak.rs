@@ -274,4 +274,36 @@ fn soak() {
     );
     assert_eq!(f.lost, 0);
     assert!(f.clean_checks > 0);
+    // A soak that injected nothing proves nothing: the disturbances must really have happened.
+    let injected = stats.get("faults").copied().unwrap_or(0);
+    let kinds_hit = ["reset", "500", "503", "stall", "drop"]
+        .iter()
+        .filter(|k| stats.get(**k).copied().unwrap_or(0) > 0)
+        .count();
+    assert!(
+        f.disturbed >= runs / 4,
+        "only {} of {} runs were disturbed",
+        f.disturbed,
+        f.runs
+    );
+    assert!(
+        injected >= (runs / 3) as u64,
+        "only {injected} faults were injected in {} runs",
+        f.runs
+    );
+    assert!(
+        kinds_hit >= 3,
+        "only {kinds_hit} kinds of fault were injected"
+    );
+    assert!(
+        f.interrupts_sent >= (runs / 10).max(1),
+        "only {} interrupts were sent in {} runs",
+        f.interrupts_sent,
+        f.runs
+    );
+    assert!(
+        f.exits.get(&5).copied().unwrap_or(0) >= 1,
+        "no run ended interrupted: {:?}",
+        f.exits
+    );
 }
