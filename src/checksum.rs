@@ -116,43 +116,67 @@ pub fn crc64nvme_combine(a: u64, b: u64, len_b: u64) -> u64 {
     crc_fast::checksum_combine(CrcAlgorithm::Crc64Nvme, a, b, len_b)
 }
 
-/// Streams the file at `path` through the hash that `method` needs and returns the value in
-/// the same form as [`Method::expected`]. Blocking; run it off the async workers.
-pub fn digest_file(path: &Path, method: &Method) -> std::io::Result<String> {
-    // One of these lives on the stack per call; its size does not matter.
-    #[allow(clippy::large_enum_variant)]
-    enum H {
-        Crc(crc_fast::Digest, usize),
-        Md5(md5::Md5),
+/// A running hash of the kind a [`Method`] compares, fed piece by piece (a download writes
+/// and hashes each chunk as it arrives).
+pub struct Hasher(H);
+
+// One of these lives on the stack per file; its size does not matter.
+#[allow(clippy::large_enum_variant)]
+enum H {
+    Crc(crc_fast::Digest, usize),
+    Md5(md5::Md5),
+}
+
+impl Hasher {
+    pub fn new(method: &Method) -> Self {
+        Hasher(match method {
+            Method::Crc64Nvme(_) => H::Crc(crc_fast::Digest::new(CrcAlgorithm::Crc64Nvme), 8),
+            Method::Crc32(_) => H::Crc(crc_fast::Digest::new(CrcAlgorithm::Crc32IsoHdlc), 4),
+            Method::Crc32c(_) => H::Crc(crc_fast::Digest::new(CrcAlgorithm::Crc32Iscsi), 4),
+            Method::Md5(_) => H::Md5(md5::Md5::default()),
+        })
     }
-    let mut h = match method {
-        Method::Crc64Nvme(_) => H::Crc(crc_fast::Digest::new(CrcAlgorithm::Crc64Nvme), 8),
-        Method::Crc32(_) => H::Crc(crc_fast::Digest::new(CrcAlgorithm::Crc32IsoHdlc), 4),
-        Method::Crc32c(_) => H::Crc(crc_fast::Digest::new(CrcAlgorithm::Crc32Iscsi), 4),
-        Method::Md5(_) => H::Md5(md5::Md5::default()),
-    };
-    let mut file = std::fs::File::open(path)?;
+
+    pub fn update(&mut self, data: &[u8]) {
+        match &mut self.0 {
+            H::Crc(d, _) => d.update(data),
+            H::Md5(d) => d.update(data),
+        }
+    }
+
+    /// The value in the same form as [`Method::expected`].
+    pub fn finish(self) -> String {
+        match self.0 {
+            H::Crc(d, width) => crc_base64(d.finalize(), width),
+            H::Md5(d) => d
+                .finalize()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>(),
+        }
+    }
+}
+
+/// Streams `reader` through the hash that `method` needs, with a fixed buffer. Blocking.
+pub fn digest_reader(mut reader: impl Read, method: &Method) -> std::io::Result<String> {
+    let mut h = Hasher::new(method);
     let mut buf = vec![0u8; READ_BUFFER];
     loop {
-        let n = match file.read(&mut buf) {
+        let n = match reader.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        match &mut h {
-            H::Crc(d, _) => d.update(&buf[..n]),
-            H::Md5(d) => d.update(&buf[..n]),
-        }
+        h.update(&buf[..n]);
     }
-    Ok(match h {
-        H::Crc(d, width) => crc_base64(d.finalize(), width),
-        H::Md5(d) => d
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>(),
-    })
+    Ok(h.finish())
+}
+
+/// Streams the file at `path` through the hash that `method` needs and returns the value in
+/// the same form as [`Method::expected`]. Blocking; run it off the async workers.
+pub fn digest_file(path: &Path, method: &Method) -> std::io::Result<String> {
+    digest_reader(std::fs::File::open(path)?, method)
 }
 
 #[cfg(test)]

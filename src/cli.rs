@@ -112,7 +112,11 @@ pub async fn execute(opts: &Options, cancel: CancellationToken) -> ExitStatus {
         log::info!(target: FLOW, "{line}");
     }
     let mut summary = Summary::default();
-    let mut status = crate::engine::run(opts, &cancel, &mut summary).await;
+    let mut status = if opts.restore {
+        crate::restore::run(opts, &cancel, &mut summary).await
+    } else {
+        crate::engine::run(opts, &cancel, &mut summary).await
+    };
     summary.elapsed = started.elapsed();
     if let Some(p) = &opts.summary_file {
         status = crate::summary_file::write(p, &summary, status, opts.dry_run);

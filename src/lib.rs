@@ -25,6 +25,7 @@ pub mod options;
 pub mod plan;
 pub mod progress;
 pub mod report;
+pub mod restore;
 pub mod s3;
 pub mod summary_file;
 pub mod transfer;

@@ -7,7 +7,7 @@
 //! under exactly one sub-prefix, so the parts cover the prefix exactly once. Keys come back
 //! into a hash map, never merged by sort order.
 
-use aws_sdk_s3::types::EncodingType;
+use aws_sdk_s3::types::{EncodingType, ObjectStorageClass};
 use aws_sdk_s3::Client;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -32,6 +32,16 @@ pub fn decode_key(raw: &str) -> String {
     percent_encoding::percent_decode_str(&spaced)
         .decode_utf8_lossy()
         .into_owned()
+}
+
+/// The name of an archive storage class (objects that need an S3 restore request before a
+/// GET), as [`RemoteObject::archived`] carries it. GLACIER_IR is readable at once.
+fn archive_class(class: Option<&ObjectStorageClass>) -> Option<&'static str> {
+    match class? {
+        ObjectStorageClass::Glacier => Some("GLACIER"),
+        ObjectStorageClass::DeepArchive => Some("DEEP_ARCHIVE"),
+        _ => None,
+    }
 }
 
 struct Page {
@@ -80,6 +90,7 @@ async fn page(
                 RemoteObject {
                     size,
                     last_modified_ns,
+                    archived: archive_class(o.storage_class()),
                 },
             ))
         })

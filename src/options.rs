@@ -67,6 +67,11 @@ pub struct Options {
     pub sse: Option<String>,
     /// `--sseKmsKeyId ID`: the KMS key for `--sse aws:kms`.
     pub sse_kms_key_id: Option<String>,
+    /// `--restore`: copy the objects under the URL into the directory (the first positional
+    /// argument, kept in `source_dir`) instead of syncing it up.
+    pub restore: bool,
+    /// `--overwrite`: with `--restore`, replace local files that differ from their object.
+    pub overwrite: bool,
 }
 
 /// Storage classes `--storageClass` accepts: those `aws s3 sync --storage-class` accepts.
@@ -115,7 +120,45 @@ impl Options {
                 "--sseKmsKeyId needs --sse aws:kms (or aws:kms:dsse).".into(),
             ));
         }
-        Ok(())
+        self.validate_restore()
+    }
+
+    /// `--restore` takes none of the switches that only mean something to a sync, and
+    /// `--overwrite` means something only to a restore.
+    fn validate_restore(&self) -> Result<(), OptionsError> {
+        if !self.restore {
+            if self.overwrite {
+                return Err(OptionsError::Value(
+                    "--overwrite is only valid with --restore.".into(),
+                ));
+            }
+            return Ok(());
+        }
+        let given: Vec<&str> = [
+            (self.verify_only, "-v/--verifyOnly"),
+            (self.upload_only, "-u/--uploadOnly"),
+            (self.ignore_warnings, "-w/--ignoreWarnings"),
+            (self.max_deletes.is_some(), "--maxDeletes"),
+            (self.allow_empty_source, "--allowEmptySource"),
+            (
+                self.verify_content,
+                "--verifyContent (a restore always verifies)",
+            ),
+            (self.storage_class.is_some(), "--storageClass"),
+            (self.sse.is_some(), "--sse"),
+            (self.sse_kms_key_id.is_some(), "--sseKmsKeyId"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect();
+        if given.is_empty() {
+            Ok(())
+        } else {
+            Err(OptionsError::Value(format!(
+                "--restore cannot be combined with {}.",
+                given.join(", ")
+            )))
+        }
     }
 }
 
@@ -561,6 +604,30 @@ pub static SWITCHES: &[Switch] = &[
             },
             None => Emit::Absent,
         },
+    },
+    Switch {
+        long: "restore",
+        short: None,
+        value_name: None,
+        original: false,
+        help: "Restore instead: copy every object under s3BucketUrl\ninto sourceDir (created if missing), each checked\nagainst its checksum, with recorded times and modes",
+        apply: |o, _| {
+            o.restore = true;
+            Ok(())
+        },
+        emit: |o| flag(o.restore),
+    },
+    Switch {
+        long: "overwrite",
+        short: None,
+        value_name: None,
+        original: false,
+        help: "With --restore: replace local files that differ from\ntheir object (refused otherwise)",
+        apply: |o, _| {
+            o.overwrite = true;
+            Ok(())
+        },
+        emit: |o| flag(o.overwrite),
     },
 ];
 

@@ -16,6 +16,9 @@ pub struct RemoteObject {
     pub size: u64,
     /// LastModified in nanoseconds since the Unix epoch.
     pub last_modified_ns: i64,
+    /// The storage class when it is an archive one (`GLACIER`, `DEEP_ARCHIVE`), whose objects
+    /// cannot be read before an S3 restore request; `None` for every readable class.
+    pub archived: Option<&'static str>,
 }
 
 /// The listing of a prefix, keyed by the path relative to the prefix.
@@ -138,6 +141,7 @@ mod tests {
                     RemoteObject {
                         size: *size,
                         last_modified_ns: t * S,
+                        archived: None,
                     },
                 )
             })
@@ -153,6 +157,7 @@ mod tests {
         let remote = RemoteObject {
             size: 10,
             last_modified_ns: 100 * S,
+            archived: None,
         };
         let cases = [
             (f("a", 10, 50), Some(remote), None),

@@ -160,6 +160,8 @@ fn options_to_dict<'py>(py: Python<'py>, o: &Options) -> PyResult<Bound<'py, PyD
     d.set_item("storageClass", o.storage_class.as_deref())?;
     d.set_item("sse", o.sse.as_deref())?;
     d.set_item("sseKmsKeyId", o.sse_kms_key_id.as_deref())?;
+    d.set_item("restore", o.restore)?;
+    d.set_item("overwrite", o.overwrite)?;
     Ok(d)
 }
 
@@ -215,6 +217,8 @@ fn options_from_dict(d: &Bound<'_, PyDict>) -> PyResult<Options> {
         storage_class: field::<String>(d, "storageClass")?,
         sse: field::<String>(d, "sse")?,
         sse_kms_key_id: field::<String>(d, "sseKmsKeyId")?,
+        restore: flag(d, "restore")?,
+        overwrite: flag(d, "overwrite")?,
     })
 }
 
@@ -301,7 +305,11 @@ fn run_action(py: Python<'_>, options: &Bound<'_, PyDict>) -> PyResult<()> {
     let opts = options_from_dict(options)?;
     let outcome = run_cancellable(py, move |cancel| async move {
         let mut summary = Summary::default();
-        engine::run_phases(&opts, &cancel, &mut summary).await
+        if opts.restore {
+            crate::restore::run_phases(&opts, &cancel, &mut summary).await
+        } else {
+            engine::run_phases(&opts, &cancel, &mut summary).await
+        }
     })?;
     match outcome {
         Outcome::Done(Ok(())) => Ok(()),

@@ -57,6 +57,8 @@ pub struct Summary {
     pub failures: Vec<(String, String)>,
     /// Why the run stopped, if it failed.
     pub error: Option<String>,
+    /// What a `--restore` run did (`None` for a sync).
+    pub restore: Option<crate::restore::RestoreCounts>,
 }
 
 impl std::fmt::Display for Summary {

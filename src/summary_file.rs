@@ -62,6 +62,12 @@ pub fn render(s: &Summary, status: ExitStatus, dry_run: bool, finished_unix: u64
         })
         .collect();
     let error = s.error.as_deref().map_or("null".into(), string);
+    let restore = s.restore.as_ref().map_or("null".into(), |r| {
+        format!(
+            "{{\"objects\": {}, \"restored\": {}, \"restored_bytes\": {}, \"unchanged\": {}, \"checksum_verified\": {}, \"size_only\": {}, \"refused\": {}, \"archived\": {}, \"conflicts\": {}, \"failed\": {}, \"directory_markers\": {}}}",
+            r.objects, r.restored, r.restored_bytes, r.unchanged, r.checksum_verified, r.size_only, r.refused, r.archived, r.conflicts, r.failed, r.directory_markers
+        )
+    });
     format!(
         r#"{{
   "format": {FORMAT},
@@ -81,6 +87,7 @@ pub fn render(s: &Summary, status: ExitStatus, dry_run: bool, finished_unix: u64
   "deleted": {de},
   "failed": {fa},
   "verify": {{"verified": {ve}, "errors": {vr}, "extra_objects": {ex}, "content_verified": {cv}, "content_unverifiable": {cu}}},
+  "restore": {restore},
   "failures": [{failures}{close}]
 }}
 "#,

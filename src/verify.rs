@@ -88,6 +88,7 @@ mod tests {
         let obj = |size| RemoteObject {
             size,
             last_modified_ns: 0,
+            archived: None,
         };
         let listing: Listing = [
             ("ok".into(), obj(1)),

@@ -14,8 +14,10 @@ It adds what the kernel cannot here (no ``tc netem``):
 The share and kinds of faults can be changed while it runs by writing a JSON object to the
 control file given with ``--control`` (read before each request), for example
 ``{"fault_rate": 0.2, "faults": ["reset", "503"]}`` or ``{"fault_rate": 0}``; ``stall_s``,
-``delay_ms`` and ``fault_methods`` (only requests with these HTTP methods get faults, for example
-``["PUT"]``) may be set there too. With a control file every connection is handled request by
+``delay_ms``, ``fault_methods`` (only requests with these HTTP methods get faults, for example
+``["PUT"]``) and ``fault_match`` (only requests whose request line contains this text, for example
+a key) may be set there too. One more kind exists for downloads: ``corrupt`` (relay the answer
+with the first byte of its body changed; needs a Content-Length body). With a control file every connection is handled request by
 request, so that faults switched on later reach connections that are already open.
 
 Usage: ``s3proxy.py --listen PORT --upstream PORT [--delay-ms N] [--fault-rate F]
@@ -51,6 +53,7 @@ class Settings:
     faults: list[str] = field(default_factory=lambda: ["reset", "500", "503"])
     stall_s: float = 30.0
     fault_methods: list[str] | None = None
+    fault_match: str | None = None
     control: str | None = None
     _control_stamp: tuple[int, int, int] = (0, 0, 0)
 
@@ -77,6 +80,7 @@ class Settings:
         self.stall_s = float(data.get("stall_s", self.stall_s))
         methods = data.get("fault_methods")
         self.fault_methods = [str(m).upper() for m in methods] if methods else None
+        self.fault_match = data.get("fault_match") or None
 
 
 class Proxy:
@@ -174,6 +178,9 @@ class Proxy:
                 fault = None
                 method = head.split(b" ", 1)[0].decode("ascii", "replace").upper()
                 eligible = self.s.fault_methods is None or method in self.s.fault_methods
+                if self.s.fault_match:
+                    request_line = head.split(b"\r\n", 1)[0].decode("utf-8", "replace")
+                    eligible = eligible and self.s.fault_match in request_line
                 if eligible and self.s.faults and self.rng.random() < self.s.fault_rate:
                     fault = self.rng.choice(self.s.faults)
                 if fault == "reset":
@@ -225,7 +232,9 @@ class Proxy:
                     await self.read_head(ureader)
                     cwriter.transport.abort()
                     return
-                if not await self.relay_response(ureader, cwriter, head):
+                if fault == "corrupt":
+                    self.count_fault("corrupt")
+                if not await self.relay_response(ureader, cwriter, head, corrupt=fault == "corrupt"):
                     return
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             return
@@ -253,7 +262,11 @@ class Proxy:
                 writer.write(data)
 
     async def relay_response(
-        self, ureader: asyncio.StreamReader, cwriter: asyncio.StreamWriter, request_head: bytes
+        self,
+        ureader: asyncio.StreamReader,
+        cwriter: asyncio.StreamWriter,
+        request_head: bytes,
+        corrupt: bool = False,
     ) -> bool:
         """Copies one response; False when the connection must close afterwards."""
         while True:
@@ -280,6 +293,9 @@ class Proxy:
                 chunk = await ureader.read(min(remaining, 65536))
                 if not chunk:
                     return False
+                if corrupt:
+                    chunk = bytes([chunk[0] ^ 0xFF]) + chunk[1:]
+                    corrupt = False
                 cwriter.write(chunk)
                 remaining -= len(chunk)
         elif headers.get(b"transfer-encoding", b"").lower() == b"chunked":
@@ -334,7 +350,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--upstream", type=int, required=True)
     p.add_argument("--delay-ms", type=float, default=0.0)
     p.add_argument("--fault-rate", type=float, default=0.0)
-    p.add_argument("--faults", default="reset,500,503", help="any of reset,stall,500,503,drop")
+    p.add_argument("--faults", default="reset,500,503", help="any of reset,stall,500,503,drop,corrupt")
     p.add_argument("--stall-s", type=float, default=30.0)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--control")

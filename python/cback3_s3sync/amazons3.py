@@ -116,7 +116,8 @@ class Options:
     Python ``getopt`` semantics), or empty and fill the properties one by one. Each
     property setter checks its own value (``ValueError``); :meth:`validate` checks the
     whole. Extra properties (``maxConcurrency``, ``allowEmptySource``, ``verifyContent``,
-    ``dryRun``, ``summaryFile``, ``maxDeletes``, ``storageClass``, ``sse``, ``sseKmsKeyId``)
+    ``dryRun``, ``summaryFile``, ``maxDeletes``, ``storageClass``, ``sse``, ``sseKmsKeyId``,
+    ``restore``, ``overwrite``)
     carry this implementation's own long switches and are left out of the output when unset.
     """
 
@@ -153,6 +154,8 @@ class Options:
         self._storageClass: str | None = None
         self._sse: str | None = None
         self._sseKmsKeyId: str | None = None
+        self._restore = False
+        self._overwrite = False
         if argumentList is not None and argumentString is not None:
             raise ValueError("Give argumentList or argumentString, not both.")
         args = _split_command_line(argumentString) if argumentString is not None else argumentList
@@ -454,6 +457,24 @@ class Options:
     def sseKmsKeyId(self, value: str | None) -> None:
         self._sseKmsKeyId = _non_empty(value, "The KMS key id")
 
+    @property
+    def restore(self) -> bool:
+        """``--restore``: copy the objects under the URL into ``sourceDir`` instead."""
+        return self._restore
+
+    @restore.setter
+    def restore(self, value: object) -> None:
+        self._restore = bool(value)
+
+    @property
+    def overwrite(self) -> bool:
+        """``--overwrite``: with ``--restore``, replace local files that differ."""
+        return self._overwrite
+
+    @overwrite.setter
+    def overwrite(self, value: object) -> None:
+        self._overwrite = bool(value)
+
     # Whole-object operations ---------------------------------------------------------
 
     def _as_dict(self) -> dict[str, Any]:
@@ -504,6 +525,8 @@ _FIELDS = (
     "storageClass",
     "sse",
     "sseKmsKeyId",
+    "restore",
+    "overwrite",
 )
 
 

@@ -257,6 +257,26 @@ def test_our_switches_survive_the_options_object(tmp_path: Path) -> None:
         opts.validate()  # a KMS key without --sse aws:kms
 
 
+def test_restore_switches_survive_the_options_object() -> None:
+    opts = shim.Options(argumentList=["--restore", "--overwrite", "back", "s3://bkt/p"])
+    assert opts.restore and opts.overwrite
+    assert shim.Options(argumentList=opts.buildArgumentList()) == opts
+    opts.restore = False
+    with pytest.raises(ValueError):
+        opts.validate()  # --overwrite without --restore
+
+
+def test_cli_restores_through_the_core(
+    s3: Any, bucket: str, tree: Path, logfile: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert run_cli(monkeypatch, "-l", str(logfile), str(tree), f"s3://{bucket}/r") == 0
+    back = tree.parent / "back"
+    assert run_cli(monkeypatch, "-l", str(logfile), "--restore", str(back), f"s3://{bucket}/r") == 0
+    want = {p.relative_to(tree): p.read_bytes() for p in tree.rglob("*") if p.is_file()}
+    got = {p.relative_to(back): p.read_bytes() for p in back.rglob("*") if p.is_file()}
+    assert got == want and want
+
+
 def test_cli_passes_our_switches_to_the_core(
     s3: Any, s3_client: Any, bucket: str, tree: Path, logfile: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,0 +1,1297 @@
+//! `--restore`: the objects under the prefix back into a directory, each checked against the
+//! checksum S3 keeps for it before it takes its final name.
+//!
+//! The prefix is listed ([`crate::listing::list`]); every key is mapped to a path the way the
+//! sync maps paths to keys (`prefix + relative path joined with '/'`), refused one by one when
+//! it cannot be a safe path ([`path_problem`], [`conflicting_keys`]). Directories are opened
+//! component by component relative to their parent's descriptor with `O_NOFOLLOW`, so nothing
+//! is written outside the target, also not through a symlink already inside it. Each file is
+//! written to a temporary name in its directory (`O_CREAT|O_EXCL|O_NOFOLLOW`), hashed as it is
+//! written (large objects: ranged GETs written in place, then read back), compared with the
+//! object's full-object checksum (or its MD5 ETag), given its recorded owner, mode and mtime,
+//! and only then renamed into place within the same directory. An interrupted run leaves no
+//! partial file under a final name; a rerun skips what is already there (same size and mtime).
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::CString;
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use aws_sdk_s3::types::ChecksumMode;
+use aws_sdk_s3::Client;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::bucket_url::BucketUrl;
+use crate::checksum::{self, Hasher, Method, StoredChecksums};
+use crate::engine::RunError;
+use crate::options::Options;
+use crate::plan::{Listing, RemoteObject};
+use crate::progress::{self, Progress};
+use crate::report::{ExitStatus, Summary};
+use crate::s3::{self, s3_error, OpError, MULTIPART_THRESHOLD};
+use crate::walk::{display_bytes, display_path};
+use crate::{FLOW, OUTPUT};
+
+/// Longest file name most Linux file systems take.
+const NAME_MAX: usize = 255;
+
+/// What a restore did, for the log and the summary file.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RestoreCounts {
+    /// Objects under the prefix (directory markers included).
+    pub objects: usize,
+    /// Files written (for a dry run: that would be written).
+    pub restored: usize,
+    pub restored_bytes: u64,
+    /// Local files already identical to their object (same size and mtime): left alone.
+    pub unchanged: usize,
+    /// Files whose content matched a checksum, and those checked by size only.
+    pub checksum_verified: usize,
+    pub size_only: usize,
+    /// Keys that cannot be safe paths.
+    pub refused: usize,
+    /// Objects in an archive storage class without a restored copy.
+    pub archived: usize,
+    /// Local files that differ from their object and were not overwritten.
+    pub conflicts: usize,
+    /// Downloads, checks or writes that failed.
+    pub failed: usize,
+    /// Zero-byte keys ending in `/` (folders made by S3 consoles): nothing to write.
+    pub directory_markers: usize,
+}
+
+impl RestoreCounts {
+    fn problems(&self) -> usize {
+        self.refused + self.archived + self.conflicts + self.failed
+    }
+}
+
+/// Logs the reason a run stops, in the words the sync uses, and makes the error.
+fn failed(msg: String) -> RunError {
+    log::error!(target: FLOW, "Error executing backup: {msg}");
+    RunError::Failed(msg)
+}
+
+/// Why a key (relative to the prefix) cannot be a path under the target, if it cannot.
+pub fn path_problem(rel: &str) -> Option<String> {
+    if rel.contains('\0') {
+        return Some("the key contains a NUL character".into());
+    }
+    for c in rel.split('/') {
+        match c {
+            "" => {
+                return Some(
+                    "the key has an empty path component (a leading, trailing or double '/')"
+                        .into(),
+                )
+            }
+            "." | ".." => return Some(format!("the key has a '{c}' path component")),
+            c if c.len() > NAME_MAX => {
+                return Some(format!(
+                    "a path component is {} bytes, over the limit of {NAME_MAX}",
+                    c.len()
+                ))
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// A zero-byte key ending in `/` (or the prefix itself): a folder marker, nothing to write.
+pub fn is_directory_marker(rel: &str, size: u64) -> bool {
+    size == 0 && (rel.is_empty() || rel.ends_with('/'))
+}
+
+/// Keys that are also the directory of other keys (`a` beside `a/b`): a path cannot be both.
+pub fn conflicting_keys<'a>(rels: impl IntoIterator<Item = &'a str> + Clone) -> HashSet<&'a str> {
+    let mut dirs = HashSet::new();
+    for rel in rels.clone() {
+        for (i, b) in rel.bytes().enumerate() {
+            if b == b'/' {
+                dirs.insert(&rel[..i]);
+            }
+        }
+    }
+    rels.into_iter().filter(|r| dirs.contains(r)).collect()
+}
+
+/// What the object records about its file (rclone's user metadata: `mtime` as seconds since
+/// the epoch with up to 9 decimals, `mode` in octal, `uid`, `gid`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Recorded {
+    pub mtime_ns: Option<i64>,
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+/// Seconds since the epoch with up to 9 decimals, as nanoseconds.
+pub fn parse_mtime(text: &str) -> Option<i64> {
+    let t = text.trim();
+    let (negative, t) = match t.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, t),
+    };
+    let (secs, frac) = match t.split_once('.') {
+        Some((_, "")) => return None,
+        Some(parts) => parts,
+        None => (t, ""),
+    };
+    if secs.is_empty()
+        || !secs.bytes().all(|b| b.is_ascii_digit())
+        || frac.len() > 9
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let secs: i64 = secs.parse().ok()?;
+    let nanos: i64 = if frac.is_empty() {
+        0
+    } else {
+        frac.parse::<i64>().ok()? * 10i64.pow(9 - frac.len() as u32)
+    };
+    let total = secs.checked_mul(1_000_000_000)?.checked_add(nanos)?;
+    Some(if negative { -total } else { total })
+}
+
+impl Recorded {
+    pub fn from_metadata(meta: Option<&HashMap<String, String>>) -> Recorded {
+        let Some(meta) = meta else {
+            return Recorded::default();
+        };
+        let get = |name: &str| {
+            meta.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.trim())
+        };
+        Recorded {
+            mtime_ns: get("mtime").and_then(parse_mtime),
+            // Only the permission bits: rclone's value may carry the file type (100644).
+            mode: get("mode")
+                .and_then(|m| u32::from_str_radix(m, 8).ok())
+                .map(|m| m & 0o7777),
+            uid: get("uid").and_then(|v| v.parse().ok()),
+            gid: get("gid").and_then(|v| v.parse().ok()),
+        }
+    }
+}
+
+/// One object to restore.
+#[derive(Debug, Clone)]
+struct Entry {
+    rel: Box<str>,
+    key: String,
+    obj: RemoteObject,
+}
+
+fn cstring(name: &str) -> CString {
+    CString::new(name).expect("keys with NUL are refused before")
+}
+
+fn last_os_error() -> std::io::Error {
+    std::io::Error::last_os_error()
+}
+
+/// `openat(dir, name, O_DIRECTORY|O_NOFOLLOW)`.
+fn open_dir_at(dir: &OwnedFd, name: &str) -> std::io::Result<OwnedFd> {
+    let c = cstring(name);
+    // SAFETY: a valid descriptor and a NUL-terminated name; the result is owned below.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(last_os_error());
+    }
+    // SAFETY: fd was just opened and is owned by nothing else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The directories on the way to the current entry, opened one component at a time from the
+/// target's descriptor. Keys are visited in sorted order, so the keys under one directory come
+/// together and only the chain of the current entry's ancestors stays open.
+struct Dirs {
+    /// (component, descriptor); the first is the target itself with an empty name.
+    chain: Vec<(String, Arc<OwnedFd>)>,
+    create: bool,
+}
+
+impl Dirs {
+    /// The directory holding `rel`, created when missing (unless a dry run, which gives
+    /// `None` for a directory that does not exist yet).
+    fn parent_of(&mut self, rel: &str) -> Result<Option<Arc<OwnedFd>>, String> {
+        let comps: Vec<&str> = rel.split('/').collect();
+        let comps = &comps[..comps.len() - 1];
+        let mut keep = 1;
+        while keep < self.chain.len()
+            && keep - 1 < comps.len()
+            && self.chain[keep].0 == comps[keep - 1]
+        {
+            keep += 1;
+        }
+        self.chain.truncate(keep);
+        for (i, c) in comps.iter().enumerate().skip(keep - 1) {
+            let parent = self.chain.last().expect("the target is first").1.clone();
+            if self.create {
+                let name = cstring(c);
+                // SAFETY: a valid descriptor and a NUL-terminated name.
+                let r = unsafe { libc::mkdirat(parent.as_raw_fd(), name.as_ptr(), 0o777) };
+                if r != 0 {
+                    let e = last_os_error();
+                    if e.kind() != std::io::ErrorKind::AlreadyExists {
+                        return Err(format!(
+                            "cannot create directory {}: {e}",
+                            display_bytes(comps[..=i].join("/").as_bytes())
+                        ));
+                    }
+                }
+            }
+            match open_dir_at(&parent, c) {
+                Ok(fd) => self.chain.push((c.to_string(), Arc::new(fd))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !self.create => {
+                    return Ok(None)
+                }
+                Err(e)
+                    if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) =>
+                {
+                    return Err(format!(
+                        "{} exists and is a symbolic link or not a directory; nothing is written through it",
+                        display_bytes(comps[..=i].join("/").as_bytes())
+                    ))
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "cannot open directory {}: {e}",
+                        display_bytes(comps[..=i].join("/").as_bytes())
+                    ))
+                }
+            }
+        }
+        Ok(Some(
+            self.chain.last().expect("the target is first").1.clone(),
+        ))
+    }
+}
+
+/// A temporary file beside the final name; removed when dropped unless renamed into place.
+struct Temp {
+    dir: Arc<OwnedFd>,
+    name: CString,
+    file: Option<Arc<std::fs::File>>,
+}
+
+impl Temp {
+    fn create(dir: Arc<OwnedFd>, final_name: &str) -> std::io::Result<Temp> {
+        let pid = std::process::id();
+        let mut name = format!(".{final_name}.cback3-tmp-{pid}");
+        if name.len() > NAME_MAX {
+            static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            name = format!(".cback3-tmp-{pid}-{n}");
+        }
+        let name = cstring(&name);
+        let open = || {
+            // SAFETY: a valid descriptor and a NUL-terminated name.
+            unsafe {
+                libc::openat(
+                    dir.as_raw_fd(),
+                    name.as_ptr(),
+                    libc::O_RDWR
+                        | libc::O_CREAT
+                        | libc::O_EXCL
+                        | libc::O_NOFOLLOW
+                        | libc::O_CLOEXEC,
+                    0o600 as libc::c_uint,
+                )
+            }
+        };
+        let mut fd = open();
+        if fd < 0 && last_os_error().kind() == std::io::ErrorKind::AlreadyExists {
+            // Left by an earlier run that had the same process id: ours to replace. unlinkat
+            // removes a symlink itself, never its target.
+            // SAFETY: as above.
+            unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) };
+            fd = open();
+        }
+        if fd < 0 {
+            return Err(last_os_error());
+        }
+        // SAFETY: fd was just opened and is owned by nothing else.
+        let file = unsafe { std::fs::File::from_raw_fd(fd) };
+        Ok(Temp {
+            dir,
+            name,
+            file: Some(Arc::new(file)),
+        })
+    }
+
+    fn file(&self) -> &Arc<std::fs::File> {
+        self.file.as_ref().expect("open until renamed")
+    }
+
+    /// Renames the file to `final_name` in the same directory. `replace` false: fails with
+    /// `AlreadyExists` if something took the name meanwhile.
+    fn rename_to(mut self, final_name: &str, replace: bool) -> std::io::Result<()> {
+        self.file = None;
+        let to = cstring(final_name);
+        let (d, from) = (self.dir.as_raw_fd(), self.name.as_ptr());
+        let flags = if replace { 0 } else { libc::RENAME_NOREPLACE };
+        // SAFETY: valid descriptor and NUL-terminated names.
+        let mut r = unsafe { libc::renameat2(d, from, d, to.as_ptr(), flags) };
+        if r != 0 && last_os_error().raw_os_error() == Some(libc::EINVAL) && !replace {
+            // A file system without RENAME_NOREPLACE: link (which never replaces), then unlink.
+            // SAFETY: as above.
+            r = unsafe { libc::linkat(d, from, d, to.as_ptr(), 0) };
+            if r == 0 {
+                // SAFETY: as above.
+                unsafe { libc::unlinkat(d, from, 0) };
+            }
+        } else if r != 0 && last_os_error().raw_os_error() == Some(libc::EINVAL) {
+            // SAFETY: as above.
+            r = unsafe { libc::renameat(d, from, d, to.as_ptr()) };
+        }
+        if r != 0 {
+            return Err(last_os_error());
+        }
+        self.name = CString::default();
+        Ok(())
+    }
+}
+
+impl Drop for Temp {
+    fn drop(&mut self) {
+        self.file = None;
+        if !self.name.as_bytes().is_empty() {
+            // SAFETY: valid descriptor and NUL-terminated name.
+            unsafe { libc::unlinkat(self.dir.as_raw_fd(), self.name.as_ptr(), 0) };
+        }
+    }
+}
+
+/// What is at a final name now.
+enum Local {
+    Absent,
+    File { size: u64, mtime_ns: i64 },
+    Directory,
+    Other,
+}
+
+fn local_state(dir: &OwnedFd, name: &str) -> std::io::Result<Local> {
+    let c = cstring(name);
+    // SAFETY: zeroed stat is a valid out-parameter.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid descriptor, NUL-terminated name, valid out-pointer.
+    let r = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if r != 0 {
+        let e = last_os_error();
+        return if e.kind() == std::io::ErrorKind::NotFound {
+            Ok(Local::Absent)
+        } else {
+            Err(e)
+        };
+    }
+    Ok(match st.st_mode & libc::S_IFMT {
+        libc::S_IFREG => Local::File {
+            size: st.st_size as u64,
+            mtime_ns: st
+                .st_mtime
+                .saturating_mul(1_000_000_000)
+                .saturating_add(st.st_mtime_nsec),
+        },
+        libc::S_IFDIR => Local::Directory,
+        _ => Local::Other,
+    })
+}
+
+/// Same mtime: equal to the nanosecond, or to the second on a file system that keeps no
+/// fractions (the local value then has none).
+fn same_mtime(local: i64, wanted: i64) -> bool {
+    local == wanted
+        || (local.rem_euclid(1_000_000_000) == 0
+            && local == wanted - wanted.rem_euclid(1_000_000_000))
+}
+
+/// The permission bits a new file gets by default: 0666 less the umask.
+fn default_mode() -> u32 {
+    let from_proc = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        });
+    let umask = from_proc.unwrap_or_else(|| {
+        // SAFETY: umask only swaps the process's mask; it is put back at once.
+        unsafe {
+            let old = libc::umask(0o022);
+            libc::umask(old);
+            old as u32
+        }
+    });
+    0o666 & !umask
+}
+
+/// What a HeadObject or GetObject told about the object.
+struct ObjectInfo {
+    size: u64,
+    stored: StoredChecksums,
+    recorded: Recorded,
+    etag: Option<String>,
+}
+
+async fn head(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+) -> Result<(ObjectInfo, Option<String>), OpError> {
+    let h = client
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await
+        .map_err(|e| s3_error("HeadObject", key, &e))?;
+    log::debug!(target: OUTPUT, "HeadObject s3://{bucket}/{}", display_bytes(key.as_bytes()));
+    let info = ObjectInfo {
+        size: h.content_length().unwrap_or(0).max(0) as u64,
+        stored: StoredChecksums {
+            crc64nvme: h.checksum_crc64_nvme().map(str::to_string),
+            crc32: h.checksum_crc32().map(str::to_string),
+            crc32c: h.checksum_crc32_c().map(str::to_string),
+            checksum_type: h.checksum_type().map(|t| t.as_str().to_string()),
+            etag: h.e_tag().map(str::to_string),
+            sse: h.server_side_encryption().map(|e| e.as_str().to_string()),
+        },
+        recorded: Recorded::from_metadata(h.metadata()),
+        etag: h.e_tag().map(str::to_string),
+    };
+    Ok((info, h.restore().map(str::to_string)))
+}
+
+/// What happened to one object.
+enum Done {
+    Restored {
+        bytes: u64,
+        method: Option<&'static str>,
+    },
+    Unchanged,
+    Conflict(String),
+    Archived(String),
+    Failed(String),
+    Interrupted,
+}
+
+/// What every download shares.
+struct Ctx {
+    client: Client,
+    url: BucketUrl,
+    target: PathBuf,
+    limit: Arc<Semaphore>,
+    cancel: CancellationToken,
+    overwrite: bool,
+    dry_run: bool,
+    progress: Arc<Progress>,
+    default_mode: u32,
+    as_root: bool,
+}
+
+impl Ctx {
+    fn shown_path(&self, rel: &str) -> String {
+        display_path(&self.target.join(rel))
+    }
+    fn shown_url(&self, key: &str) -> String {
+        format!("s3://{}/{}", self.url.bucket, display_bytes(key.as_bytes()))
+    }
+}
+
+fn io_failed(what: &str, e: impl std::fmt::Display) -> Done {
+    Done::Failed(format!("{what}: {e}"))
+}
+
+/// Restores one object; `dir` is its directory (`None`: does not exist yet, dry run only).
+async fn restore_one(
+    ctx: Arc<Ctx>,
+    e: Entry,
+    dir: Option<Arc<OwnedFd>>,
+    permit: Option<OwnedSemaphorePermit>,
+) -> Done {
+    let name = e.rel.rsplit('/').next().unwrap_or(&e.rel).to_string();
+    let local = match &dir {
+        Some(d) => match local_state(d, &name) {
+            Ok(l) => l,
+            Err(err) => return io_failed("cannot look at the local file", err),
+        },
+        None => Local::Absent,
+    };
+    // Archive classes: readable only once an S3 restore request made a copy.
+    let mut known: Option<ObjectInfo> = None;
+    if let Some(class) = e.obj.archived {
+        match head(&ctx.client, &ctx.url.bucket, &e.key).await {
+            Ok((info, restore)) => {
+                let ready = restore
+                    .as_deref()
+                    .is_some_and(|r| r.contains("ongoing-request=\"false\""));
+                if !ready {
+                    let state = if restore.is_some() {
+                        "a restore request is still in progress"
+                    } else {
+                        "an S3 restore request (RestoreObject, or the console's \"Initiate restore\") is needed first"
+                    };
+                    return Done::Archived(format!(
+                        "the object is in the {class} storage class and cannot be read yet: {state}"
+                    ));
+                }
+                known = Some(info);
+            }
+            Err(err) => return Done::Failed(err.to_string()),
+        }
+    }
+    let replace = match local {
+        Local::Absent => false,
+        Local::Directory => {
+            return Done::Failed("a directory has the file's name; not replaced".into())
+        }
+        Local::File { size, mtime_ns } => {
+            let mut why = None;
+            if size != e.obj.size {
+                why = Some(format!("local {size} bytes, object {} bytes", e.obj.size));
+            } else {
+                if known.is_none() {
+                    match head(&ctx.client, &ctx.url.bucket, &e.key).await {
+                        Ok((info, _)) => known = Some(info),
+                        Err(err) => return Done::Failed(err.to_string()),
+                    }
+                }
+                let wanted = known
+                    .as_ref()
+                    .and_then(|i| i.recorded.mtime_ns)
+                    .unwrap_or(e.obj.last_modified_ns);
+                if !same_mtime(mtime_ns, wanted) {
+                    why = Some("same size, different modification time".into());
+                }
+            }
+            match why {
+                None => return Done::Unchanged,
+                Some(w) if !ctx.overwrite => {
+                    return Done::Conflict(format!(
+                        "the local file differs from the object ({w}); not overwritten (--overwrite replaces it)"
+                    ))
+                }
+                Some(_) => true,
+            }
+        }
+        Local::Other if !ctx.overwrite => {
+            return Done::Conflict(
+                "something other than a regular file (a symlink, say) has the file's name; not replaced (--overwrite replaces it, never writing through it)".into(),
+            )
+        }
+        Local::Other => true,
+    };
+    if ctx.dry_run {
+        log::info!(target: FLOW, "(dryrun) download: {} to {}", ctx.shown_url(&e.key), ctx.shown_path(&e.rel));
+        return Done::Restored {
+            bytes: e.obj.size,
+            method: None,
+        };
+    }
+    let Some(dir) = dir else {
+        return Done::Failed("the directory is missing".into());
+    };
+    log::info!(target: OUTPUT, "download: {} to {}", ctx.shown_url(&e.key), ctx.shown_path(&e.rel));
+    let temp = match Temp::create(dir, &name) {
+        Ok(t) => t,
+        Err(err) => return io_failed("cannot create a temporary file", err),
+    };
+    let fetched = if e.obj.size >= MULTIPART_THRESHOLD {
+        drop(permit);
+        fetch_ranges(&ctx, &e, &temp, known).await
+    } else {
+        let r = fetch_whole(&ctx, &e, &temp).await;
+        drop(permit);
+        r
+    };
+    let (info, method, got) = match fetched {
+        Ok(x) => x,
+        Err(d) => return d,
+    };
+    if info.size != e.obj.size {
+        return Done::Failed(format!(
+            "the object changed since it was listed ({} bytes, now {}); run the restore again",
+            e.obj.size, info.size
+        ));
+    }
+    if let (Some(m), Some(got)) = (&method, &got) {
+        if got != m.expected() {
+            return Done::Failed(format!(
+                "content differs: {} of the downloaded data is {got} but the object has {}; not put in place",
+                m.name(),
+                m.expected()
+            ));
+        }
+    }
+    let mtime = info.recorded.mtime_ns.unwrap_or(e.obj.last_modified_ns);
+    let mode = info.recorded.mode.unwrap_or(ctx.default_mode);
+    if let Err(err) = finish_file(temp.file(), mtime, mode, &info.recorded, ctx.as_root) {
+        return io_failed("cannot set owner, mode or time", err);
+    }
+    if let Err(err) = temp.rename_to(&name, replace) {
+        return if err.kind() == std::io::ErrorKind::AlreadyExists {
+            Done::Conflict(
+                "a file with that name appeared during the restore; not overwritten".into(),
+            )
+        } else {
+            io_failed("cannot rename the file into place", err)
+        };
+    }
+    ctx.progress.add_file();
+    Done::Restored {
+        bytes: info.size,
+        method: method.map(|m| m.name()),
+    }
+}
+
+/// Owner (as root, when recorded), permission bits and modification time, on the open file.
+fn finish_file(
+    file: &std::fs::File,
+    mtime_ns: i64,
+    mode: u32,
+    rec: &Recorded,
+    as_root: bool,
+) -> std::io::Result<()> {
+    let fd = file.as_raw_fd();
+    if as_root && (rec.uid.is_some() || rec.gid.is_some()) {
+        let (u, g) = (rec.uid.unwrap_or(u32::MAX), rec.gid.unwrap_or(u32::MAX));
+        // SAFETY: valid descriptor; -1 (u32::MAX) leaves that id unchanged.
+        if unsafe { libc::fchown(fd, u, g) } != 0 {
+            return Err(last_os_error());
+        }
+    }
+    // SAFETY: valid descriptor.
+    if unsafe { libc::fchmod(fd, mode as libc::mode_t) } != 0 {
+        return Err(last_os_error());
+    }
+    let times = [
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_NOW,
+        },
+        libc::timespec {
+            tv_sec: mtime_ns.div_euclid(1_000_000_000) as libc::time_t,
+            tv_nsec: mtime_ns.rem_euclid(1_000_000_000) as _,
+        },
+    ];
+    // SAFETY: valid descriptor and two timespecs.
+    if unsafe { libc::futimens(fd, times.as_ptr()) } != 0 {
+        return Err(last_os_error());
+    }
+    Ok(())
+}
+
+type Fetched = Result<(ObjectInfo, Option<Method>, Option<String>), Done>;
+
+fn interrupted_or(ctx: &Ctx, d: Done) -> Done {
+    if ctx.cancel.is_cancelled() {
+        Done::Interrupted
+    } else {
+        d
+    }
+}
+
+/// One GetObject (checksum mode on), written and hashed chunk by chunk.
+async fn fetch_whole(ctx: &Ctx, e: &Entry, temp: &Temp) -> Fetched {
+    let out = ctx
+        .client
+        .get_object()
+        .bucket(&ctx.url.bucket)
+        .key(&e.key)
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await
+        .map_err(|err| get_error(ctx, &e.key, &err))?;
+    log::debug!(target: OUTPUT, "GetObject {}", ctx.shown_url(&e.key));
+    let info = ObjectInfo {
+        size: out.content_length().unwrap_or(0).max(0) as u64,
+        stored: StoredChecksums {
+            crc64nvme: out.checksum_crc64_nvme().map(str::to_string),
+            crc32: out.checksum_crc32().map(str::to_string),
+            crc32c: out.checksum_crc32_c().map(str::to_string),
+            checksum_type: out.checksum_type().map(|t| t.as_str().to_string()),
+            etag: out.e_tag().map(str::to_string),
+            sse: out.server_side_encryption().map(|x| x.as_str().to_string()),
+        },
+        recorded: Recorded::from_metadata(out.metadata()),
+        etag: out.e_tag().map(str::to_string),
+    };
+    let method = checksum::choose(&info.stored);
+    let mut hasher = method.as_ref().map(Hasher::new);
+    let mut body = out.body;
+    let mut file: &std::fs::File = temp.file();
+    let mut written = 0u64;
+    loop {
+        match body.try_next().await {
+            Ok(Some(chunk)) => {
+                if let Err(err) = file.write_all(&chunk) {
+                    return Err(io_failed("cannot write the temporary file", err));
+                }
+                if let Some(h) = &mut hasher {
+                    h.update(&chunk);
+                }
+                written += chunk.len() as u64;
+                ctx.progress.add_bytes(chunk.len() as u64);
+            }
+            Ok(None) => break,
+            Err(err) => {
+                return Err(interrupted_or(
+                    ctx,
+                    Done::Failed(format!(
+                        "GetObject {}: {err}",
+                        display_bytes(e.key.as_bytes())
+                    )),
+                ))
+            }
+        }
+    }
+    if written != info.size {
+        return Err(Done::Failed(format!(
+            "GetObject gave {written} bytes where the object has {}",
+            info.size
+        )));
+    }
+    let got = hasher.map(Hasher::finish);
+    Ok((info, method, got))
+}
+
+fn get_error<E, R>(ctx: &Ctx, key: &str, err: &aws_sdk_s3::error::SdkError<E, R>) -> Done
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let e = s3_error("GetObject", key, err);
+    if e.code.as_deref() == Some("InvalidObjectState") {
+        return Done::Archived(format!(
+            "the object is archived (an archive storage class or tier) and cannot be read until an S3 restore request made a copy available ({})",
+            e.detail
+        ));
+    }
+    interrupted_or(ctx, Done::Failed(e.to_string()))
+}
+
+/// A large object: HeadObject, then ranged GETs (one permit each, pinned to the ETag) written
+/// in place; then the file is read back through the chosen hash.
+async fn fetch_ranges(ctx: &Ctx, e: &Entry, temp: &Temp, known: Option<ObjectInfo>) -> Fetched {
+    let info = match known {
+        Some(i) => i,
+        None => match head(&ctx.client, &ctx.url.bucket, &e.key).await {
+            Ok((i, _)) => i,
+            Err(err) => return Err(interrupted_or(ctx, Done::Failed(err.to_string()))),
+        },
+    };
+    let size = info.size;
+    let psize = s3::part_size(size);
+    let count = size.div_ceil(psize);
+    let file = temp.file().clone();
+    if let Err(err) = file.set_len(size) {
+        return Err(io_failed("cannot size the temporary file", err));
+    }
+    let mut tasks: JoinSet<Result<(), Done>> = JoinSet::new();
+    let mut next = 0u64;
+    let mut first_error: Option<Done> = None;
+    loop {
+        while next < count && first_error.is_none() {
+            let permit = match ctx.limit.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) if tasks.is_empty() => tokio::select! {
+                    _ = ctx.cancel.cancelled() => { first_error = Some(Done::Interrupted); break }
+                    p = ctx.limit.clone().acquire_owned() => p.expect("semaphore closed"),
+                },
+                Err(_) => break,
+            };
+            let offset = next * psize;
+            let len = psize.min(size - offset);
+            let req = ctx
+                .client
+                .get_object()
+                .bucket(&ctx.url.bucket)
+                .key(&e.key)
+                .range(format!("bytes={offset}-{}", offset + len - 1))
+                .set_if_match(info.etag.clone());
+            let (file, key, progress) = (file.clone(), e.key.clone(), ctx.progress.clone());
+            tasks.spawn(async move {
+                let _permit = permit;
+                let out = req
+                    .send()
+                    .await
+                    .map_err(|err| Done::Failed(s3_error("GetObject", &key, &err).to_string()))?;
+                let mut body = out.body;
+                let mut at = offset;
+                while let Some(chunk) = body.try_next().await.map_err(|err| {
+                    Done::Failed(format!(
+                        "GetObject {}: {err}",
+                        display_bytes(key.as_bytes())
+                    ))
+                })? {
+                    if at + chunk.len() as u64 > offset + len {
+                        return Err(Done::Failed(
+                            "GetObject gave more bytes than asked for".into(),
+                        ));
+                    }
+                    file.write_all_at(&chunk, at)
+                        .map_err(|err| io_failed("cannot write the temporary file", err))?;
+                    at += chunk.len() as u64;
+                    progress.add_bytes(chunk.len() as u64);
+                }
+                if at != offset + len {
+                    return Err(Done::Failed(format!(
+                        "GetObject gave {} bytes of a {len}-byte range",
+                        at - offset
+                    )));
+                }
+                Ok(())
+            });
+            next += 1;
+        }
+        if tasks.is_empty() {
+            break;
+        }
+        let joined = tokio::select! {
+            _ = ctx.cancel.cancelled() => {
+                first_error.get_or_insert(Done::Interrupted);
+                tasks.abort_all();
+                while tasks.join_next().await.is_some() {}
+                break;
+            }
+            j = tasks.join_next() => j,
+        };
+        match joined {
+            Some(Ok(Ok(()))) | None => {}
+            Some(Ok(Err(d))) => {
+                first_error.get_or_insert(interrupted_or(ctx, d));
+                tasks.abort_all();
+            }
+            Some(Err(j)) if j.is_cancelled() => {}
+            Some(Err(j)) => {
+                first_error.get_or_insert(Done::Failed(format!("download task failed: {j}")));
+            }
+        }
+        if next >= count && tasks.is_empty() {
+            break;
+        }
+    }
+    if let Some(d) = first_error {
+        return Err(d);
+    }
+    let method = checksum::choose(&info.stored);
+    let got = match &method {
+        Some(m) => {
+            let (m, file) = (m.clone(), file.clone());
+            let hashed = tokio::task::spawn_blocking(move || {
+                checksum::digest_reader(ReadAt { file: &file, at: 0 }, &m)
+            })
+            .await;
+            match hashed {
+                Ok(Ok(v)) => Some(v),
+                Ok(Err(err)) => return Err(io_failed("cannot read the temporary file back", err)),
+                Err(err) => return Err(Done::Failed(format!("hash task failed: {err}"))),
+            }
+        }
+        None => None,
+    };
+    Ok((info, method, got))
+}
+
+/// Reads a file from an offset with `pread`, leaving the descriptor's position alone.
+struct ReadAt<'a> {
+    file: &'a std::fs::File,
+    at: u64,
+}
+
+impl std::io::Read for ReadAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read_at(buf, self.at)?;
+        self.at += n as u64;
+        Ok(n)
+    }
+}
+
+/// The whole restore for the command line.
+pub async fn run(opts: &Options, cancel: &CancellationToken, summary: &mut Summary) -> ExitStatus {
+    match run_phases(opts, cancel, summary).await {
+        Ok(()) => ExitStatus::Success,
+        Err(e) => {
+            summary.error = Some(e.to_string());
+            e.status()
+        }
+    }
+}
+
+/// [`run`] with the reason a restore stopped, for front ends that raise it.
+pub async fn run_phases(
+    opts: &Options,
+    cancel: &CancellationToken,
+    summary: &mut Summary,
+) -> Result<(), RunError> {
+    let (Some(target), Some(raw)) = (opts.source_dir.clone(), opts.s3_bucket_url.as_deref()) else {
+        return Err(failed(
+            "Target directory and S3 bucket URL are both required.".into(),
+        ));
+    };
+    let url = BucketUrl::parse(raw).map_err(|e| failed(e.to_string()))?;
+    log::info!(target: FLOW, "Restoring {url} into {}{}.", display_path(&target), if opts.dry_run { " (dry run)" } else { "" });
+    let started = Instant::now();
+    let root = open_target(&target, opts.dry_run)?;
+    let client = s3::client().await;
+    let listing = crate::listing::list(&client, &url, cancel).await?;
+    summary.phases.push(("prepare", started.elapsed()));
+    let started = Instant::now();
+    let counts_result =
+        restore_listing(&client, &url, &target, root, listing, opts, cancel, summary).await;
+    summary.phases.push(("restore", started.elapsed()));
+    let c = summary.restore.clone().unwrap_or_default();
+    summary.failed = c.problems();
+    summary.content_verified = c.checksum_verified;
+    summary.content_unverifiable = c.size_only;
+    counts_result?;
+    let (would, dry) = if opts.dry_run {
+        ("would be restored", "(dryrun) ")
+    } else {
+        ("restored", "")
+    };
+    log::info!(target: FLOW, "{dry}{} files {would} ({} bytes), {} already present and unchanged, {} folder markers skipped.", c.restored, c.restored_bytes, c.unchanged, c.directory_markers);
+    if c.size_only > 0 {
+        log::warn!(target: FLOW, "{} files were checked by size only: their objects carry no whole-object checksum and no MD5 ETag.", c.size_only);
+    }
+    if c.problems() > 0 {
+        return Err(failed(format!(
+            "{} objects under {url} were not restored ({} unsafe keys, {} archived, {} differing local files, {} failures).",
+            c.problems(),
+            c.refused,
+            c.archived,
+            c.conflicts,
+            c.failed
+        )));
+    }
+    log::info!(target: FLOW, "Completed restoring {url} into {}.", display_path(&target));
+    Ok(())
+}
+
+/// The target directory, created when missing (not in a dry run: then `None` when missing).
+fn open_target(target: &Path, dry_run: bool) -> Result<Option<Arc<OwnedFd>>, RunError> {
+    if !dry_run {
+        std::fs::create_dir_all(target).map_err(|e| {
+            failed(format!(
+                "Cannot create the target directory {}: {e}",
+                display_path(target)
+            ))
+        })?;
+    }
+    let c = CString::new(target.as_os_str().as_bytes()).map_err(|_| {
+        failed(format!(
+            "The target directory {} has a NUL byte.",
+            display_path(target)
+        ))
+    })?;
+    // SAFETY: NUL-terminated path; the descriptor is owned below.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        let e = last_os_error();
+        if dry_run && e.kind() == std::io::ErrorKind::NotFound {
+            return Ok(None);
+        }
+        return Err(failed(format!(
+            "Cannot open the target directory {}: {e}",
+            display_path(target)
+        )));
+    }
+    // SAFETY: fd was just opened and is owned by nothing else.
+    Ok(Some(Arc::new(unsafe { OwnedFd::from_raw_fd(fd) })))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn restore_listing(
+    client: &Client,
+    url: &BucketUrl,
+    target: &Path,
+    root: Option<Arc<OwnedFd>>,
+    listing: Listing,
+    opts: &Options,
+    cancel: &CancellationToken,
+    summary: &mut Summary,
+) -> Result<(), RunError> {
+    let mut c = RestoreCounts {
+        objects: listing.len(),
+        ..RestoreCounts::default()
+    };
+    let counts = &mut c;
+    let mut rels: Vec<(&str, &RemoteObject)> = listing.iter().map(|(k, o)| (&**k, o)).collect();
+    rels.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let shown = |rel: &str| {
+        format!(
+            "s3://{}/{}{}",
+            url.bucket,
+            url.prefix,
+            display_bytes(rel.as_bytes())
+        )
+    };
+    let mut summary_failures: Vec<(String, String)> = Vec::new();
+    let both = conflicting_keys(rels.iter().map(|(r, _)| *r).filter(|r| !r.ends_with('/')));
+    let mut entries = Vec::new();
+    for (rel, obj) in &rels {
+        if is_directory_marker(rel, obj.size) {
+            counts.directory_markers += 1;
+            log::debug!(target: FLOW, "Skipping folder marker {}", shown(rel));
+            continue;
+        }
+        let problem = path_problem(rel).or_else(|| {
+            both.contains(rel).then(|| {
+                "other keys use this name as a directory (a path cannot be both a file and a directory)".to_string()
+            })
+        });
+        if let Some(why) = problem {
+            log::error!(target: FLOW, "Refusing object {}: {why}; it is not restored.", shown(rel));
+            counts.refused += 1;
+            summary_failures.push((shown(rel), format!("unsafe key: {why}")));
+            continue;
+        }
+        entries.push(Entry {
+            rel: (*rel).into(),
+            key: format!("{}{rel}", url.prefix),
+            obj: **obj,
+        });
+    }
+    let ctx = Arc::new(Ctx {
+        client: client.clone(),
+        url: url.clone(),
+        target: target.to_path_buf(),
+        limit: Arc::new(Semaphore::new(opts.concurrency().max(1))),
+        cancel: cancel.clone(),
+        overwrite: opts.overwrite,
+        dry_run: opts.dry_run,
+        progress: Progress::new(
+            entries.len() as u64,
+            entries.iter().map(|e| e.obj.size).sum(),
+        ),
+        default_mode: default_mode(),
+        // SAFETY: geteuid has no preconditions.
+        as_root: unsafe { libc::geteuid() } == 0,
+    });
+    let shown_progress = progress::Display::start("Restoring", ctx.progress.clone());
+    let mut dirs = root.map(|r| Dirs {
+        chain: vec![(String::new(), r)],
+        create: !opts.dry_run,
+    });
+    let mut tasks: JoinSet<(usize, Done)> = JoinSet::new();
+    let mut interrupted = false;
+    let mut record = |counts: &mut RestoreCounts, e: &Entry, done: Done| {
+        let name = ctx.shown_path(&e.rel);
+        let mut fail = |kind: &str, why: String, counter: &mut usize| {
+            log::error!(target: FLOW, "{kind} {name}: {why}");
+            *counter += 1;
+            summary_failures.push((name.clone(), why));
+        };
+        match done {
+            Done::Restored { bytes, method } => {
+                counts.restored += 1;
+                counts.restored_bytes += bytes;
+                match method {
+                    Some(_) => counts.checksum_verified += 1,
+                    None if !ctx.dry_run => {
+                        counts.size_only += 1;
+                        log::warn!(target: FLOW, "Restored {name} checked by size only: the object has no whole-object checksum and its ETag is not an MD5 (multipart upload by another tool, or SSE-KMS).");
+                    }
+                    None => {}
+                }
+            }
+            Done::Unchanged => {
+                counts.unchanged += 1;
+                ctx.progress.add_file();
+                ctx.progress.add_bytes(e.obj.size);
+                if ctx.dry_run {
+                    log::info!(target: FLOW, "(dryrun) skip: {name} (already restored)");
+                } else {
+                    log::debug!(target: FLOW, "Unchanged: {name}");
+                }
+            }
+            Done::Conflict(why) => fail("Not restoring", why, &mut counts.conflicts),
+            Done::Archived(why) => fail("Cannot restore", why, &mut counts.archived),
+            Done::Failed(why) => fail("Failed to restore", why, &mut counts.failed),
+            Done::Interrupted => {}
+        }
+    };
+    for (idx, e) in entries.iter().enumerate() {
+        let dir = match dirs.as_mut().map(|d| d.parent_of(&e.rel)) {
+            None => None,
+            Some(Ok(d)) => d,
+            Some(Err(why)) => {
+                record(counts, e, Done::Failed(why));
+                continue;
+            }
+        };
+        let permit = tokio::select! {
+            _ = cancel.cancelled() => { interrupted = true; break }
+            p = ctx.limit.clone().acquire_owned() => p.expect("semaphore closed"),
+        };
+        let (ctx2, e2, cancel2) = (ctx.clone(), e.clone(), cancel.clone());
+        tasks.spawn(async move {
+            let done = tokio::select! {
+                _ = cancel2.cancelled() => Done::Interrupted,
+                d = restore_one(ctx2, e2, dir, Some(permit)) => d,
+            };
+            (idx, done)
+        });
+        while let Some(done) = tasks.try_join_next() {
+            if let Ok((i, d)) = done {
+                record(counts, &entries[i], d);
+            }
+        }
+    }
+    loop {
+        let done = tokio::select! {
+            _ = cancel.cancelled() => {
+                interrupted = true;
+                tasks.abort_all();
+                while tasks.join_next().await.is_some() {}
+                break;
+            }
+            d = tasks.join_next() => d,
+        };
+        match done {
+            Some(Ok((i, d))) => record(counts, &entries[i], d),
+            Some(Err(err)) => record(
+                counts,
+                &Entry {
+                    rel: "?".into(),
+                    key: String::new(),
+                    obj: RemoteObject {
+                        size: 0,
+                        last_modified_ns: 0,
+                        archived: None,
+                    },
+                },
+                Done::Failed(format!("restore task failed: {err}")),
+            ),
+            None => break,
+        }
+    }
+    shown_progress.finish().await;
+    summary.failures.extend(summary_failures);
+    summary.restore = Some(c.clone());
+    if interrupted || cancel.is_cancelled() {
+        log::error!(target: FLOW, "Interrupted after restoring {} files; temporary files were removed.", c.restored);
+        return Err(RunError::Interrupted);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsafe_keys_are_named() {
+        for ok in [
+            "a",
+            "a b/c",
+            "é/\u{1}\n+%#?&",
+            "x/.hidden",
+            "..a/b..",
+            &"n".repeat(255),
+        ] {
+            assert_eq!(path_problem(ok), None, "{ok:?}");
+        }
+        for bad in [
+            "../x",
+            "a/../x",
+            "a/./y",
+            "a//z",
+            "/abs",
+            "a/",
+            "",
+            ".",
+            "a\0b",
+            &"n".repeat(256),
+        ] {
+            assert!(path_problem(bad).is_some(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_key_that_is_also_a_directory_is_found() {
+        let keys = ["a", "a/b", "ab", "c/d", "c/d/e", "f"];
+        let mut got: Vec<&str> = conflicting_keys(keys.iter().copied()).into_iter().collect();
+        got.sort();
+        assert_eq!(got, ["a", "c/d"]);
+    }
+
+    #[test]
+    fn markers() {
+        assert!(is_directory_marker("a/", 0));
+        assert!(is_directory_marker("", 0));
+        assert!(!is_directory_marker("a/", 3));
+        assert!(!is_directory_marker("a", 0));
+    }
+
+    #[test]
+    fn rclone_metadata() {
+        assert_eq!(parse_mtime("1700000000"), Some(1_700_000_000_000_000_000));
+        assert_eq!(parse_mtime("1700000000.5"), Some(1_700_000_000_500_000_000));
+        assert_eq!(
+            parse_mtime("1700000000.123456789"),
+            Some(1_700_000_000_123_456_789)
+        );
+        assert_eq!(parse_mtime("-1.5"), Some(-1_500_000_000));
+        for bad in ["", "x", "1.1234567890", "1e9", "1.", ".5", "1.-5", "--1"] {
+            assert_eq!(parse_mtime(bad), None, "{bad:?}");
+        }
+        let meta: HashMap<String, String> = [
+            ("Mtime", "1.25"),
+            ("mode", "100640"),
+            ("uid", "1000"),
+            ("gid", "x"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let r = Recorded::from_metadata(Some(&meta));
+        assert_eq!(
+            r,
+            Recorded {
+                mtime_ns: Some(1_250_000_000),
+                mode: Some(0o640),
+                uid: Some(1000),
+                gid: None
+            }
+        );
+    }
+
+    #[test]
+    fn mtimes_compare_at_the_file_systems_precision() {
+        assert!(same_mtime(5_000_000_123, 5_000_000_123));
+        assert!(same_mtime(5_000_000_000, 5_000_000_123));
+        assert!(!same_mtime(5_000_000_100, 5_000_000_123));
+        assert!(!same_mtime(4_000_000_000, 5_000_000_123));
+    }
+}
