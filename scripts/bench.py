@@ -109,7 +109,9 @@ class Bench:
         (work / "home").mkdir(exist_ok=True)
         self.bucket = f"bench-{int(time.time())}"
         self.counter = 0
-        self.ours = str(ROOT / "target" / "release" / "cback3-amazons3-sync")
+        self.ours = args.ours or str(ROOT / "target" / "release" / "cback3-amazons3-sync")
+        # Restore cases: one filled prefix per dataset, written once (not measured).
+        self.filled: dict[Path, str] = {}
         s5 = shutil.which("s5cmd")
         self.s5cmd = s5 or "s5cmd"
         self.aws(["s3", "mb", f"s3://{self.bucket}"])
@@ -166,6 +168,40 @@ class Bench:
                 url,
             ]
         raise ValueError(tool)
+
+    def restore_command(self, tool: str, dst: Path, prefix: str) -> list[str]:
+        url = f"s3://{self.bucket}/{prefix}"
+        if tool == "ours":
+            cmd = [self.ours, "-q", "-l", str(self.work / "tool.log"), "--restore"]
+            if self.args.concurrency:
+                cmd.append(f"--maxConcurrency={self.args.concurrency}")
+            return [*cmd, str(dst), url]
+        if tool == "s5cmd":
+            return [self.s5cmd, "--endpoint-url", self.endpoint, "cp", f"{url}/*", f"{dst}/"]
+        if tool == "rclone":
+            return ["rclone", "copy", f"bench:{self.bucket}/{prefix}", str(dst)]
+        raise ValueError(tool)
+
+    def run_restore(self, tool: str, dataset: Path) -> tuple[float, float, str | None]:
+        """One measured download of a prefix holding `dataset` into an empty directory."""
+        if dataset not in self.filled:
+            prefix = self.fresh_prefix()
+            _, _, code, tail = timed(self.command("ours", dataset, prefix), self.env)
+            if code != 0:
+                return 0, 0, f"filling the prefix failed ({code}): {tail}"
+            self.filled[dataset] = prefix
+        prefix = self.filled[dataset]
+        dst = self.work / f"restore-{self.fresh_prefix()}"
+        secs, rss, code, tail = timed(self.restore_command(tool, dst, prefix), self.tool_env(tool))
+        problem = None
+        if code != 0:
+            problem = f"exit {code}: {tail[-600:]}"
+        else:
+            want, got = tree_stats(dataset), tree_stats(dst)
+            if got != want:
+                problem = f"restored {got} (files, bytes), dataset {want}"
+        shutil.rmtree(dst, ignore_errors=True)
+        return secs, rss, problem
 
     def tool_env(self, tool: str) -> dict[str, str]:
         env = dict(self.env)
@@ -239,11 +275,16 @@ def main() -> int:
     p.add_argument("--big-size-mib", type=int, default=64)
     p.add_argument("--huge-size-mib", type=int, default=1024)
     p.add_argument("--million", type=int, default=0, help="files in the no-op/memory tree (e.g. 1000000)")
-    p.add_argument("--cases", default="small-initial,small-noop,small-change,big-initial,huge-initial")
+    p.add_argument(
+        "--cases",
+        default="small-initial,small-noop,small-change,big-initial,huge-initial,small-restore,huge-restore",
+        help="restore cases (small-restore, huge-restore) run ours, s5cmd and rclone only",
+    )
     p.add_argument("--tools", default="ours,s5cmd,rclone,aws,original")
     p.add_argument("--concurrency", type=int, default=0, help="--maxConcurrency for ours (0: default)")
     p.add_argument("--no-warmup", dest="warmup", action="store_false", help="skip the untimed warm-up runs")
     p.add_argument("--work", default=None, help="scratch directory (default: a temp dir)")
+    p.add_argument("--ours", default=None, help="our binary (default: target/release/cback3-amazons3-sync)")
     args = p.parse_args()
     os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
@@ -260,13 +301,13 @@ def main() -> int:
         if not datasets["small"].exists():
             print(f"making {args.small_files} small files ...", file=sys.stderr)
             make_small_tree(datasets["small"], args.small_files)
-    if "big-initial" in cases:
+    if any(c.startswith("big") for c in cases):
         datasets["big"] = data / f"big-{args.big_files}x{args.big_size_mib}"
         if not datasets["big"].exists():
             datasets["big"].mkdir()
             for i in range(args.big_files):
                 make_sparse_free_file(datasets["big"] / f"big-{i:02d}.bin", args.big_size_mib * MIB)
-    if "huge-initial" in cases:
+    if any(c.startswith("huge") for c in cases):
         datasets["huge"] = data / f"huge-{args.huge_size_mib}"
         if not datasets["huge"].exists():
             datasets["huge"].mkdir()
@@ -321,8 +362,13 @@ def main() -> int:
                     for tool in tools[shift:] + tools[:shift]:
                         if tool == "s5cmd-cp" and kind != "initial":
                             continue
-                        mutate = change_one_percent if kind == "change" else None
-                        secs, rss, problem = bench.run_case(tool, ds, kind, mutate)
+                        if kind == "restore":
+                            if tool not in ("ours", "s5cmd", "rclone"):
+                                continue
+                            secs, rss, problem = bench.run_restore(tool, ds)
+                        else:
+                            mutate = change_one_percent if kind == "change" else None
+                            secs, rss, problem = bench.run_case(tool, ds, kind, mutate)
                         r = results.setdefault((case, tool), Result())
                         if problem:
                             r.failures.append(problem)

@@ -4,6 +4,7 @@
 #   scripts/bench.sh                      # direct, 3 rounds, the five cases
 #   scripts/bench.sh --latency-ms 20      # through a proxy adding 20 ms each way
 #   scripts/bench.sh --million 1000000 --cases small-noop --tools ours,s5cmd
+#   scripts/bench.sh --cases small-restore,huge-restore --tools ours,s5cmd,rclone
 # Any argument is passed to scripts/bench.py (see --help). Not a test: nothing here is timed in CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."

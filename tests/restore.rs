@@ -469,6 +469,112 @@ fn hostile_keys_are_refused_and_nothing_is_written_outside_the_target() {
     eprintln!("stored hostile keys: {stored:?}");
 }
 
+/// moto, a second server model started for this test alone: unlike SeaweedFS it stores keys
+/// with `..`, `.` and empty components as they are, so the download path meets them.
+struct Moto {
+    child: std::process::Child,
+    endpoint: String,
+}
+
+impl Moto {
+    fn start() -> Moto {
+        let port = closed_port();
+        let child = std::process::Command::new("python3")
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 -m moto.server (pip install 'moto[server]')");
+        poll_until("moto to listen", Duration::from_secs(30), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    fn client(&self) -> aws_sdk_s3::Client {
+        let conf = plain_client()
+            .config()
+            .to_builder()
+            .endpoint_url(&self.endpoint)
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn keys_with_dot_dot_and_empty_components_are_refused_one_by_one() {
+    let moto = Moto::start();
+    let c = moto.client();
+    let s = Scratch::new();
+    let hostile = [
+        "p/../x",
+        "p/./y",
+        "p//z",
+        "p/a/../../w",
+        "p/ok",
+        "p/sub/fine",
+    ];
+    rt().block_on(async {
+        c.create_bucket().bucket("hostile").send().await.unwrap();
+        for k in hostile {
+            c.put_object()
+                .bucket("hostile")
+                .key(k)
+                .body(k.as_bytes().to_vec().into())
+                .send()
+                .await
+                .unwrap();
+        }
+        let listed = c.list_objects_v2().bucket("hostile").send().await.unwrap();
+        let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+        assert_eq!(keys.len(), hostile.len(), "moto keeps every key: {keys:?}");
+    });
+    let target = s.dir.path().join("a/b/t");
+    let o = command_via(&s, &moto.endpoint)
+        .args(restore_args(&[], &target, "s3://hostile/p"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 6, "{}\n{}", show(&o), s.logtext());
+    let errs = errors(&s);
+    for k in ["p/../x", "p/./y", "p//z", "p/a/../../w"] {
+        let n = errs
+            .iter()
+            .filter(|l| l.contains("Refusing object") && l.contains(&format!("s3://hostile/{k}:")))
+            .count();
+        assert_eq!(n, 1, "{k}: {errs:?}");
+    }
+    assert_eq!(std::fs::read(target.join("ok")).unwrap(), b"p/ok");
+    assert_eq!(
+        std::fs::read(target.join("sub/fine")).unwrap(),
+        b"p/sub/fine"
+    );
+    // Nothing anywhere else in the scratch directory: only the target's files and the log.
+    let mut names = all_names(s.dir.path());
+    names.retain(|n| !n.starts_with("a/b/t/") && !n.starts_with("home"));
+    assert_eq!(
+        names,
+        ["a", "a/b", "a/b/t", "test.log"],
+        "written outside the target"
+    );
+}
+
 #[test]
 fn archived_objects_are_one_error_each_naming_the_class() {
     let s = Scratch::new();
