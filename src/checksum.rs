@@ -144,6 +144,14 @@ impl Hasher {
         }
     }
 
+    /// The CRC itself (not encoded), for [`combine_crcs`]; `None` for MD5.
+    pub fn finish_crc(self) -> Option<u64> {
+        match self.0 {
+            H::Crc(d, _) => Some(d.finalize()),
+            H::Md5(_) => None,
+        }
+    }
+
     /// The value in the same form as [`Method::expected`].
     pub fn finish(self) -> String {
         match self.0 {
@@ -155,6 +163,27 @@ impl Hasher {
                 .collect::<String>(),
         }
     }
+}
+
+/// The whole content's value, in the form of [`Method::expected`], from the CRCs of its
+/// consecutive pieces (CRC, length), as [`Hasher::finish_crc`] gives them: how pieces hashed
+/// in parallel (ranged downloads) give the whole without reading it again. `None` for MD5.
+pub fn combine_crcs(method: &Method, pieces: &[(u64, u64)]) -> Option<String> {
+    let (algorithm, width) = match method {
+        Method::Crc64Nvme(_) => (CrcAlgorithm::Crc64Nvme, 8),
+        Method::Crc32(_) => (CrcAlgorithm::Crc32IsoHdlc, 4),
+        Method::Crc32c(_) => (CrcAlgorithm::Crc32Iscsi, 4),
+        Method::Md5(_) => return None,
+    };
+    let mut whole: Option<u64> = None;
+    for &(crc, len) in pieces {
+        whole = Some(match whole {
+            None => crc,
+            Some(w) => crc_fast::checksum_combine(algorithm, w, crc, len),
+        });
+    }
+    let empty = || Hasher::new(method).finish_crc().unwrap_or(0);
+    Some(crc_base64(whole.unwrap_or_else(empty), width))
 }
 
 /// Streams `reader` through the hash that `method` needs, with a fixed buffer. Blocking.
@@ -225,6 +254,29 @@ mod tests {
             digest_file(f.path(), &Method::Crc64Nvme(String::new())).unwrap(),
             b64
         );
+    }
+
+    #[test]
+    fn pieces_combine_to_the_whole_for_every_crc() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i * 13 % 251) as u8).collect();
+        for m in [
+            Method::Crc64Nvme(String::new()),
+            Method::Crc32(String::new()),
+            Method::Crc32c(String::new()),
+        ] {
+            let pieces: Vec<(u64, u64)> = data
+                .chunks(30_000)
+                .map(|c| {
+                    let mut h = Hasher::new(&m);
+                    h.update(c);
+                    (h.finish_crc().unwrap(), c.len() as u64)
+                })
+                .collect();
+            let mut whole = Hasher::new(&m);
+            whole.update(&data);
+            assert_eq!(combine_crcs(&m, &pieces), Some(whole.finish()), "{m:?}");
+        }
+        assert_eq!(combine_crcs(&Method::Md5(String::new()), &[]), None);
     }
 
     #[test]

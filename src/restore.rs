@@ -796,7 +796,8 @@ where
 }
 
 /// A large object: HeadObject, then ranged GETs (one permit each, pinned to the ETag) written
-/// in place; then the file is read back through the chosen hash.
+/// in place. Each range is hashed as it arrives and the CRCs are combined into the whole's;
+/// only an MD5 (a large single-part object of another tool) needs the file read back.
 async fn fetch_ranges(ctx: &Ctx, e: &Entry, temp: &Temp, known: Option<ObjectInfo>) -> Fetched {
     let info = match known {
         Some(i) => i,
@@ -812,7 +813,13 @@ async fn fetch_ranges(ctx: &Ctx, e: &Entry, temp: &Temp, known: Option<ObjectInf
     if let Err(err) = file.set_len(size) {
         return Err(io_failed("cannot size the temporary file", err));
     }
-    let mut tasks: JoinSet<Result<(), Done>> = JoinSet::new();
+    let method = checksum::choose(&info.stored);
+    let crc = method
+        .as_ref()
+        .filter(|m| !matches!(m, Method::Md5(_)))
+        .cloned();
+    let mut pieces: Vec<(u64, u64)> = vec![(0, 0); count as usize];
+    let mut tasks: JoinSet<Result<(usize, u64, u64), Done>> = JoinSet::new();
     let mut next = 0u64;
     let mut first_error: Option<Done> = None;
     loop {
@@ -835,6 +842,8 @@ async fn fetch_ranges(ctx: &Ctx, e: &Entry, temp: &Temp, known: Option<ObjectInf
                 .range(format!("bytes={offset}-{}", offset + len - 1))
                 .set_if_match(info.etag.clone());
             let (file, key, progress) = (file.clone(), e.key.clone(), ctx.progress.clone());
+            let mut hasher = crc.as_ref().map(Hasher::new);
+            let index = next as usize;
             tasks.spawn(async move {
                 let _permit = permit;
                 let out = req
@@ -856,6 +865,9 @@ async fn fetch_ranges(ctx: &Ctx, e: &Entry, temp: &Temp, known: Option<ObjectInf
                     }
                     file.write_all_at(&chunk, at)
                         .map_err(|err| io_failed("cannot write the temporary file", err))?;
+                    if let Some(h) = &mut hasher {
+                        h.update(&chunk);
+                    }
                     at += chunk.len() as u64;
                     progress.add_bytes(chunk.len() as u64);
                 }
@@ -865,7 +877,8 @@ async fn fetch_ranges(ctx: &Ctx, e: &Entry, temp: &Temp, known: Option<ObjectInf
                         at - offset
                     )));
                 }
-                Ok(())
+                let value = hasher.and_then(Hasher::finish_crc).unwrap_or(0);
+                Ok((index, value, len))
             });
             next += 1;
         }
@@ -882,7 +895,8 @@ async fn fetch_ranges(ctx: &Ctx, e: &Entry, temp: &Temp, known: Option<ObjectInf
             j = tasks.join_next() => j,
         };
         match joined {
-            Some(Ok(Ok(()))) | None => {}
+            Some(Ok(Ok((index, value, len)))) => pieces[index] = (value, len),
+            None => {}
             Some(Ok(Err(d))) => {
                 first_error.get_or_insert(interrupted_or(ctx, d));
                 tasks.abort_all();
@@ -899,8 +913,8 @@ async fn fetch_ranges(ctx: &Ctx, e: &Entry, temp: &Temp, known: Option<ObjectInf
     if let Some(d) = first_error {
         return Err(d);
     }
-    let method = checksum::choose(&info.stored);
     let got = match &method {
+        Some(m) if crc.is_some() => checksum::combine_crcs(m, &pieces),
         Some(m) => {
             let (m, file) = (m.clone(), file.clone());
             let hashed = tokio::task::spawn_blocking(move || {

@@ -317,8 +317,42 @@ fn a_corrupted_download_is_an_error_and_never_put_in_place() {
     .unwrap();
     put_object(&b, "p/crc", b"crc checked");
     put_object(&b, "p/fine", b"untouched");
+    // Large objects come in ranged GETs: a single-part one (MD5 ETag, read back) and one of
+    // ours (CRC64NVME combined from the ranges' CRCs).
+    let big: Vec<u8> = (0..17 * MIB).map(|i| (i % 241) as u8).collect();
+    rt().block_on(
+        c.put_object()
+            .bucket(&b)
+            .key("p/big-etag")
+            .body(big.clone().into())
+            .send(),
+    )
+    .unwrap();
+    let src = s.write("big-crc", &big);
+    let o = run(
+        &s,
+        [src.parent().unwrap().as_os_str(), OsStr::new(&url(&b, "q"))],
+    );
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    let cc = client();
+    rt().block_on(
+        cc.copy_object()
+            .bucket(&b)
+            .key("p/big-crc")
+            .copy_source(format!("{b}/q/big-crc"))
+            .send(),
+    )
+    .unwrap();
+    assert!(head(&b, "p/big-crc").checksum_crc64_nvme().is_some());
     let proxy = Proxy::start(7);
-    for (key, name) in [("etag-only", "etag-only"), ("crc", "crc")] {
+    let cases = [
+        ("etag-only", "MD5 (ETag)"),
+        ("crc", ""),
+        ("big-etag", "MD5 (ETag)"),
+        ("big-crc", "CRC64NVME"),
+    ];
+    for (key, method) in cases {
+        let name = key;
         let target = s.dir.path().join(key);
         proxy.set(&format!(
             "{{\"fault_rate\": 1, \"faults\": [\"corrupt\"], \"fault_methods\": [\"GET\"], \"fault_match\": \"/p/{key}\"}}"
@@ -343,14 +377,17 @@ fn a_corrupted_download_is_an_error_and_never_put_in_place() {
             .filter(|l| l.contains("[ERROR") && l.contains(name))
             .collect();
         assert_eq!(errs.len(), 1, "{log}");
-        if key == "etag-only" {
-            assert!(errs[0].contains("content differs: MD5 (ETag)"), "{log}");
+        if !method.is_empty() {
+            assert!(
+                errs[0].contains(&format!("content differs: {method}")),
+                "{log}"
+            );
         }
         assert!(!target.join(name).exists());
         assert_eq!(std::fs::read(target.join("fine")).unwrap(), b"untouched");
         no_temp_files(&target);
     }
-    assert!(proxy.finish().get("corrupt").copied().unwrap_or(0) >= 2);
+    assert!(proxy.finish().get("corrupt").copied().unwrap_or(0) >= 4);
 }
 
 /// SIGINT while the large object's ranged GETs are held by the proxy: exit 5, no partial
