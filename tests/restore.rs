@@ -694,3 +694,48 @@ fn switches_that_mean_nothing_to_a_restore_are_usage_errors() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("--overwrite is only valid with --restore"));
     assert!(!t.exists());
 }
+
+#[test]
+fn progress_shows_on_a_terminal_and_never_in_the_logfile() {
+    let s = Scratch::new();
+    let b = bucket("rprogress");
+    for i in 0..3 {
+        put_object(&b, &format!("p/f{i}"), b"some bytes");
+    }
+    let target = s.dir.path().join("t");
+    // Under a pseudo-terminal (util-linux `script`), with the binary's environment only.
+    let quote = |p: &OsStr| format!("'{}'", p.to_str().unwrap().replace('\'', "'\\''"));
+    let mut line = vec![
+        quote(OsStr::new(BIN)),
+        "-l".into(),
+        quote(s.log().as_os_str()),
+    ];
+    line.extend(
+        restore_args(&[], &target, &url(&b, "p"))
+            .iter()
+            .map(|a| quote(a)),
+    );
+    let mut script = std::process::Command::new("script");
+    script
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("TERM", "xterm");
+    for (k, v) in command(&s).get_envs() {
+        if let Some(v) = v {
+            script.env(k, v);
+        }
+    }
+    let o = script
+        .args(["-q", "-e", "-c", &line.join(" "), "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script (util-linux)");
+    let screen = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(code(&o), 0, "{screen}");
+    assert!(
+        screen.contains("Restoring: ") && screen.contains("\r\x1b[K"),
+        "{screen:?}"
+    );
+    assert!(!s.logtext().contains("Restoring: "), "never in the logfile");
+    assert_eq!(local_files(&target).len(), 3);
+}
