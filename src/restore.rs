@@ -7,10 +7,11 @@
 //! component by component relative to their parent's descriptor with `O_NOFOLLOW`, so nothing
 //! is written outside the target, also not through a symlink already inside it. Each file is
 //! written to a temporary name in its directory (`O_CREAT|O_EXCL|O_NOFOLLOW`), hashed as it is
-//! written (large objects: ranged GETs written in place, then read back), compared with the
-//! object's full-object checksum (or its MD5 ETag), given its recorded owner, mode and mtime,
-//! and only then renamed into place within the same directory. An interrupted run leaves no
-//! partial file under a final name; a rerun skips what is already there (same size and mtime).
+//! written (large objects: concurrent ranged GETs written in place, their CRCs combined),
+//! compared with the object's full-object checksum (or its MD5 ETag), given its recorded
+//! owner, mode and mtime, and only then renamed into place within the same directory. An
+//! interrupted run leaves no partial file under a final name; a rerun skips what is already
+//! there (same size and mtime).
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
