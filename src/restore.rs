@@ -293,13 +293,15 @@ struct Temp {
 }
 
 impl Temp {
+    /// Creates `.NAME.cback3-tmp` (locked with `flock` while it is written), replacing one left
+    /// by a run that was killed (no lock held); another restore writing the same file now is
+    /// an error. A name too long for that gets `.cback3-tmp-PID-N` instead.
     fn create(dir: Arc<OwnedFd>, final_name: &str) -> std::io::Result<Temp> {
-        let pid = std::process::id();
-        let mut name = format!(".{final_name}.cback3-tmp-{pid}");
+        let mut name = format!(".{final_name}.cback3-tmp");
         if name.len() > NAME_MAX {
             static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
             let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            name = format!(".cback3-tmp-{pid}-{n}");
+            name = format!(".cback3-tmp-{}-{n}", std::process::id());
         }
         let name = cstring(&name);
         let open = || {
@@ -319,8 +321,13 @@ impl Temp {
         };
         let mut fd = open();
         if fd < 0 && last_os_error().kind() == std::io::ErrorKind::AlreadyExists {
-            // Left by an earlier run that had the same process id: ours to replace. unlinkat
-            // removes a symlink itself, never its target.
+            if held_by_another_run(&dir, &name) {
+                return Err(std::io::Error::other(
+                    "another restore is writing this file now",
+                ));
+            }
+            // Left by a run that was killed: ours to replace. unlinkat removes a symlink
+            // itself, never its target.
             // SAFETY: as above.
             unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) };
             fd = open();
@@ -328,6 +335,8 @@ impl Temp {
         if fd < 0 {
             return Err(last_os_error());
         }
+        // SAFETY: valid descriptor. A new file: nobody else holds a lock on it.
+        unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) };
         // SAFETY: fd was just opened and is owned by nothing else.
         let file = unsafe { std::fs::File::from_raw_fd(fd) };
         Ok(Temp {
@@ -378,6 +387,25 @@ impl Drop for Temp {
             unsafe { libc::unlinkat(self.dir.as_raw_fd(), self.name.as_ptr(), 0) };
         }
     }
+}
+
+/// Whether a temporary file that exists is locked by a restore that is running now.
+fn held_by_another_run(dir: &OwnedFd, name: &CString) -> bool {
+    // SAFETY: valid descriptor and NUL-terminated name; the result is owned below.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return false;
+    }
+    // SAFETY: fd was just opened and is owned by nothing else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: valid descriptor.
+    unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) != 0 }
 }
 
 /// What is at a final name now.

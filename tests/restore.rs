@@ -69,7 +69,7 @@ fn all_names(dir: &Path) -> Vec<String> {
 fn no_temp_files(dir: &Path) {
     let temps: Vec<String> = all_names(dir)
         .into_iter()
-        .filter(|n| n.contains(".cback3-tmp-"))
+        .filter(|n| n.contains(".cback3-tmp"))
         .collect();
     assert!(temps.is_empty(), "temporary files left: {temps:?}");
 }
@@ -418,7 +418,7 @@ fn an_interrupted_restore_leaves_no_partial_file_and_resumes() {
                 && proxy.stats().get("stall").copied().unwrap_or(0) >= 1
                 && all_names(&target)
                     .iter()
-                    .any(|n| n.starts_with(".big.bin.cback3-tmp-"))
+                    .any(|n| n == ".big.bin.cback3-tmp")
         },
     );
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
@@ -740,4 +740,44 @@ fn progress_shows_on_a_terminal_and_never_in_the_logfile() {
     );
     assert!(!s.logtext().contains("Restoring: "), "never in the logfile");
     assert_eq!(local_files(&target).len(), 3);
+}
+
+/// A temporary file left by a killed run (no lock) is replaced; one that a running restore
+/// holds (locked) is not touched, and that file fails with one ERROR.
+#[test]
+fn a_killed_runs_temporary_file_is_replaced_and_a_running_ones_is_left_alone() {
+    use std::os::fd::AsRawFd;
+    let s = Scratch::new();
+    let b = bucket("stale");
+    put_object(&b, "p/left", b"left behind");
+    put_object(&b, "p/busy", b"busy now");
+    let target = s.dir.path().join("t");
+    std::fs::create_dir(&target).unwrap();
+    std::fs::write(target.join(".left.cback3-tmp"), b"partial").unwrap();
+    std::fs::write(target.join(".busy.cback3-tmp"), b"someone else's").unwrap();
+    let held = std::fs::File::open(target.join(".busy.cback3-tmp")).unwrap();
+    assert_eq!(
+        unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) },
+        0
+    );
+    let o = restore(&s, &[], &target, &url(&b, "p"));
+    assert_eq!(code(&o), 6, "{}", show(&o));
+    assert_eq!(std::fs::read(target.join("left")).unwrap(), b"left behind");
+    assert!(!target.join(".left.cback3-tmp").exists());
+    assert_eq!(
+        std::fs::read(target.join(".busy.cback3-tmp")).unwrap(),
+        b"someone else's"
+    );
+    assert!(!target.join("busy").exists());
+    let errs = errors(&s);
+    assert!(
+        errs.iter()
+            .any(|l| l.contains("busy") && l.contains("another restore is writing this file now")),
+        "{errs:?}"
+    );
+    drop(held);
+    let o = restore(&s, &[], &target, &url(&b, "p"));
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    assert_eq!(std::fs::read(target.join("busy")).unwrap(), b"busy now");
+    no_temp_files(&target);
 }
