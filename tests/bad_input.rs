@@ -184,6 +184,7 @@ fn keys_over_1024_bytes_stop_the_run_unless_w() {
 
 #[test]
 fn missing_bucket_access_denied_and_credentials() {
+    needs_seaweedfs("a read-only identity and unknown key ids");
     let s = Scratch::new();
     let (b, before) = prepared(&s, "denied");
     s.write("new.txt", b"new");
