@@ -172,6 +172,8 @@ def test_the_wheel_installs_the_man_page(fresh_venv: Path) -> None:
     committed = Path(__file__).resolve().parents[2] / "man" / "cback3-amazons3-sync.1"
     assert page.read_text() == committed.read_text()
     assert ".TH CBACK3" in page.read_text()
+    # The same page under the name only we install.
+    assert (page.parent / "cback3-s3sync.1").read_text() == committed.read_text()
 
 
 @pytest.fixture(scope="session")
