@@ -233,16 +233,21 @@ pub async fn synchronize(
     deletes_allowed(job, tree, &plan)?;
     if !plan.deletes.is_empty() {
         log::info!(target: FLOW, "Deleting {} objects that have no local file.", plan.deletes.len());
-        let (n, failures) = transfer::delete(client, url, &plan, cancel).await;
-        summary.deleted = n;
-        summary.failed += failures.len();
-        summary.failures.extend(failures.iter().cloned());
+        let out = transfer::delete(client, url, &plan, cancel).await;
+        summary.deleted = out.deleted;
+        summary.failed += out.failures.len();
+        summary.failures.extend(out.failures.iter().cloned());
         changed = true;
-        if cancel.is_cancelled() {
+        if out.interrupted || out.unknown > 0 {
+            let unknown = match out.unknown {
+                0 => String::new(),
+                n => format!(" ({n} more may or may not be gone: their request was cut off)"),
+            };
+            log::error!(target: FLOW, "Interrupted: {} of {} deletes done{unknown}.", out.deleted, plan.deletes.len());
             return Err(RunError::Interrupted);
         }
-        if !failures.is_empty() {
-            return Err(failed(format!("{} deletes failed.", failures.len())));
+        if !out.failures.is_empty() {
+            return Err(failed(format!("{} deletes failed.", out.failures.len())));
         }
     }
     Ok(Synced { listing, changed })
