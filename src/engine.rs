@@ -432,6 +432,15 @@ pub async fn run_phases(
         let (client, url, cancel) = (client.clone(), job.url.clone(), cancel.clone());
         tokio::spawn(async move { crate::listing::list(&client, &url, &cancel).await })
     };
+    // Open multipart uploads under the prefix are leftovers of killed runs (the lock excludes
+    // other runs here, and this run's uploads start later): aborted while the listing runs.
+    let strays_task = (job.mode != Mode::VerifyOnly).then(|| {
+        let (client, url, cancel) = (client.clone(), job.url.clone(), cancel.clone());
+        let dry_run = job.features.dry_run;
+        tokio::spawn(async move {
+            s3::abort_prefix_strays(&client, &url.bucket, &url.prefix, dry_run, &cancel).await
+        })
+    });
     let prepared = walking
         .await
         .map_err(|e| failed(format!("source walk failed: {e}")))?;
@@ -440,6 +449,9 @@ pub async fn run_phases(
         Ok(t) => t,
         Err(e) => {
             listing_task.abort();
+            if let Some(t) = strays_task {
+                t.abort();
+            }
             return Err(e);
         }
     };
@@ -449,6 +461,10 @@ pub async fn run_phases(
     let listing = listing_task
         .await
         .map_err(|e| failed(format!("listing failed: {e}")))??;
+    if let Some(t) = strays_task {
+        // Best effort (failures were WARNINGs), but finished before any upload starts.
+        let _ = t.await;
+    }
     summary.phases.push(("prepare", started.elapsed()));
     let known = if job.mode == Mode::VerifyOnly {
         Some(listing)

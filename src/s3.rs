@@ -469,6 +469,75 @@ async fn abort_strays(client: &Client, bucket: &str, key: &str, ours: &str) {
     }
 }
 
+/// Aborts every open multipart upload under `prefix` (ListMultipartUploads, all pages), one
+/// WARNING each; with `dry_run` only logs them. Called by a run that holds the prefix's lock
+/// before it starts uploading, so none of them is this run's: they are leftovers of runs that
+/// were killed (a file gone by now keeps its upload open, and billed, for ever otherwise).
+/// Best effort: a failure to list or abort is a WARNING. Returns how many were found.
+pub async fn abort_prefix_strays(
+    client: &Client,
+    bucket: &str,
+    prefix: &str,
+    dry_run: bool,
+    cancel: &CancellationToken,
+) -> usize {
+    let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
+    let mut found = 0;
+    loop {
+        let request = client
+            .list_multipart_uploads()
+            .bucket(bucket)
+            .prefix(prefix)
+            .encoding_type(aws_sdk_s3::types::EncodingType::Url)
+            .set_key_marker(key_marker.take())
+            .set_upload_id_marker(id_marker.take())
+            .send();
+        let page = tokio::select! {
+            _ = cancel.cancelled() => return found,
+            r = request => r,
+        };
+        let page = match page {
+            Ok(p) => p,
+            Err(e) => {
+                log::warn!(target: crate::FLOW, "Could not list open multipart uploads under s3://{bucket}/{prefix}: {}", s3_error("ListMultipartUploads", prefix, &e).detail);
+                return found;
+            }
+        };
+        for u in page.uploads() {
+            let (Some(raw), Some(id)) = (u.key(), u.upload_id()) else {
+                continue;
+            };
+            let key = crate::listing::decode_key(raw);
+            if !key.starts_with(prefix) {
+                continue;
+            }
+            found += 1;
+            let shown = crate::walk::display_bytes(key.as_bytes());
+            let initiated = u
+                .initiated()
+                .and_then(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).ok())
+                .unwrap_or_else(|| "unknown".into());
+            if dry_run {
+                log::warn!(target: crate::FLOW, "(dryrun) would abort stray multipart upload of s3://{bucket}/{shown} (initiated {initiated}, upload id {id})");
+                continue;
+            }
+            log::warn!(target: crate::FLOW, "Aborting stray multipart upload of s3://{bucket}/{shown} (initiated {initiated}, upload id {id}), left open by an earlier run");
+            if cancel.is_cancelled() {
+                return found;
+            }
+            abort(client, bucket, &key, id).await;
+        }
+        if page.is_truncated() != Some(true) {
+            return found;
+        }
+        key_marker = page.next_key_marker().map(crate::listing::decode_key);
+        id_marker = page.next_upload_id_marker().map(str::to_string);
+        if key_marker.is_none() && id_marker.is_none() {
+            return found;
+        }
+    }
+}
+
 /// Aborts a multipart upload; bounded in time so an unreachable server cannot hang an
 /// interrupted run.
 async fn abort(client: &Client, bucket: &str, key: &str, upload_id: &str) {

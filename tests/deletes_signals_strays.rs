@@ -116,3 +116,104 @@ fn a_failed_delete_names_the_key_in_the_summary() {
     assert!(keys(&b).contains("p/sub/stale.txt"));
     validate_json(&summary, "schema/summary.schema.json");
 }
+
+/// Starts a multipart upload of `key` with one part and leaves it open; returns its id.
+fn stray_upload(bucket: &str, key: &str) -> String {
+    let c = client();
+    rt().block_on(async {
+        let id = c
+            .create_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap()
+            .upload_id()
+            .unwrap()
+            .to_string();
+        c.upload_part()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(&id)
+            .part_number(1)
+            .body(vec![1u8; 1024].into())
+            .send()
+            .await
+            .unwrap();
+        id
+    })
+}
+
+fn open_upload_ids(bucket: &str) -> BTreeSet<String> {
+    let c = client();
+    rt().block_on(c.list_multipart_uploads().bucket(bucket).send())
+        .unwrap()
+        .uploads()
+        .iter()
+        .map(|u| u.upload_id().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn stray_uploads_under_the_prefix_are_aborted_others_are_not() {
+    let s = Scratch::new();
+    s.write("here.txt", b"here");
+    let b = bucket("strays");
+    let ours = stray_upload(&b, "p/gone/killed.bin");
+    let neighbour = stray_upload(&b, "p2/killed.bin");
+    let elsewhere = stray_upload(&b, "other/killed.bin");
+    let all = BTreeSet::from([ours.clone(), neighbour.clone(), elsewhere.clone()]);
+    assert_eq!(open_upload_ids(&b), all);
+
+    // -v changes nothing, a dry run only says what it would abort.
+    let o = run(
+        &s,
+        ["-v".as_ref(), s.src().as_os_str(), url(&b, "p").as_ref()],
+    );
+    assert_eq!(code(&o), 6, "{}", show(&o)); // here.txt is not uploaded yet
+    assert_eq!(open_upload_ids(&b), all);
+    let o = run(
+        &s,
+        [
+            "--dryRun".as_ref(),
+            s.src().as_os_str(),
+            url(&b, "p").as_ref(),
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    assert_eq!(open_upload_ids(&b), all);
+    assert!(s.logtext().contains(&format!(
+        "(dryrun) would abort stray multipart upload of s3://{b}/p/gone/killed.bin"
+    )));
+
+    for mode in [&["-u"][..], &[]] {
+        let o = command(&s)
+            .args(mode)
+            .args([s.src().as_os_str(), url(&b, "p").as_ref()])
+            .output()
+            .unwrap();
+        assert_eq!(code(&o), 0, "{}", show(&o));
+    }
+    assert_eq!(
+        open_upload_ids(&b),
+        BTreeSet::from([neighbour, elsewhere]),
+        "only the stray under p/ is aborted"
+    );
+    let log = s.logtext();
+    let line = log
+        .lines()
+        .find(|l| l.contains("Aborting stray multipart upload of"))
+        .expect("stray logged");
+    assert!(line.contains("WARNING"), "{line}");
+    assert!(
+        line.contains(&format!("s3://{b}/p/gone/killed.bin (initiated 20")),
+        "{line}"
+    );
+    assert!(line.contains(&format!("upload id {ours}")), "{line}");
+    assert_eq!(
+        log.matches("Aborting stray multipart upload").count(),
+        1,
+        "{log}"
+    );
+    assert_eq!(keys(&b), BTreeSet::from(["p/here.txt".to_string()]));
+}
