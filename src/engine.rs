@@ -390,6 +390,17 @@ async fn verify_content(
     c
 }
 
+/// A spawned task that is aborted when dropped before it was awaited.
+struct AbortOnDrop<T>(Option<tokio::task::JoinHandle<T>>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        if let Some(t) = &self.0 {
+            t.abort();
+        }
+    }
+}
+
 /// The whole run for the command line: prepare, synchronize (unless verify-only), verify.
 pub async fn run(opts: &Options, cancel: &CancellationToken, summary: &mut Summary) -> ExitStatus {
     match run_phases(opts, cancel, summary).await {
@@ -434,13 +445,14 @@ pub async fn run_phases(
     };
     // Open multipart uploads under the prefix are leftovers of killed runs (the lock excludes
     // other runs here, and this run's uploads start later): aborted while the listing runs.
-    let strays_task = (job.mode != Mode::VerifyOnly).then(|| {
+    // Aborted if the run stops first (a failed listing says all there is to say).
+    let mut strays_task = AbortOnDrop((job.mode != Mode::VerifyOnly).then(|| {
         let (client, url, cancel) = (client.clone(), job.url.clone(), cancel.clone());
         let dry_run = job.features.dry_run;
         tokio::spawn(async move {
             s3::abort_prefix_strays(&client, &url.bucket, &url.prefix, dry_run, &cancel).await
         })
-    });
+    }));
     let prepared = walking
         .await
         .map_err(|e| failed(format!("source walk failed: {e}")))?;
@@ -449,9 +461,6 @@ pub async fn run_phases(
         Ok(t) => t,
         Err(e) => {
             listing_task.abort();
-            if let Some(t) = strays_task {
-                t.abort();
-            }
             return Err(e);
         }
     };
@@ -461,9 +470,11 @@ pub async fn run_phases(
     let listing = listing_task
         .await
         .map_err(|e| failed(format!("listing failed: {e}")))??;
-    if let Some(t) = strays_task {
-        // Best effort (failures were WARNINGs), but finished before any upload starts.
-        let _ = t.await;
+    if let Some(t) = strays_task.0.take() {
+        // Best effort, but finished before any upload starts.
+        if let Ok(Err(why)) = t.await {
+            log::warn!(target: FLOW, "{why}");
+        }
     }
     summary.phases.push(("prepare", started.elapsed()));
     let known = if job.mode == Mode::VerifyOnly {

@@ -473,14 +473,16 @@ async fn abort_strays(client: &Client, bucket: &str, key: &str, ours: &str) {
 /// WARNING each; with `dry_run` only logs them. Called by a run that holds the prefix's lock
 /// before it starts uploading, so none of them is this run's: they are leftovers of runs that
 /// were killed (a file gone by now keeps its upload open, and billed, for ever otherwise).
-/// Best effort: a failure to list or abort is a WARNING. Returns how many were found.
+/// Best effort: a failure to abort is a WARNING here; a failure to list is returned, as the
+/// WARNING line to log (the caller drops it when the run fails for the same reason anyway).
+/// Returns how many were found.
 pub async fn abort_prefix_strays(
     client: &Client,
     bucket: &str,
     prefix: &str,
     dry_run: bool,
     cancel: &CancellationToken,
-) -> usize {
+) -> Result<usize, String> {
     let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
     let mut found = 0;
     loop {
@@ -491,18 +493,23 @@ pub async fn abort_prefix_strays(
             .encoding_type(aws_sdk_s3::types::EncodingType::Url)
             .set_key_marker(key_marker.take())
             .set_upload_id_marker(id_marker.take())
+            // One attempt: a failure leaves the strays to the next run, and must neither slow
+            // a run that is failing anyway nor spend the retry quota the real work needs.
+            .customize()
+            .config_override(
+                aws_sdk_s3::config::Config::builder().retry_config(RetryConfig::disabled()),
+            )
             .send();
         let page = tokio::select! {
-            _ = cancel.cancelled() => return found,
+            _ = cancel.cancelled() => return Ok(found),
             r = request => r,
         };
-        let page = match page {
-            Ok(p) => p,
-            Err(e) => {
-                log::warn!(target: crate::FLOW, "Could not list open multipart uploads under s3://{bucket}/{prefix}: {}", s3_error("ListMultipartUploads", prefix, &e).detail);
-                return found;
-            }
-        };
+        let page = page.map_err(|e| {
+            format!(
+                "Could not list open multipart uploads under s3://{bucket}/{prefix}: {}",
+                s3_error("ListMultipartUploads", prefix, &e).detail
+            )
+        })?;
         for u in page.uploads() {
             let (Some(raw), Some(id)) = (u.key(), u.upload_id()) else {
                 continue;
@@ -523,17 +530,17 @@ pub async fn abort_prefix_strays(
             }
             log::warn!(target: crate::FLOW, "Aborting stray multipart upload of s3://{bucket}/{shown} (initiated {initiated}, upload id {id}), left open by an earlier run");
             if cancel.is_cancelled() {
-                return found;
+                return Ok(found);
             }
             abort(client, bucket, &key, id).await;
         }
         if page.is_truncated() != Some(true) {
-            return found;
+            return Ok(found);
         }
         key_marker = page.next_key_marker().map(crate::listing::decode_key);
         id_marker = page.next_upload_id_marker().map(str::to_string);
         if key_marker.is_none() && id_marker.is_none() {
-            return found;
+            return Ok(found);
         }
     }
 }
