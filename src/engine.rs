@@ -238,7 +238,7 @@ pub async fn synchronize(
         summary.failed += out.failures.len();
         summary.failures.extend(out.failures.iter().cloned());
         changed = true;
-        if out.interrupted || out.unknown > 0 {
+        if out.interrupted || out.unknown > 0 || cancel.is_cancelled() {
             let unknown = match out.unknown {
                 0 => String::new(),
                 n => format!(" ({n} more may or may not be gone: their request was cut off)"),
@@ -419,6 +419,9 @@ pub async fn run_phases(
     summary: &mut Summary,
 ) -> Result<(), RunError> {
     let job = Job::from_options(opts)?;
+    if cancel.is_cancelled() {
+        return Err(RunError::Interrupted);
+    }
     let Some(source) = opts.source_dir.clone() else {
         return Err(failed(
             "Source directory and S3 bucket URL are both required.".into(),
