@@ -233,16 +233,21 @@ pub async fn synchronize(
     deletes_allowed(job, tree, &plan)?;
     if !plan.deletes.is_empty() {
         log::info!(target: FLOW, "Deleting {} objects that have no local file.", plan.deletes.len());
-        let (n, failures) = transfer::delete(client, url, &plan, cancel).await;
-        summary.deleted = n;
-        summary.failed += failures.len();
-        summary.failures.extend(failures.iter().cloned());
+        let out = transfer::delete(client, url, &plan, cancel).await;
+        summary.deleted = out.deleted;
+        summary.failed += out.failures.len();
+        summary.failures.extend(out.failures.iter().cloned());
         changed = true;
-        if cancel.is_cancelled() {
+        if out.interrupted || out.unknown > 0 || cancel.is_cancelled() {
+            let unknown = match out.unknown {
+                0 => String::new(),
+                n => format!(" ({n} more may or may not be gone: their request was cut off)"),
+            };
+            log::error!(target: FLOW, "Interrupted: {} of {} deletes done{unknown}.", out.deleted, plan.deletes.len());
             return Err(RunError::Interrupted);
         }
-        if !failures.is_empty() {
-            return Err(failed(format!("{} deletes failed.", failures.len())));
+        if !out.failures.is_empty() {
+            return Err(failed(format!("{} deletes failed.", out.failures.len())));
         }
     }
     Ok(Synced { listing, changed })
@@ -385,6 +390,17 @@ async fn verify_content(
     c
 }
 
+/// A spawned task that is aborted when dropped before it was awaited.
+struct AbortOnDrop<T>(Option<tokio::task::JoinHandle<T>>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        if let Some(t) = &self.0 {
+            t.abort();
+        }
+    }
+}
+
 /// The whole run for the command line: prepare, synchronize (unless verify-only), verify.
 pub async fn run(opts: &Options, cancel: &CancellationToken, summary: &mut Summary) -> ExitStatus {
     match run_phases(opts, cancel, summary).await {
@@ -403,6 +419,9 @@ pub async fn run_phases(
     summary: &mut Summary,
 ) -> Result<(), RunError> {
     let job = Job::from_options(opts)?;
+    if cancel.is_cancelled() {
+        return Err(RunError::Interrupted);
+    }
     let Some(source) = opts.source_dir.clone() else {
         return Err(failed(
             "Source directory and S3 bucket URL are both required.".into(),
@@ -427,6 +446,16 @@ pub async fn run_phases(
         let (client, url, cancel) = (client.clone(), job.url.clone(), cancel.clone());
         tokio::spawn(async move { crate::listing::list(&client, &url, &cancel).await })
     };
+    // Open multipart uploads under the prefix are leftovers of killed runs (the lock excludes
+    // other runs here, and this run's uploads start later): aborted while the listing runs.
+    // Aborted if the run stops first (a failed listing says all there is to say).
+    let mut strays_task = AbortOnDrop((job.mode != Mode::VerifyOnly).then(|| {
+        let (client, url, cancel) = (client.clone(), job.url.clone(), cancel.clone());
+        let dry_run = job.features.dry_run;
+        tokio::spawn(async move {
+            s3::abort_prefix_strays(&client, &url.bucket, &url.prefix, dry_run, &cancel).await
+        })
+    }));
     let prepared = walking
         .await
         .map_err(|e| failed(format!("source walk failed: {e}")))?;
@@ -444,6 +473,12 @@ pub async fn run_phases(
     let listing = listing_task
         .await
         .map_err(|e| failed(format!("listing failed: {e}")))??;
+    if let Some(t) = strays_task.0.take() {
+        // Best effort, but finished before any upload starts.
+        if let Ok(Err(why)) = t.await {
+            log::warn!(target: FLOW, "{why}");
+        }
+    }
     summary.phases.push(("prepare", started.elapsed()));
     let known = if job.mode == Mode::VerifyOnly {
         Some(listing)

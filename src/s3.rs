@@ -469,6 +469,82 @@ async fn abort_strays(client: &Client, bucket: &str, key: &str, ours: &str) {
     }
 }
 
+/// Aborts every open multipart upload under `prefix` (ListMultipartUploads, all pages), one
+/// WARNING each; with `dry_run` only logs them. Called by a run that holds the prefix's lock
+/// before it starts uploading, so none of them is this run's: they are leftovers of runs that
+/// were killed (a file gone by now keeps its upload open, and billed, for ever otherwise).
+/// Best effort: a failure to abort is a WARNING here; a failure to list is returned, as the
+/// WARNING line to log (the caller drops it when the run fails for the same reason anyway).
+/// Returns how many were found.
+pub async fn abort_prefix_strays(
+    client: &Client,
+    bucket: &str,
+    prefix: &str,
+    dry_run: bool,
+    cancel: &CancellationToken,
+) -> Result<usize, String> {
+    let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
+    let mut found = 0;
+    loop {
+        let request = client
+            .list_multipart_uploads()
+            .bucket(bucket)
+            .prefix(prefix)
+            .encoding_type(aws_sdk_s3::types::EncodingType::Url)
+            .set_key_marker(key_marker.take())
+            .set_upload_id_marker(id_marker.take())
+            // One attempt: a failure leaves the strays to the next run, and must neither slow
+            // a run that is failing anyway nor spend the retry quota the real work needs.
+            .customize()
+            .config_override(
+                aws_sdk_s3::config::Config::builder().retry_config(RetryConfig::disabled()),
+            )
+            .send();
+        let page = tokio::select! {
+            _ = cancel.cancelled() => return Ok(found),
+            r = request => r,
+        };
+        let page = page.map_err(|e| {
+            format!(
+                "Could not list open multipart uploads under s3://{bucket}/{prefix}: {}",
+                s3_error("ListMultipartUploads", prefix, &e).detail
+            )
+        })?;
+        for u in page.uploads() {
+            let (Some(raw), Some(id)) = (u.key(), u.upload_id()) else {
+                continue;
+            };
+            let key = crate::listing::decode_key(raw);
+            if !key.starts_with(prefix) {
+                continue;
+            }
+            found += 1;
+            let shown = crate::walk::display_bytes(key.as_bytes());
+            let initiated = u
+                .initiated()
+                .and_then(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).ok())
+                .unwrap_or_else(|| "unknown".into());
+            if dry_run {
+                log::warn!(target: crate::FLOW, "(dryrun) would abort stray multipart upload of s3://{bucket}/{shown} (initiated {initiated}, upload id {id})");
+                continue;
+            }
+            log::warn!(target: crate::FLOW, "Aborting stray multipart upload of s3://{bucket}/{shown} (initiated {initiated}, upload id {id}), left open by an earlier run");
+            if cancel.is_cancelled() {
+                return Ok(found);
+            }
+            abort(client, bucket, &key, id).await;
+        }
+        if page.is_truncated() != Some(true) {
+            return Ok(found);
+        }
+        key_marker = page.next_key_marker().map(crate::listing::decode_key);
+        id_marker = page.next_upload_id_marker().map(str::to_string);
+        if key_marker.is_none() && id_marker.is_none() {
+            return Ok(found);
+        }
+    }
+}
+
 /// Aborts a multipart upload; bounded in time so an unreachable server cannot hang an
 /// interrupted run.
 async fn abort(client: &Client, bucket: &str, key: &str, upload_id: &str) {
@@ -624,63 +700,244 @@ async fn upload_parts(
     Ok(parts)
 }
 
-/// Deletes objects by key, in batches. Returns the keys deleted and the failures.
+/// How long an in-flight delete request may still take to answer once the run is interrupted.
+/// Without its answer the run cannot know what it deleted, so it waits a little, then checks.
+pub const DELETE_GRACE: Duration = Duration::from_secs(5);
+/// Bound on checking, after an interruption, which keys of an unanswered request are gone.
+const DELETE_CHECK_TIME: Duration = Duration::from_secs(10);
+
+/// What deleting a list of keys did.
+#[derive(Debug, Default)]
+pub struct Deleted {
+    /// Keys known to be gone (answered, or checked after an unanswered request).
+    pub deleted: usize,
+    /// Keys that could not be deleted, each with the key as its target.
+    pub failures: Vec<S3Error>,
+    /// Cancelled before every key was tried.
+    pub interrupted: bool,
+    /// Keys whose request got no answer before the interruption and whose state the check
+    /// could not establish.
+    pub unknown: Vec<String>,
+}
+
+/// Can `key` travel in a DeleteObjects XML body and arrive unchanged? XML 1.0 has no way to
+/// carry U+0001..U+0008, U+000B, U+000C, U+000E..U+001F, U+FFFE and U+FFFF (even as character
+/// references: the server answers MalformedXML for the whole batch). CR is valid XML but parsers
+/// turn CR and CRLF in text into LF. The SDK sends it as `&#xD;`, which survives that (SeaweedFS
+/// deletes such keys in a batch), but a server that got it wrong would delete a key that does not
+/// exist, answer success in quiet mode, and leave ours for ever: CR goes one by one as well.
+pub fn fits_delete_xml(key: &str) -> bool {
+    key.chars().all(|c| match c {
+        '\t' | '\n' => true,
+        '\r' | '\u{FFFE}' | '\u{FFFF}' => false,
+        c => c >= ' ',
+    })
+}
+
+/// Waits for an S3 request; once `cancel` fires it gets [`DELETE_GRACE`] more to answer.
+/// `None`: interrupted without an answer (the request may or may not have been carried out).
+async fn answer<F: std::future::Future>(
+    request: F,
+    cancel: &CancellationToken,
+) -> Option<F::Output> {
+    tokio::pin!(request);
+    tokio::select! {
+        r = &mut request => return Some(r),
+        _ = cancel.cancelled() => {}
+    }
+    tokio::time::timeout(DELETE_GRACE, request).await.ok()
+}
+
+/// Deletes objects by key: keys that XML cannot carry one by one with DeleteObject (the key is
+/// in the URL), the rest with DeleteObjects in batches of [`DELETE_BATCH`]. On cancellation no
+/// new request starts, and what the last one did is established (its answer, or a check).
 pub async fn delete(
     client: &Client,
     bucket: &str,
     keys: &[String],
     cancel: &CancellationToken,
-) -> (usize, Vec<S3Error>) {
-    let mut deleted = 0;
-    let mut failures = Vec::new();
-    for batch in keys.chunks(DELETE_BATCH) {
+) -> Deleted {
+    let mut out = Deleted::default();
+    let (singles, batched): (Vec<&String>, Vec<&String>) =
+        keys.iter().partition(|k| !fits_delete_xml(k));
+    for key in singles {
         if cancel.is_cancelled() {
             break;
         }
-        let objects: Vec<ObjectIdentifier> = batch
-            .iter()
-            .filter_map(|k| ObjectIdentifier::builder().key(k).build().ok())
-            .collect();
-        let request = Delete::builder()
-            .set_objects(Some(objects))
-            .quiet(true)
-            .build()
-            .expect("objects are set");
-        match client
-            .delete_objects()
-            .bucket(bucket)
-            .delete(request)
-            .send()
-            .await
-        {
-            Ok(out) => {
-                let errors = out.errors();
-                for e in errors {
-                    failures.push(S3Error {
-                        op: "DeleteObjects",
-                        target: e.key().unwrap_or_default().to_string(),
-                        detail: format!(
-                            "{}: {}",
-                            e.code().unwrap_or_default(),
-                            e.message().unwrap_or_default()
-                        ),
-                        code: e.code().map(str::to_string),
-                    });
-                }
-                deleted += batch.len() - errors.len();
-                for k in batch {
-                    log::debug!(target: OUTPUT, "DeleteObjects s3://{bucket}/{}", crate::walk::display_bytes(k.as_bytes()));
-                }
-            }
-            Err(e) => failures.push(s3_error("DeleteObjects", bucket, &e)),
-        }
+        delete_one(client, bucket, key, cancel, &mut out).await;
     }
-    (deleted, failures)
+    for batch in batched.chunks(DELETE_BATCH) {
+        if cancel.is_cancelled() {
+            break;
+        }
+        delete_batch(client, bucket, batch, cancel, &mut out).await;
+    }
+    out.interrupted =
+        cancel.is_cancelled() && out.deleted + out.failures.len() + out.unknown.len() < keys.len();
+    out
+}
+
+/// One key with DeleteObject.
+async fn delete_one(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    cancel: &CancellationToken,
+    out: &mut Deleted,
+) {
+    let request = client.delete_object().bucket(bucket).key(key).send();
+    match answer(request, cancel).await {
+        Some(Ok(_)) => {
+            out.deleted += 1;
+            log::debug!(target: OUTPUT, "DeleteObject s3://{bucket}/{}", crate::walk::display_bytes(key.as_bytes()));
+        }
+        Some(Err(e)) => out.failures.push(s3_error("DeleteObject", key, &e)),
+        None => check_unanswered(client, bucket, &[key], out).await,
+    }
+}
+
+/// One DeleteObjects request. Per-key errors in the answer stay per key; a request the server
+/// rejects as a whole (4xx: MalformedXML from a stricter server, say) is retried key by key,
+/// so one bad key never blocks the rest; server and transport failures (already retried by
+/// the SDK) fail each key of the batch.
+async fn delete_batch(
+    client: &Client,
+    bucket: &str,
+    batch: &[&String],
+    cancel: &CancellationToken,
+    out: &mut Deleted,
+) {
+    let objects: Vec<ObjectIdentifier> = batch
+        .iter()
+        .filter_map(|k| ObjectIdentifier::builder().key(k.as_str()).build().ok())
+        .collect();
+    let request = Delete::builder()
+        .set_objects(Some(objects))
+        .quiet(true)
+        .build()
+        .expect("objects are set");
+    let sent = client
+        .delete_objects()
+        .bucket(bucket)
+        .delete(request)
+        .send();
+    match answer(sent, cancel).await {
+        Some(Ok(answer)) => {
+            let errors = answer.errors();
+            for e in errors {
+                out.failures.push(S3Error {
+                    op: "DeleteObjects",
+                    target: e.key().unwrap_or_default().to_string(),
+                    detail: format!(
+                        "{}: {}",
+                        e.code().unwrap_or_default(),
+                        e.message().unwrap_or_default()
+                    ),
+                    code: e.code().map(str::to_string),
+                });
+            }
+            out.deleted += batch.len() - errors.len();
+            for k in batch {
+                log::debug!(target: OUTPUT, "DeleteObjects s3://{bucket}/{}", crate::walk::display_bytes(k.as_bytes()));
+            }
+        }
+        Some(Err(e)) if rejected_as_a_whole(&e) => {
+            let why = s3_error("DeleteObjects", bucket, &e);
+            log::warn!(target: crate::FLOW, "DeleteObjects of {} keys was refused ({}); deleting them one by one.", batch.len(), why.detail);
+            for key in batch {
+                if cancel.is_cancelled() {
+                    break;
+                }
+                delete_one(client, bucket, key, cancel, out).await;
+            }
+        }
+        Some(Err(e)) => {
+            for key in batch {
+                out.failures.push(s3_error("DeleteObjects", key, &e));
+            }
+        }
+        None => check_unanswered(client, bucket, batch, out).await,
+    }
+}
+
+/// Did the server refuse the request itself (a 4xx answer), rather than fail to carry it out?
+fn rejected_as_a_whole<E>(e: &SdkError<E>) -> bool {
+    matches!(e, SdkError::ServiceError(s) if s.raw().status().is_client_error())
+}
+
+/// After an interruption cut a delete request off unanswered: which of its keys are gone?
+/// HeadObject each (bounded in time); those that cannot be checked are reported unknown.
+async fn check_unanswered(
+    client: &Client,
+    bucket: &str,
+    keys: &[impl AsRef<str>],
+    out: &mut Deleted,
+) {
+    log::warn!(target: crate::FLOW, "A delete request for {} keys got no answer before the interruption; checking which are gone.", keys.len());
+    let limit = Arc::new(Semaphore::new(32));
+    let mut tasks = tokio::task::JoinSet::new();
+    for key in keys {
+        let (client, bucket, key, limit) = (
+            client.clone(),
+            bucket.to_string(),
+            key.as_ref().to_string(),
+            limit.clone(),
+        );
+        tasks.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            let head = client.head_object().bucket(&bucket).key(&key).send().await;
+            let gone = match head {
+                Ok(_) => Some(false),
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Some(true),
+                Err(_) => None,
+            };
+            (key, gone)
+        });
+    }
+    let mut pending: std::collections::HashSet<String> =
+        keys.iter().map(|k| k.as_ref().to_string()).collect();
+    let _ = tokio::time::timeout(DELETE_CHECK_TIME, async {
+        while let Some(done) = tasks.join_next().await {
+            let Ok((key, gone)) = done else { continue };
+            match gone {
+                Some(true) => {
+                    out.deleted += 1;
+                    pending.remove(&key);
+                }
+                Some(false) => {
+                    pending.remove(&key);
+                }
+                None => {}
+            }
+        }
+    })
+    .await;
+    tasks.abort_all();
+    out.unknown.extend(pending);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_xml_cannot_carry_are_not_batched() {
+        for k in [
+            "a\u{1}", "\u{8}", "\u{b}", "\u{c}", "\u{e}", "\u{1f}", "\u{fffe}", "\u{ffff}", "a\rb",
+        ] {
+            assert!(!fits_delete_xml(k), "{k:?}");
+        }
+        for k in [
+            "plain",
+            "tab\there",
+            "lf\nhere",
+            "caf\u{e9}",
+            "\u{85}\u{2028}",
+            "\u{fffd}",
+        ] {
+            assert!(fits_delete_xml(k), "{k:?}");
+        }
+    }
 
     #[test]
     fn part_sizes_stay_within_limits() {

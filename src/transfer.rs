@@ -150,13 +150,27 @@ pub async fn upload(
     out
 }
 
+/// What the delete phase did.
+#[derive(Debug, Default)]
+pub struct DeleteOutcome {
+    /// Objects known to be gone.
+    pub deleted: usize,
+    /// Each key that could not be deleted (relative to the prefix, as shown) and why.
+    pub failures: Vec<(String, String)>,
+    /// Cancelled before every object was tried.
+    pub interrupted: bool,
+    /// Objects whose delete request got no answer before the interruption and that could not
+    /// be checked afterwards: they may or may not be gone.
+    pub unknown: usize,
+}
+
 /// Deletes the planned objects. Call only after every upload succeeded.
 pub async fn delete(
     client: &Client,
     url: &BucketUrl,
     plan: &Plan,
     cancel: &CancellationToken,
-) -> (usize, Vec<(String, String)>) {
+) -> DeleteOutcome {
     let keys: Vec<String> = plan
         .deletes
         .iter()
@@ -165,14 +179,23 @@ pub async fn delete(
     for k in &keys {
         log::info!(target: OUTPUT, "delete: s3://{}/{}", url.bucket, display_bytes(k.as_bytes()));
     }
-    let (n, failures) = s3::delete(client, &url.bucket, &keys, cancel).await;
-    let failures = failures
+    let done = s3::delete(client, &url.bucket, &keys, cancel).await;
+    let shown = |key: &str| display_bytes(url.relative(key).unwrap_or(key).as_bytes());
+    let failures = done
+        .failures
         .into_iter()
         .map(|e| {
-            let key = display_bytes(e.target.as_bytes());
-            log::error!(target: FLOW, "Failed to delete {key}: {}", e.detail);
-            (key, format!("delete failed: {}", e.detail))
+            log::error!(target: FLOW, "Failed to delete s3://{}/{}: {}", url.bucket, display_bytes(e.target.as_bytes()), e.detail);
+            (shown(&e.target), format!("delete failed: {}", e.detail))
         })
         .collect();
-    (n, failures)
+    for key in &done.unknown {
+        log::warn!(target: FLOW, "Not known whether s3://{}/{} was deleted (its request was interrupted).", url.bucket, display_bytes(key.as_bytes()));
+    }
+    DeleteOutcome {
+        deleted: done.deleted,
+        failures,
+        interrupted: done.interrupted,
+        unknown: done.unknown.len(),
+    }
 }
