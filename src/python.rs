@@ -452,9 +452,10 @@ fn synchronize(
             blocking(move || engine::prepare(&source_dir, &url, true, &mut Summary::default()))
                 .await?;
         let mut summary = Summary::default();
-        let client = s3::client().await;
+        let (client, endpoint) = s3::client_with_endpoint().await;
+        let lock = engine::lock(&job, endpoint.as_deref())?;
         let listing = crate::listing::list(&client, &job.url, &cancel).await?;
-        engine::synchronize(&client, &job, &tree, listing, &mut summary, &cancel)
+        engine::synchronize(&client, &job, &lock, &tree, listing, &mut summary, &cancel)
             .await
             .map(|_| ())
     })?;

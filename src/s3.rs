@@ -247,6 +247,12 @@ fn response_timeout() -> Duration {
 /// body moves. So a request can fail for good only after bounded time, and an unreachable
 /// endpoint fails the run within about a minute.
 pub async fn client() -> Client {
+    client_with_endpoint().await.0
+}
+
+/// [`client`], and the custom endpoint it talks to (`None`: AWS itself), which the run lock
+/// needs to tell targets apart.
+pub async fn client_with_endpoint() -> (Client, Option<String>) {
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let endpoint = custom_endpoint(&sdk);
     let mut builder = aws_sdk_s3::config::Builder::from(&sdk);
@@ -278,7 +284,7 @@ pub async fn client() -> Client {
     if let Some(r) = conf.retry_config() {
         log::debug!(target: OUTPUT, "S3 retries: {:?} mode, {} attempts, backoff {:?} to {:?}", r.mode(), r.max_attempts(), r.initial_backoff(), r.max_backoff());
     }
-    Client::from_conf(conf)
+    (Client::from_conf(conf), endpoint)
 }
 
 /// Part size for a file: at least [`MIN_PART_SIZE`], large enough to stay within 10,000 parts.

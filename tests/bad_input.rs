@@ -89,8 +89,12 @@ fn unreadable_parts_fail_the_run_and_delete_nothing() {
             None => c.env_remove(k),
         };
     }
-    // A runtime directory of root's is not nobody's.
-    c.env_remove("XDG_RUNTIME_DIR");
+    // nobody's home (/nonexistent) cannot hold its run lock: give it a directory of its own.
+    let locks = s.dir.path().join("locks");
+    std::fs::create_dir(&locks).unwrap();
+    std::os::unix::fs::chown(&locks, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(&locks, std::fs::Permissions::from_mode(0o700)).unwrap();
+    c.env(cback3_s3sync::lock::LOCK_DIR_ENV, &locks);
     let o = c
         .arg("-l")
         .arg(s.log())
@@ -305,6 +309,7 @@ fn a_second_run_on_the_same_prefix_is_refused_while_one_runs() {
     let (b, before) = prepared(&s, "lock");
     s.write("new.txt", b"new");
     let target = cback3_s3sync::bucket_url::BucketUrl::parse(&url(&b, "p/")).unwrap();
+    let target = cback3_s3sync::lock::Target::new(Some(&server().endpoint), &target);
     let held = cback3_s3sync::lock::acquire(&target).unwrap();
     let o = run(&s, [s.src().as_os_str(), url(&b, "p").as_ref()]);
     assert_eq!(code(&o), 6, "{}", show(&o));
