@@ -87,7 +87,9 @@ pub async fn verify_content(
     progress: Option<Arc<Progress>>,
     cancel: &CancellationToken,
 ) -> ContentOutcome {
-    let limit = Arc::new(Semaphore::new(concurrency.max(1)));
+    let limit = Arc::new(Semaphore::new(
+        concurrency.clamp(1, crate::options::MAX_CONCURRENCY),
+    ));
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let hash_limit = Arc::new(Semaphore::new(cores));
     let mut out = ContentOutcome::default();

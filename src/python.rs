@@ -434,6 +434,14 @@ fn synchronize(
     max_concurrency: Option<usize>,
     allow_empty_source: bool,
 ) -> PyResult<()> {
+    if let Some(n) = max_concurrency {
+        if !(1..=options::MAX_CONCURRENCY).contains(&n) {
+            return Err(value_error(format!(
+                "max_concurrency must be from 1 to {}, not {n}",
+                options::MAX_CONCURRENCY
+            )));
+        }
+    }
     let job = Job {
         url: parse_url(s3_bucket_url)?,
         mode: if upload_only {

@@ -92,7 +92,9 @@ pub async fn upload(
     cancel: &CancellationToken,
 ) -> UploadOutcome {
     let settings = Arc::new(settings.clone());
-    let limit = Arc::new(Semaphore::new(concurrency.max(1)));
+    let limit = Arc::new(Semaphore::new(
+        concurrency.clamp(1, crate::options::MAX_CONCURRENCY),
+    ));
     let url = Arc::new(url.clone());
     let mut out = UploadOutcome::default();
     let mut tasks: JoinSet<(usize, Result<u64, String>)> = JoinSet::new();
