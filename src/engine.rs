@@ -234,6 +234,12 @@ pub async fn synchronize(
             log::error!(target: FLOW, "Interrupted after {} uploads; nothing was deleted.", up.uploaded);
             return Err(RunError::Interrupted);
         }
+        if up.not_attempted > 0 {
+            return Err(failed(format!(
+                "{} Nothing was deleted.",
+                crate::health::stopped_answering(up.failures.len(), up.not_attempted, "uploads")
+            )));
+        }
         if !up.failures.is_empty() {
             return Err(failed(format!(
                 "{} uploads failed; nothing was deleted.",
@@ -327,6 +333,13 @@ pub async fn verify(
         let c = verify_content(client, job, tree, &listing, summary, cancel).await;
         if c.interrupted {
             return Err(RunError::Interrupted);
+        }
+        if c.not_attempted > 0 {
+            return Err(failed(crate::health::stopped_answering(
+                c.failures.len(),
+                c.not_attempted,
+                "content checks",
+            )));
         }
         content_failures = c.failures.len();
     }

@@ -155,6 +155,11 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
+    if is_transport(err) {
+        crate::health::transport_failure();
+    } else if matches!(err, SdkError::ServiceError(_)) {
+        crate::health::answered();
+    }
     let (code, detail) = match err.as_service_error() {
         Some(service) if service.code().is_some() => {
             let code = service.code().unwrap_or_default().to_string();
@@ -182,6 +187,16 @@ where
         target: target.to_string(),
         detail,
         code,
+    }
+}
+
+/// Did the request fail without an answer from the server (timeout, refused or reset
+/// connection, cut-off response), after the SDK's own retries?
+fn is_transport<E, R>(err: &SdkError<E, R>) -> bool {
+    match err {
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
+        SdkError::DispatchFailure(d) => d.is_io() || d.is_timeout(),
+        _ => false,
     }
 }
 
