@@ -191,6 +191,18 @@ pub fn diagnostics() -> Vec<String> {
 pub async fn execute(opts: &Options, cancel: CancellationToken) -> ExitStatus {
     let started = Instant::now();
     log::info!(target: FLOW, "Cedar Backup Amazon S3 sync run started.");
+    // The binary's logfile opened but refuses its first line (`-l /dev/full`): exit 3 now.
+    if let Some(e) = crate::logging::startup_failure() {
+        eprintln!("Error setting up logging: {e}");
+        let summary = Summary {
+            error: Some(e),
+            ..Summary::default()
+        };
+        return match &opts.summary_file {
+            Some(p) => crate::summary_file::write(p, &summary, ExitStatus::Logging, opts.dry_run),
+            None => ExitStatus::Logging,
+        };
+    }
     log::info!(target: FLOW, "Options were [{}]", options::build_argument_string(opts));
     log::info!(target: FLOW, "Logfile is [{}]", opts.logfile_path().display());
     log::debug!(target: FLOW, "Parsed options: {opts:?}");

@@ -39,6 +39,8 @@ pub struct ContentOutcome {
     /// Files whose objects carry nothing to compare with.
     pub unverifiable: Vec<String>,
     pub interrupted: bool,
+    /// Files not checked because the endpoint stopped answering (see [`crate::health`]).
+    pub not_attempted: usize,
 }
 
 enum One {
@@ -87,7 +89,10 @@ pub async fn verify_content(
     progress: Option<Arc<Progress>>,
     cancel: &CancellationToken,
 ) -> ContentOutcome {
-    let limit = Arc::new(Semaphore::new(concurrency.max(1)));
+    let limit = Arc::new(Semaphore::new(
+        concurrency.clamp(1, crate::options::MAX_CONCURRENCY),
+    ));
+    let health = crate::health::Health::new();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let hash_limit = Arc::new(Semaphore::new(cores));
     let mut out = ContentOutcome::default();
@@ -98,6 +103,9 @@ pub async fn verify_content(
         if let Some(p) = &progress {
             p.add_file();
             p.add_bytes(f.size);
+        }
+        if !matches!(one, One::Error(_)) {
+            health.answered();
         }
         match one {
             One::Same(m) => {
@@ -119,14 +127,20 @@ pub async fn verify_content(
             }
         }
     };
+    let comparable =
+        |f: &crate::walk::LocalFile| listing.get(&f.rel).is_some_and(|o| o.size == f.size);
     for (idx, f) in tree.files.iter().enumerate() {
-        if listing.get(&f.rel).is_none_or(|o| o.size != f.size) {
+        if !comparable(f) {
             continue;
         }
         let permit = tokio::select! {
             _ = cancel.cancelled() => { out.interrupted = true; break }
             p = limit.clone().acquire_owned() => p.expect("semaphore closed"),
         };
+        if health.tripped() {
+            out.not_attempted = tree.files[idx..].iter().filter(|f| comparable(f)).count();
+            break;
+        }
         let work = check_one(
             client.clone(),
             url.bucket.clone(),
@@ -134,11 +148,11 @@ pub async fn verify_content(
             tree.path_of(f),
             hash_limit.clone(),
         );
-        tasks.spawn(async move {
+        tasks.spawn(crate::health::scope(health.clone(), async move {
             let one = work.await;
             drop(permit);
             (idx, one)
-        });
+        }));
         while let Some(done) = tasks.try_join_next() {
             if let Ok((i, one)) = done {
                 record(&mut out, i, one);

@@ -135,6 +135,11 @@ pub fn set_full_chain(on: bool) {
     FULL_CHAIN.store(on, Ordering::Relaxed);
 }
 
+/// Whether failures are described in full (`-s`).
+pub fn full_chain() -> bool {
+    FULL_CHAIN.load(Ordering::Relaxed)
+}
+
 /// Every cause of an error, outermost first, one per line after the first.
 pub fn error_chain(e: &dyn Error) -> String {
     let mut s = e.to_string();

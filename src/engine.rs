@@ -9,6 +9,7 @@ use aws_sdk_s3::Client;
 use tokio_util::sync::CancellationToken;
 
 use crate::bucket_url::BucketUrl;
+use crate::lock::RunLock;
 use crate::options::Options;
 use crate::plan::{self, Listing, Mode};
 use crate::progress::{self, Progress};
@@ -169,17 +170,27 @@ pub struct Synced {
     pub changed: bool,
 }
 
-/// Plans from `listing` (the prefix as listed in this run), uploads, and deletes only if
-/// everything before succeeded.
+/// Takes the run lock for the job's target (see [`crate::lock`]), without waiting. Both front
+/// ends take it before they list the prefix, and [`synchronize`] asks for it.
+pub fn lock(job: &Job, endpoint: Option<&str>) -> Result<RunLock, RunError> {
+    crate::lock::acquire(&crate::lock::Target::new(endpoint, &job.url))
+        .map_err(|e| failed(e.to_string()))
+}
+
+/// Plans from `listing` (the prefix as listed in this run, after `lock` was taken), uploads,
+/// and deletes only if everything before succeeded.
+#[allow(clippy::too_many_arguments)]
 pub async fn synchronize(
     client: &Client,
     job: &Job,
+    lock: &RunLock,
     tree: &SourceTree,
     listing: Listing,
     summary: &mut Summary,
     cancel: &CancellationToken,
 ) -> Result<Synced, RunError> {
     let url = &job.url;
+    debug_assert_eq!(&lock.target.url, url, "the lock is for another target");
     log::info!(target: FLOW, "Synchronizing local source directory up to Amazon S3.");
     match job.mode {
         Mode::UploadOnly => {
@@ -222,6 +233,12 @@ pub async fn synchronize(
         if up.interrupted {
             log::error!(target: FLOW, "Interrupted after {} uploads; nothing was deleted.", up.uploaded);
             return Err(RunError::Interrupted);
+        }
+        if up.not_attempted > 0 {
+            return Err(failed(format!(
+                "{} Nothing was deleted.",
+                crate::health::stopped_answering(up.failures.len(), up.not_attempted, "uploads")
+            )));
         }
         if !up.failures.is_empty() {
             return Err(failed(format!(
@@ -321,6 +338,13 @@ pub async fn verify(
         let c = verify_content(client, job, tree, &listing, summary, cancel).await;
         if c.interrupted {
             return Err(RunError::Interrupted);
+        }
+        if c.not_attempted > 0 {
+            return Err(failed(crate::health::stopped_answering(
+                c.failures.len(),
+                c.not_attempted,
+                "content checks",
+            )));
         }
         content_failures = c.failures.len();
     }
@@ -427,10 +451,12 @@ pub async fn run_phases(
             "Source directory and S3 bucket URL are both required.".into(),
         ));
     };
-    // One changing run per prefix at a time (see `lock`); held until the run returns.
-    let _lock = match job.mode {
+    let (client, endpoint) = s3::client_with_endpoint().await;
+    // One changing run per target at a time (see `lock`), taken before the listing and
+    // held until the run returns.
+    let lock = match job.mode {
         Mode::VerifyOnly => None,
-        _ => Some(crate::lock::acquire(&job.url).map_err(|e| failed(e.to_string()))?),
+        _ => Some(lock(&job, endpoint.as_deref())?),
     };
     log::info!(target: FLOW, "Source {} to {} ({:?})", walk::display_path(&source), job.url, job.mode);
     // The walk (blocking, on its own thread) and the listing run at the same time.
@@ -441,7 +467,6 @@ pub async fn run_phases(
         let r = prepare(&source, &url, ignore, &mut s);
         (r, s)
     });
-    let client = s3::client().await;
     let listing_task = {
         let (client, url, cancel) = (client.clone(), job.url.clone(), cancel.clone());
         tokio::spawn(async move { crate::listing::list(&client, &url, &cancel).await })
@@ -480,14 +505,15 @@ pub async fn run_phases(
         }
     }
     summary.phases.push(("prepare", started.elapsed()));
-    let known = if job.mode == Mode::VerifyOnly {
-        Some(listing)
-    } else {
-        let started = Instant::now();
-        let synced = synchronize(&client, &job, &tree, listing, summary, cancel).await;
-        summary.phases.push(("synchronize", started.elapsed()));
-        let synced = synced?;
-        (!synced.changed).then_some(synced.listing)
+    let known = match &lock {
+        None => Some(listing),
+        Some(lock) => {
+            let started = Instant::now();
+            let synced = synchronize(&client, &job, lock, &tree, listing, summary, cancel).await;
+            summary.phases.push(("synchronize", started.elapsed()));
+            let synced = synced?;
+            (!synced.changed).then_some(synced.listing)
+        }
     };
     // With -v there is nothing to dry-run: the check itself changes nothing, so it runs.
     if job.features.dry_run && job.mode != Mode::VerifyOnly {

@@ -155,6 +155,11 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
+    if is_transport(err) {
+        crate::health::transport_failure();
+    } else if matches!(err, SdkError::ServiceError(_)) {
+        crate::health::answered();
+    }
     let (code, detail) = match err.as_service_error() {
         Some(service) if service.code().is_some() => {
             let code = service.code().unwrap_or_default().to_string();
@@ -164,10 +169,18 @@ where
                 format!("{code}: {msg}").trim_end_matches(": ").to_string(),
             )
         }
-        _ => (
-            err.code().map(str::to_string),
-            one_line(&DisplayErrorContext(err).to_string()),
-        ),
+        _ => {
+            // The SDK's whole context is long (every credential provider tried, every
+            // wrapper): the logfile gets it at -d, the screen with -s; otherwise one line.
+            let full = one_line(&DisplayErrorContext(err).to_string());
+            log::debug!(target: crate::FLOW, "{op} {}: {full}", crate::walk::display_bytes(target.as_bytes()));
+            let detail = if crate::diagnostics::full_chain() {
+                full
+            } else {
+                brief(err)
+            };
+            (err.code().map(str::to_string), detail)
+        }
     };
     S3Error {
         op,
@@ -175,6 +188,94 @@ where
         detail,
         code,
     }
+}
+
+/// Did the request fail without an answer from the server (timeout, refused or reset
+/// connection, cut-off response), after the SDK's own retries?
+fn is_transport<E, R>(err: &SdkError<E, R>) -> bool {
+    match err {
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
+        SdkError::DispatchFailure(d) => d.is_io() || d.is_timeout(),
+        _ => false,
+    }
+}
+
+/// Set when the client is built: a configuration problem that explains errors before any
+/// request is sent (a profile named by `AWS_PROFILE` that does not exist).
+static CONFIG_PROBLEM: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// One readable line for an error the service did not describe: what failed, and the
+/// innermost cause (which is the specific one: "Connection refused", "A region must be set").
+fn brief<E, R>(err: &SdkError<E, R>) -> String
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let mut causes: Vec<&(dyn std::error::Error + 'static)> = Vec::new();
+    let mut next = std::error::Error::source(err);
+    while let Some(c) = next {
+        causes.push(c);
+        next = c.source();
+    }
+    let innermost = one_line(&causes.last().map_or(err.to_string(), |c| c.to_string()));
+    let credentials = causes
+        .iter()
+        .any(|c| format!("{c:?}").starts_with("CredentialsNotLoaded"));
+    let problem = CONFIG_PROBLEM.lock().ok().and_then(|p| p.clone());
+    match err {
+        SdkError::DispatchFailure(d) if d.is_io() => {
+            format!("cannot reach the endpoint: {innermost}")
+        }
+        SdkError::DispatchFailure(d) if d.is_timeout() => {
+            format!("no connection to the endpoint in time: {innermost}")
+        }
+        SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_) => {
+            if let Some(p) = problem {
+                format!("no credentials: {p}")
+            } else if credentials {
+                "no credentials: none in the environment (AWS_ACCESS_KEY_ID), in the profile's \
+                 ~/.aws/credentials or ~/.aws/config entries, from web identity, the container \
+                 or the instance metadata service"
+                    .to_string()
+            } else if innermost.contains("region") {
+                format!("no region: set AWS_REGION or `region` in the profile ({innermost})")
+            } else {
+                format!("the request could not be sent: {innermost}")
+            }
+        }
+        SdkError::TimeoutError(_) => format!("no answer in time: {innermost}"),
+        SdkError::ResponseError(_) => {
+            format!("the response was cut off or unreadable: {innermost}")
+        }
+        _ => innermost,
+    }
+}
+
+/// `AWS_PROFILE` names a profile that no configuration file defines?
+async fn missing_profile() -> Option<String> {
+    let name = std::env::var("AWS_PROFILE")
+        .ok()
+        .filter(|n| !n.is_empty())?;
+    use aws_types::os_shim_internal::{Env, Fs};
+    let found =
+        match aws_config::profile::load(&Fs::real(), &Env::real(), &Default::default(), None).await
+        {
+            Ok(profiles) => profiles.get_profile(&name).is_some(),
+            Err(_) => false,
+        };
+    let file = |var: &str, default: &str| {
+        std::env::var(var)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| default.to_string())
+    };
+    (!found).then(|| {
+        format!(
+            "profile `{name}` named by AWS_PROFILE is not in {} or {}",
+            file("AWS_CONFIG_FILE", "~/.aws/config"),
+            file("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials")
+        )
+    })
 }
 
 fn one_line(s: &str) -> String {
@@ -231,7 +332,8 @@ fn response_timeout() -> Duration {
         .ok()
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s > 0.0)
-        .map(Duration::from_secs_f64)
+        // A value too large for a Duration (1e300) would panic in from_secs_f64.
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
         .unwrap_or(RESPONSE_TIMEOUT)
 }
 
@@ -247,7 +349,17 @@ fn response_timeout() -> Duration {
 /// body moves. So a request can fail for good only after bounded time, and an unreachable
 /// endpoint fails the run within about a minute.
 pub async fn client() -> Client {
+    client_with_endpoint().await.0
+}
+
+/// [`client`], and the custom endpoint it talks to (`None`: AWS itself), which the run lock
+/// needs to tell targets apart.
+pub async fn client_with_endpoint() -> (Client, Option<String>) {
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let problem = missing_profile().await;
+    if let Ok(mut p) = CONFIG_PROBLEM.lock() {
+        *p = problem;
+    }
     let endpoint = custom_endpoint(&sdk);
     let mut builder = aws_sdk_s3::config::Builder::from(&sdk);
     if let Some(url) = &endpoint {
@@ -278,7 +390,7 @@ pub async fn client() -> Client {
     if let Some(r) = conf.retry_config() {
         log::debug!(target: OUTPUT, "S3 retries: {:?} mode, {} attempts, backoff {:?} to {:?}", r.mode(), r.max_attempts(), r.initial_backoff(), r.max_backoff());
     }
-    Client::from_conf(conf)
+    (Client::from_conf(conf), endpoint)
 }
 
 /// Part size for a file: at least [`MIN_PART_SIZE`], large enough to stay within 10,000 parts.

@@ -24,6 +24,8 @@ pub struct UploadOutcome {
     /// The same failures as (file, why), for the summary file.
     pub failed_files: Vec<(String, String)>,
     pub interrupted: bool,
+    /// Files not dispatched because the endpoint stopped answering (see [`crate::health`]).
+    pub not_attempted: usize,
 }
 
 fn still_same(path: &std::path::Path, f: &LocalFile) -> Result<(), String> {
@@ -92,7 +94,10 @@ pub async fn upload(
     cancel: &CancellationToken,
 ) -> UploadOutcome {
     let settings = Arc::new(settings.clone());
-    let limit = Arc::new(Semaphore::new(concurrency.max(1)));
+    let limit = Arc::new(Semaphore::new(
+        concurrency.clamp(1, crate::options::MAX_CONCURRENCY),
+    ));
+    let health = crate::health::Health::new();
     let url = Arc::new(url.clone());
     let mut out = UploadOutcome::default();
     let mut tasks: JoinSet<(usize, Result<u64, String>)> = JoinSet::new();
@@ -101,6 +106,7 @@ pub async fn upload(
             let name = display_bytes(tree.files[idx].rel.as_bytes());
             match r {
                 Ok(bytes) => {
+                    health.answered();
                     out.uploaded += 1;
                     out.bytes += bytes;
                 }
@@ -112,12 +118,17 @@ pub async fn upload(
                 }
             }
         };
-    for &(idx, reason) in &plan.uploads {
+    for (n, &(idx, reason)) in plan.uploads.iter().enumerate() {
         let file = &tree.files[idx];
         let permit = tokio::select! {
             _ = cancel.cancelled() => { out.interrupted = true; break }
             p = limit.clone().acquire_owned() => p.expect("semaphore closed"),
         };
+        // Checked once a slot is free, as failures arrive while the loop waits for one.
+        if health.tripped() {
+            out.not_attempted = plan.uploads.len() - n;
+            break;
+        }
         log::info!(target: OUTPUT, "upload: {} to s3://{}/{}{} ({reason})", display_bytes(file.rel.as_bytes()), url.bucket, url.prefix, display_bytes(file.rel.as_bytes()));
         // A multipart upload takes a permit per part, so it must not hold one itself.
         let permit = (file.size < MULTIPART_THRESHOLD).then_some(permit);
@@ -131,7 +142,9 @@ pub async fn upload(
             permit,
             settings.clone(),
         );
-        tasks.spawn(async move { (idx, fut.await) });
+        tasks.spawn(crate::health::scope(health.clone(), async move {
+            (idx, fut.await)
+        }));
         while let Some(done) = tasks.try_join_next() {
             if let Ok((i, r)) = done {
                 collect(&mut out, tree, i, r);
