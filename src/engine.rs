@@ -422,7 +422,7 @@ pub async fn run_phases(
         let r = prepare(&source, &url, ignore, &mut s);
         (r, s)
     });
-    let client = s3::client().await;
+    let client = s3::client().await.map_err(failed)?;
     let listing_task = {
         let (client, url, cancel) = (client.clone(), job.url.clone(), cancel.clone());
         tokio::spawn(async move { crate::listing::list(&client, &url, &cancel).await })

@@ -452,7 +452,7 @@ fn synchronize(
             blocking(move || engine::prepare(&source_dir, &url, true, &mut Summary::default()))
                 .await?;
         let mut summary = Summary::default();
-        let client = s3::client().await;
+        let client = s3::client().await.map_err(engine::RunError::Failed)?;
         let listing = crate::listing::list(&client, &job.url, &cancel).await?;
         engine::synchronize(&client, &job, &tree, listing, &mut summary, &cancel)
             .await
@@ -476,7 +476,7 @@ fn verify(py: Python<'_>, tree: &SourceTree, s3_bucket_url: &str) -> PyResult<()
     let tree = Arc::clone(&tree.tree);
     let outcome = run_cancellable(py, move |cancel| async move {
         let mut summary = Summary::default();
-        let client = s3::client().await;
+        let client = s3::client().await.map_err(engine::RunError::Failed)?;
         engine::verify(&client, &job, &tree, None, &mut summary, &cancel).await
     })?;
     phase_result(outcome, value_error)

@@ -235,26 +235,108 @@ fn response_timeout() -> Duration {
         .unwrap_or(RESPONSE_TIMEOUT)
 }
 
-/// Builds the S3 client from the standard AWS configuration chain: environment,
-/// `~/.aws/config` and `~/.aws/credentials`, `AWS_PROFILE`, `AWS_ENDPOINT_URL[_S3]` and
-/// `endpoint_url`, checksum and retry settings. A custom endpoint gets path-style
-/// addressing, which S3-compatible servers need.
-///
-/// Retries: the user's settings if any, otherwise standard mode with
-/// [`DEFAULT_MAX_ATTEMPTS`] and backoff from [`INITIAL_BACKOFF`] to [`MAX_BACKOFF`].
-/// Timeouts: [`CONNECT_TIMEOUT`] to connect, [`RESPONSE_TIMEOUT`] for an answer once a
-/// request is sent, and the SDK's stalled-stream protection (no progress for 20 s) while a
-/// body moves. So a request can fail for good only after bounded time, and an unreachable
-/// endpoint fails the run within about a minute.
-pub async fn client() -> Client {
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+/// A PEM file of CA certificates to trust instead of the system's roots, and where its
+/// path was found (`AWS_CA_BUNDLE`, or `ca_bundle` in the named profile).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaBundle {
+    pub path: std::path::PathBuf,
+    pub source: String,
+}
+
+/// The selected profile of `~/.aws/config` and `~/.aws/credentials` (or `AWS_CONFIG_FILE` /
+/// `AWS_SHARED_CREDENTIALS_FILE`): `AWS_PROFILE`, else `default`. None when the files
+/// cannot be parsed (the SDK then reports the problem where it matters).
+async fn profile_set() -> Option<aws_config::profile::ProfileSet> {
+    use aws_types::os_shim_internal::{Env, Fs};
+    aws_config::profile::load(&Fs::real(), &Env::real(), &Default::default(), None)
+        .await
+        .ok()
+}
+
+/// The CA bundle as the AWS CLI finds it: `AWS_CA_BUNDLE`, then the selected profile's
+/// `ca_bundle`. A leading `~/` means the home directory.
+fn ca_bundle(profiles: Option<&aws_config::profile::ProfileSet>) -> Option<CaBundle> {
+    let (raw, source) = match std::env::var("AWS_CA_BUNDLE") {
+        Ok(v) if !v.trim().is_empty() => (v, "AWS_CA_BUNDLE".to_string()),
+        _ => {
+            let p = profiles?;
+            let v = p.get("ca_bundle").filter(|v| !v.trim().is_empty())?;
+            (
+                v.to_string(),
+                format!("ca_bundle of profile {}", p.selected_profile()),
+            )
+        }
+    };
+    let raw = raw.trim();
+    let path = match (raw.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => std::path::Path::new(&home).join(rest),
+        _ => raw.into(),
+    };
+    Some(CaBundle { path, source })
+}
+
+/// Reads the CA bundle and checks every certificate in it (the HTTP client would panic on
+/// one it cannot parse). The result trusts these certificates only, as the AWS CLI does.
+fn load_ca_bundle(ca: &CaBundle) -> Result<aws_smithy_http_client::tls::TlsContext, String> {
+    use aws_smithy_http_client::tls::{TlsContext, TrustStore};
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let what = format!("CA bundle {} (from {})", ca.path.display(), ca.source);
+    let pem = std::fs::read(&ca.path).map_err(|e| format!("cannot read the {what}: {e}"))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("the {what} is not a valid PEM file: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "the {what} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+        ));
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for (i, cert) in certs.into_iter().enumerate() {
+        roots
+            .add(cert)
+            .map_err(|e| format!("certificate {} in the {what} cannot be used: {e}", i + 1))?;
+    }
+    TlsContext::builder()
+        .with_trust_store(TrustStore::empty().with_pem_certificate(pem))
+        .build()
+        .map_err(|e| format!("the {what} cannot be used: {e}"))
+}
+
+/// What the S3 client is built from, resolved as the AWS CLI resolves it.
+struct Setup {
+    sdk: aws_types::SdkConfig,
+    endpoint: Option<String>,
+    user_retries: bool,
+    ca: Option<CaBundle>,
+}
+
+/// Resolves the configuration. The HTTPS client (with the CA bundle, if any) is given to the
+/// loader too, so credential providers that call out (SSO, STS) trust the same roots.
+async fn setup() -> Result<Setup, String> {
+    let profiles = profile_set().await;
+    let ca = ca_bundle(profiles.as_ref());
+    let tls = ca.as_ref().map(load_ca_bundle).transpose()?;
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(crate::http_timeout::default_https_client(tls))
+        .load()
+        .await;
     let endpoint = custom_endpoint(&sdk);
-    let mut builder = aws_sdk_s3::config::Builder::from(&sdk);
-    if let Some(url) = &endpoint {
-        log::debug!(target: OUTPUT, "S3 endpoint {url} (path-style addressing)");
+    let user_retries = retries_configured().await;
+    Ok(Setup {
+        sdk,
+        endpoint,
+        user_retries,
+        ca,
+    })
+}
+
+fn s3_config(setup: &Setup) -> aws_sdk_s3::Config {
+    let sdk = &setup.sdk;
+    let mut builder = aws_sdk_s3::config::Builder::from(sdk);
+    if setup.endpoint.is_some() {
         builder = builder.force_path_style(true);
     }
-    if !retries_configured().await {
+    if !setup.user_retries {
         builder = builder.retry_config(
             RetryConfig::standard()
                 .with_max_attempts(DEFAULT_MAX_ATTEMPTS)
@@ -269,16 +351,40 @@ pub async fn client() -> Client {
     );
     let http = sdk
         .http_client()
-        .unwrap_or_else(crate::http_timeout::default_https_client);
+        .unwrap_or_else(|| crate::http_timeout::default_https_client(None));
     builder = builder.http_client(crate::http_timeout::with_response_timeout(
         http,
         response_timeout(),
     ));
-    let conf = builder.build();
+    builder.build()
+}
+
+/// Builds the S3 client from the standard AWS configuration chain: environment,
+/// `~/.aws/config` and `~/.aws/credentials`, `AWS_PROFILE`, `AWS_ENDPOINT_URL[_S3]` and
+/// `endpoint_url`, checksum and retry settings, `AWS_CA_BUNDLE` and `ca_bundle`. A custom
+/// endpoint gets path-style addressing, which S3-compatible servers need.
+///
+/// Retries: the user's settings if any, otherwise standard mode with
+/// [`DEFAULT_MAX_ATTEMPTS`] and backoff from [`INITIAL_BACKOFF`] to [`MAX_BACKOFF`].
+/// Timeouts: [`CONNECT_TIMEOUT`] to connect, [`RESPONSE_TIMEOUT`] for an answer once a
+/// request is sent, and the SDK's stalled-stream protection (no progress for 20 s) while a
+/// body moves. So a request can fail for good only after bounded time, and an unreachable
+/// endpoint fails the run within about a minute.
+///
+/// A CA bundle that cannot be read or holds no usable certificate is an error (one line).
+pub async fn client() -> Result<Client, String> {
+    let setup = setup().await?;
+    if let Some(url) = &setup.endpoint {
+        log::debug!(target: OUTPUT, "S3 endpoint {url} (path-style addressing)");
+    }
+    if let Some(ca) = &setup.ca {
+        log::debug!(target: OUTPUT, "Trusting only the CA bundle {} (from {})", ca.path.display(), ca.source);
+    }
+    let conf = s3_config(&setup);
     if let Some(r) = conf.retry_config() {
         log::debug!(target: OUTPUT, "S3 retries: {:?} mode, {} attempts, backoff {:?} to {:?}", r.mode(), r.max_attempts(), r.initial_backoff(), r.max_backoff());
     }
-    Client::from_conf(conf)
+    Ok(Client::from_conf(conf))
 }
 
 /// Part size for a file: at least [`MIN_PART_SIZE`], large enough to stay within 10,000 parts.
