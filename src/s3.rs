@@ -387,6 +387,236 @@ pub async fn client() -> Result<Client, String> {
     Ok(Client::from_conf(conf))
 }
 
+/// The configuration a run would use, as (title, value) lines for `-D`: where the profile,
+/// region, endpoint and CA bundle come from, addressing, sizes, checksums, retries and
+/// timeouts, and whether credentials were found and from which kind of source. Never a
+/// secret: no key, token or credential value is shown. `max_concurrency` is the command
+/// line's `--maxConcurrency`, if given.
+pub async fn effective_configuration(
+    max_concurrency: Option<usize>,
+) -> Vec<(&'static str, String)> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let mut out = Vec::new();
+    let profiles = profile_set().await;
+    let profile_name = profiles
+        .as_ref()
+        .map(|p| p.selected_profile().to_string())
+        .or_else(|| env("AWS_PROFILE"))
+        .unwrap_or_else(|| "default".into());
+    let profile_from = if env("AWS_PROFILE").is_some() {
+        "from AWS_PROFILE"
+    } else {
+        "no AWS_PROFILE"
+    };
+    let files = |var: &str, default: &str| {
+        let path = env(var).unwrap_or_else(|| {
+            let home = std::env::var("HOME").unwrap_or_default();
+            format!("{home}/.aws/{default}")
+        });
+        let state = if std::path::Path::new(&path).is_file() {
+            ""
+        } else {
+            " (missing)"
+        };
+        format!("{path}{state}")
+    };
+    out.push((
+        "AWS profile",
+        format!(
+            "{profile_name} ({profile_from}; {}, {})",
+            files("AWS_CONFIG_FILE", "config"),
+            files("AWS_SHARED_CREDENTIALS_FILE", "credentials")
+        ),
+    ));
+    let in_profile = |key: &str| profiles.as_ref().and_then(|p| p.get(key)).is_some();
+    let ca = ca_bundle(profiles.as_ref());
+    out.push((
+        "CA bundle",
+        match &ca {
+            None => "none: the system's root certificates".into(),
+            Some(c) => match load_ca_bundle(c) {
+                Ok(_) => format!(
+                    "{} (from {}; instead of the system's roots)",
+                    c.path.display(),
+                    c.source
+                ),
+                Err(e) => format!("UNUSABLE: {e}"),
+            },
+        },
+    ));
+    let setup = match setup().await {
+        Ok(s) => s,
+        Err(_) => {
+            // The CA bundle is unusable (shown above): resolve the rest without it.
+            let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .load()
+                .await;
+            Setup {
+                endpoint: custom_endpoint(&sdk),
+                sdk,
+                user_retries: retries_configured().await,
+                ca,
+            }
+        }
+    };
+    let conf = s3_config(&setup);
+    let region_from = ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .into_iter()
+        .find(|k| env(k).is_some())
+        .map(|k| format!("from {k}"))
+        .unwrap_or_else(|| {
+            if in_profile("region") {
+                format!("from profile {profile_name}")
+            } else {
+                "from instance metadata, if any".into()
+            }
+        });
+    out.push((
+        "region",
+        match conf.region() {
+            Some(r) => format!("{r} ({region_from})"),
+            None => "none (set AWS_REGION or region in the profile)".into(),
+        },
+    ));
+    let endpoint_from = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
+        .into_iter()
+        .find(|k| env(k).is_some())
+        .map(|k| format!("from {k}"))
+        .unwrap_or_else(|| format!("from profile {profile_name}"));
+    out.push((
+        "endpoint",
+        match &setup.endpoint {
+            Some(url) => format!("{url} ({endpoint_from}), path-style addressing"),
+            None => "AWS S3 for the region, virtual-hosted addressing".into(),
+        },
+    ));
+    out.push((
+        "max concurrency",
+        match max_concurrency {
+            Some(n) => format!("{n} requests (--maxConcurrency)"),
+            None => format!(
+                "{} requests (default)",
+                crate::options::DEFAULT_MAX_CONCURRENCY
+            ),
+        },
+    ));
+    const MIB: u64 = 1024 * 1024;
+    out.push((
+        "multipart",
+        format!(
+            "files of {} MiB or more, in parts of {} MiB (more for files over {} GiB: at most {MAX_PARTS} parts)",
+            MULTIPART_THRESHOLD / MIB,
+            MIN_PART_SIZE / MIB,
+            MIN_PART_SIZE * MAX_PARTS / (1024 * MIB)
+        ),
+    ));
+    let request = match conf.request_checksum_calculation() {
+        Some(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired) => {
+            "when_required (uploads carry no checksum)"
+        }
+        _ => "when_supported (CRC64NVME on every upload)",
+    };
+    let response = match conf.response_checksum_validation() {
+        Some(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired) => "when_required",
+        _ => "when_supported",
+    };
+    out.push((
+        "checksums",
+        format!("request_checksum_calculation {request}, response_checksum_validation {response}"),
+    ));
+    out.push((
+        "retries",
+        match conf.retry_config() {
+            Some(r) => format!(
+                "{} mode, {} attempts, backoff {} s to {} s ({})",
+                format!("{:?}", r.mode()).to_lowercase(),
+                r.max_attempts(),
+                r.initial_backoff().as_secs_f64(),
+                r.max_backoff().as_secs_f64(),
+                if setup.user_retries {
+                    "the user's AWS_MAX_ATTEMPTS / AWS_RETRY_MODE / profile"
+                } else {
+                    "this tool's default"
+                }
+            ),
+            None => "none".into(),
+        },
+    ));
+    let response_from = if env(RESPONSE_TIMEOUT_ENV).is_some() {
+        format!(" (from {RESPONSE_TIMEOUT_ENV})")
+    } else {
+        String::new()
+    };
+    out.push((
+        "timeouts",
+        format!(
+            "connect {} s, response {} s{response_from}, stalled body 20 s",
+            CONNECT_TIMEOUT.as_secs_f64(),
+            response_timeout().as_secs_f64()
+        ),
+    ));
+    out.push(("credentials", credentials_source(&setup.sdk).await));
+    out
+}
+
+/// Whether credentials can be found, and the kind of source they came from (never a value).
+async fn credentials_source(sdk: &aws_types::SdkConfig) -> String {
+    use aws_credential_types::credential_feature::AwsCredentialFeature as F;
+    use aws_credential_types::provider::ProvideCredentials;
+    let Some(provider) = sdk.credentials_provider() else {
+        return "none configured".into();
+    };
+    let found = tokio::time::timeout(Duration::from_secs(20), provider.provide_credentials());
+    let creds = match found.await {
+        Err(_) => return "NOT FOUND: no answer within 20 s".into(),
+        Ok(Err(e)) => {
+            return format!(
+                "NOT FOUND in the environment, the profile's files, SSO, web identity, \
+                 container or instance metadata ({})",
+                one_line(&e.to_string())
+            )
+        }
+        Ok(Ok(c)) => c,
+    };
+    let kinds: Vec<&str> = creds
+        .get_property::<Vec<F>>()
+        .map(|features| {
+            features
+                .iter()
+                .filter_map(|f| match f {
+                    F::CredentialsEnvVars => Some("environment variables"),
+                    F::CredentialsProfile => Some("profile (static keys)"),
+                    F::CredentialsProfileSourceProfile => Some("profile source_profile"),
+                    F::CredentialsProfileNamedProvider => Some("profile credential_source"),
+                    F::CredentialsSso | F::CredentialsProfileSso => Some("SSO"),
+                    F::CredentialsProcess | F::CredentialsProfileProcess => {
+                        Some("credential_process")
+                    }
+                    F::CredentialsStsAssumeRole => Some("assumed role (STS)"),
+                    F::CredentialsEnvVarsStsWebIdToken
+                    | F::CredentialsProfileStsWebIdToken
+                    | F::CredentialsStsAssumeRoleWebId => Some("web identity"),
+                    F::CredentialsHttp => Some("container endpoint"),
+                    F::CredentialsImds => Some("EC2 instance metadata"),
+                    F::CredentialsLogin | F::CredentialsProfileLogin => Some("console login"),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut kinds_unique: Vec<&str> = Vec::new();
+    for k in kinds {
+        if !kinds_unique.contains(&k) {
+            kinds_unique.push(k);
+        }
+    }
+    if kinds_unique.is_empty() {
+        "found (source not reported by the SDK)".into()
+    } else {
+        format!("found, from {}", kinds_unique.join(", "))
+    }
+}
+
 /// Part size for a file: at least [`MIN_PART_SIZE`], large enough to stay within 10,000 parts.
 pub fn part_size(size: u64) -> u64 {
     const MIB: u64 = 1024 * 1024;
