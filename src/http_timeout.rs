@@ -122,19 +122,35 @@ fn untrusted_certificate(e: ConnectorError) -> ConnectorError {
             .or(Some(c))
             .and_then(|x| x.downcast_ref::<rustls::Error>());
         if let Some(rustls::Error::InvalidCertificate(why)) = tls {
-            return ConnectorError::other(
-                format!(
-                    "the server's TLS certificate is not trusted ({why:?}); for a private CA, \
-                     set AWS_CA_BUNDLE or ca_bundle in the AWS profile to its PEM file"
-                )
-                .into(),
-                None,
-            );
+            return ConnectorError::other(Box::new(UntrustedCertificate(format!("{why:?}"))), None);
         }
         cause = inner.or_else(|| c.source());
     }
     e
 }
+
+/// Its Debug is its name only, so that a message that also shows the error's Debug (the
+/// SDK's error context) does not repeat the text.
+struct UntrustedCertificate(String);
+
+impl std::fmt::Display for UntrustedCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the server's TLS certificate is not trusted ({}); for a private CA, set \
+             AWS_CA_BUNDLE or ca_bundle in the AWS profile to its PEM file",
+            self.0
+        )
+    }
+}
+
+impl std::fmt::Debug for UntrustedCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UntrustedCertificate")
+    }
+}
+
+impl std::error::Error for UntrustedCertificate {}
 
 /// A request body that says when its last byte has been taken.
 struct SignalEnd {

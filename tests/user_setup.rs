@@ -253,6 +253,7 @@ fn untrusted_certificate_fails_at_once_and_changes_nothing() {
         "{}",
         show(&o)
     );
+    assert_eq!(last.matches("not trusted").count(), 1, "said once: {last}");
     assert_eq!(objects(&b), before);
     // Retrying would not help: one failed handshake (two if the first request raced another).
     let failed = proxy.stats()["failed_handshakes"];
