@@ -97,6 +97,7 @@ pub fn main(args: &[OsString]) -> ExitStatus {
     }
     if opts.diagnostics {
         print!("{}", diagnostics::diagnostics_text());
+        print!("{}", diagnostics::configuration_text(opts.max_concurrency));
         return ExitStatus::Success;
     }
     if let Err(e) = crate::logging::init(&opts) {

@@ -451,7 +451,7 @@ pub async fn run_phases(
             "Source directory and S3 bucket URL are both required.".into(),
         ));
     };
-    let (client, endpoint) = s3::client_with_endpoint().await;
+    let (client, endpoint) = s3::client_with_endpoint().await.map_err(failed)?;
     // One changing run per target at a time (see `lock`), taken before the listing and
     // held until the run returns.
     let lock = match job.mode {

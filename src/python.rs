@@ -460,7 +460,9 @@ fn synchronize(
             blocking(move || engine::prepare(&source_dir, &url, true, &mut Summary::default()))
                 .await?;
         let mut summary = Summary::default();
-        let (client, endpoint) = s3::client_with_endpoint().await;
+        let (client, endpoint) = s3::client_with_endpoint()
+            .await
+            .map_err(engine::RunError::Failed)?;
         let lock = engine::lock(&job, endpoint.as_deref())?;
         let listing = crate::listing::list(&client, &job.url, &cancel).await?;
         engine::synchronize(&client, &job, &lock, &tree, listing, &mut summary, &cancel)
@@ -485,7 +487,7 @@ fn verify(py: Python<'_>, tree: &SourceTree, s3_bucket_url: &str) -> PyResult<()
     let tree = Arc::clone(&tree.tree);
     let outcome = run_cancellable(py, move |cancel| async move {
         let mut summary = Summary::default();
-        let client = s3::client().await;
+        let client = s3::client().await.map_err(engine::RunError::Failed)?;
         engine::verify(&client, &job, &tree, None, &mut summary, &cancel).await
     })?;
     phase_result(outcome, value_error)

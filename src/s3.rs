@@ -337,36 +337,108 @@ fn response_timeout() -> Duration {
         .unwrap_or(RESPONSE_TIMEOUT)
 }
 
-/// Builds the S3 client from the standard AWS configuration chain: environment,
-/// `~/.aws/config` and `~/.aws/credentials`, `AWS_PROFILE`, `AWS_ENDPOINT_URL[_S3]` and
-/// `endpoint_url`, checksum and retry settings. A custom endpoint gets path-style
-/// addressing, which S3-compatible servers need.
-///
-/// Retries: the user's settings if any, otherwise standard mode with
-/// [`DEFAULT_MAX_ATTEMPTS`] and backoff from [`INITIAL_BACKOFF`] to [`MAX_BACKOFF`].
-/// Timeouts: [`CONNECT_TIMEOUT`] to connect, [`RESPONSE_TIMEOUT`] for an answer once a
-/// request is sent, and the SDK's stalled-stream protection (no progress for 20 s) while a
-/// body moves. So a request can fail for good only after bounded time, and an unreachable
-/// endpoint fails the run within about a minute.
-pub async fn client() -> Client {
-    client_with_endpoint().await.0
+/// A PEM file of CA certificates to trust instead of the system's roots, and where its
+/// path was found (`AWS_CA_BUNDLE`, or `ca_bundle` in the named profile).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaBundle {
+    pub path: std::path::PathBuf,
+    pub source: String,
 }
 
-/// [`client`], and the custom endpoint it talks to (`None`: AWS itself), which the run lock
-/// needs to tell targets apart.
-pub async fn client_with_endpoint() -> (Client, Option<String>) {
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let problem = missing_profile().await;
-    if let Ok(mut p) = CONFIG_PROBLEM.lock() {
-        *p = problem;
+/// The selected profile of `~/.aws/config` and `~/.aws/credentials` (or `AWS_CONFIG_FILE` /
+/// `AWS_SHARED_CREDENTIALS_FILE`): `AWS_PROFILE`, else `default`. None when the files
+/// cannot be parsed (the SDK then reports the problem where it matters).
+async fn profile_set() -> Option<aws_config::profile::ProfileSet> {
+    use aws_types::os_shim_internal::{Env, Fs};
+    aws_config::profile::load(&Fs::real(), &Env::real(), &Default::default(), None)
+        .await
+        .ok()
+}
+
+/// The CA bundle as the AWS CLI finds it: `AWS_CA_BUNDLE`, then the selected profile's
+/// `ca_bundle`. A leading `~/` means the home directory.
+fn ca_bundle(profiles: Option<&aws_config::profile::ProfileSet>) -> Option<CaBundle> {
+    let (raw, source) = match std::env::var("AWS_CA_BUNDLE") {
+        Ok(v) if !v.trim().is_empty() => (v, "AWS_CA_BUNDLE".to_string()),
+        _ => {
+            let p = profiles?;
+            let v = p.get("ca_bundle").filter(|v| !v.trim().is_empty())?;
+            (
+                v.to_string(),
+                format!("ca_bundle of profile {}", p.selected_profile()),
+            )
+        }
+    };
+    let raw = raw.trim();
+    let path = match (raw.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => std::path::Path::new(&home).join(rest),
+        _ => raw.into(),
+    };
+    Some(CaBundle { path, source })
+}
+
+/// Reads the CA bundle and checks every certificate in it (the HTTP client would panic on
+/// one it cannot parse). The result trusts these certificates only, as the AWS CLI does.
+fn load_ca_bundle(ca: &CaBundle) -> Result<aws_smithy_http_client::tls::TlsContext, String> {
+    use aws_smithy_http_client::tls::{TlsContext, TrustStore};
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let what = format!("CA bundle {} (from {})", ca.path.display(), ca.source);
+    let pem = std::fs::read(&ca.path).map_err(|e| format!("cannot read the {what}: {e}"))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("the {what} is not a valid PEM file: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "the {what} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+        ));
     }
+    let mut roots = rustls::RootCertStore::empty();
+    for (i, cert) in certs.into_iter().enumerate() {
+        roots
+            .add(cert)
+            .map_err(|e| format!("certificate {} in the {what} cannot be used: {e}", i + 1))?;
+    }
+    TlsContext::builder()
+        .with_trust_store(TrustStore::empty().with_pem_certificate(pem))
+        .build()
+        .map_err(|e| format!("the {what} cannot be used: {e}"))
+}
+
+/// What the S3 client is built from, resolved as the AWS CLI resolves it.
+struct Setup {
+    sdk: aws_types::SdkConfig,
+    endpoint: Option<String>,
+    user_retries: bool,
+    ca: Option<CaBundle>,
+}
+
+/// Resolves the configuration. The HTTPS client (with the CA bundle, if any) is given to the
+/// loader too, so credential providers that call out (SSO, STS) trust the same roots.
+async fn setup() -> Result<Setup, String> {
+    let profiles = profile_set().await;
+    let ca = ca_bundle(profiles.as_ref());
+    let tls = ca.as_ref().map(load_ca_bundle).transpose()?;
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(crate::http_timeout::default_https_client(tls))
+        .load()
+        .await;
     let endpoint = custom_endpoint(&sdk);
-    let mut builder = aws_sdk_s3::config::Builder::from(&sdk);
-    if let Some(url) = &endpoint {
-        log::debug!(target: OUTPUT, "S3 endpoint {url} (path-style addressing)");
+    let user_retries = retries_configured().await;
+    Ok(Setup {
+        sdk,
+        endpoint,
+        user_retries,
+        ca,
+    })
+}
+
+fn s3_config(setup: &Setup) -> aws_sdk_s3::Config {
+    let sdk = &setup.sdk;
+    let mut builder = aws_sdk_s3::config::Builder::from(sdk);
+    if setup.endpoint.is_some() {
         builder = builder.force_path_style(true);
     }
-    if !retries_configured().await {
+    if !setup.user_retries {
         builder = builder.retry_config(
             RetryConfig::standard()
                 .with_max_attempts(DEFAULT_MAX_ATTEMPTS)
@@ -381,16 +453,280 @@ pub async fn client_with_endpoint() -> (Client, Option<String>) {
     );
     let http = sdk
         .http_client()
-        .unwrap_or_else(crate::http_timeout::default_https_client);
+        .unwrap_or_else(|| crate::http_timeout::default_https_client(None));
     builder = builder.http_client(crate::http_timeout::with_response_timeout(
         http,
         response_timeout(),
     ));
-    let conf = builder.build();
+    builder.build()
+}
+
+/// Builds the S3 client from the standard AWS configuration chain: environment,
+/// `~/.aws/config` and `~/.aws/credentials`, `AWS_PROFILE`, `AWS_ENDPOINT_URL[_S3]` and
+/// `endpoint_url`, checksum and retry settings, `AWS_CA_BUNDLE` and `ca_bundle`. A custom
+/// endpoint gets path-style addressing, which S3-compatible servers need.
+///
+/// Retries: the user's settings if any, otherwise standard mode with
+/// [`DEFAULT_MAX_ATTEMPTS`] and backoff from [`INITIAL_BACKOFF`] to [`MAX_BACKOFF`].
+/// Timeouts: [`CONNECT_TIMEOUT`] to connect, [`RESPONSE_TIMEOUT`] for an answer once a
+/// request is sent, and the SDK's stalled-stream protection (no progress for 20 s) while a
+/// body moves. So a request can fail for good only after bounded time, and an unreachable
+/// endpoint fails the run within about a minute.
+///
+/// A CA bundle that cannot be read or holds no usable certificate is an error (one line).
+pub async fn client() -> Result<Client, String> {
+    client_with_endpoint().await.map(|(client, _)| client)
+}
+
+/// [`client`], and the custom endpoint it talks to (`None`: AWS itself), which the run lock
+/// needs to tell targets apart.
+pub async fn client_with_endpoint() -> Result<(Client, Option<String>), String> {
+    let problem = missing_profile().await;
+    if let Ok(mut p) = CONFIG_PROBLEM.lock() {
+        *p = problem;
+    }
+    let setup = setup().await?;
+    if let Some(url) = &setup.endpoint {
+        log::debug!(target: OUTPUT, "S3 endpoint {url} (path-style addressing)");
+    }
+    if let Some(ca) = &setup.ca {
+        log::debug!(target: OUTPUT, "Trusting only the CA bundle {} (from {})", ca.path.display(), ca.source);
+    }
+    let conf = s3_config(&setup);
     if let Some(r) = conf.retry_config() {
         log::debug!(target: OUTPUT, "S3 retries: {:?} mode, {} attempts, backoff {:?} to {:?}", r.mode(), r.max_attempts(), r.initial_backoff(), r.max_backoff());
     }
-    (Client::from_conf(conf), endpoint)
+    Ok((Client::from_conf(conf), setup.endpoint.clone()))
+}
+
+/// The configuration a run would use, as (title, value) lines for `-D`: where the profile,
+/// region, endpoint and CA bundle come from, addressing, sizes, checksums, retries and
+/// timeouts, and whether credentials were found and from which kind of source. Never a
+/// secret: no key, token or credential value is shown. `max_concurrency` is the command
+/// line's `--maxConcurrency`, if given.
+pub async fn effective_configuration(
+    max_concurrency: Option<usize>,
+) -> Vec<(&'static str, String)> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let mut out = Vec::new();
+    let profiles = profile_set().await;
+    let profile_name = profiles
+        .as_ref()
+        .map(|p| p.selected_profile().to_string())
+        .or_else(|| env("AWS_PROFILE"))
+        .unwrap_or_else(|| "default".into());
+    let profile_from = if env("AWS_PROFILE").is_some() {
+        "from AWS_PROFILE"
+    } else {
+        "no AWS_PROFILE"
+    };
+    let files = |var: &str, default: &str| {
+        let path = env(var).unwrap_or_else(|| {
+            let home = std::env::var("HOME").unwrap_or_default();
+            format!("{home}/.aws/{default}")
+        });
+        let state = if std::path::Path::new(&path).is_file() {
+            ""
+        } else {
+            " (missing)"
+        };
+        format!("{path}{state}")
+    };
+    out.push((
+        "AWS profile",
+        format!(
+            "{profile_name} ({profile_from}; {}, {})",
+            files("AWS_CONFIG_FILE", "config"),
+            files("AWS_SHARED_CREDENTIALS_FILE", "credentials")
+        ),
+    ));
+    let in_profile = |key: &str| profiles.as_ref().and_then(|p| p.get(key)).is_some();
+    let ca = ca_bundle(profiles.as_ref());
+    out.push((
+        "CA bundle",
+        match &ca {
+            None => "none: the system's root certificates".into(),
+            Some(c) => match load_ca_bundle(c) {
+                Ok(_) => format!(
+                    "{} (from {}; instead of the system's roots)",
+                    c.path.display(),
+                    c.source
+                ),
+                Err(e) => format!("UNUSABLE: {e}"),
+            },
+        },
+    ));
+    let setup = match setup().await {
+        Ok(s) => s,
+        Err(_) => {
+            // The CA bundle is unusable (shown above): resolve the rest without it.
+            let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .load()
+                .await;
+            Setup {
+                endpoint: custom_endpoint(&sdk),
+                sdk,
+                user_retries: retries_configured().await,
+                ca,
+            }
+        }
+    };
+    let conf = s3_config(&setup);
+    let region_from = ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .into_iter()
+        .find(|k| env(k).is_some())
+        .map(|k| format!("from {k}"))
+        .unwrap_or_else(|| {
+            if in_profile("region") {
+                format!("from profile {profile_name}")
+            } else {
+                "from instance metadata, if any".into()
+            }
+        });
+    out.push((
+        "region",
+        match conf.region() {
+            Some(r) => format!("{r} ({region_from})"),
+            None => "none (set AWS_REGION or region in the profile)".into(),
+        },
+    ));
+    let endpoint_from = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
+        .into_iter()
+        .find(|k| env(k).is_some())
+        .map(|k| format!("from {k}"))
+        .unwrap_or_else(|| format!("from profile {profile_name}"));
+    out.push((
+        "endpoint",
+        match &setup.endpoint {
+            Some(url) => format!("{url} ({endpoint_from}), path-style addressing"),
+            None => "AWS S3 for the region, virtual-hosted addressing".into(),
+        },
+    ));
+    out.push((
+        "max concurrency",
+        match max_concurrency {
+            Some(n) => format!("{n} requests (--maxConcurrency)"),
+            None => format!(
+                "{} requests (default)",
+                crate::options::DEFAULT_MAX_CONCURRENCY
+            ),
+        },
+    ));
+    const MIB: u64 = 1024 * 1024;
+    out.push((
+        "multipart",
+        format!(
+            "files of {} MiB or more, in parts of {} MiB (more for files over {} GiB: at most {MAX_PARTS} parts)",
+            MULTIPART_THRESHOLD / MIB,
+            MIN_PART_SIZE / MIB,
+            MIN_PART_SIZE * MAX_PARTS / (1024 * MIB)
+        ),
+    ));
+    let request = match conf.request_checksum_calculation() {
+        Some(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired) => {
+            "when_required (uploads carry no checksum)"
+        }
+        _ => "when_supported (CRC64NVME on every upload)",
+    };
+    let response = match conf.response_checksum_validation() {
+        Some(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired) => "when_required",
+        _ => "when_supported",
+    };
+    out.push((
+        "checksums",
+        format!("request_checksum_calculation {request}, response_checksum_validation {response}"),
+    ));
+    out.push((
+        "retries",
+        match conf.retry_config() {
+            Some(r) => format!(
+                "{} mode, {} attempts, backoff {} s to {} s ({})",
+                format!("{:?}", r.mode()).to_lowercase(),
+                r.max_attempts(),
+                r.initial_backoff().as_secs_f64(),
+                r.max_backoff().as_secs_f64(),
+                if setup.user_retries {
+                    "the user's AWS_MAX_ATTEMPTS / AWS_RETRY_MODE / profile"
+                } else {
+                    "this tool's default"
+                }
+            ),
+            None => "none".into(),
+        },
+    ));
+    let response_from = if env(RESPONSE_TIMEOUT_ENV).is_some() {
+        format!(" (from {RESPONSE_TIMEOUT_ENV})")
+    } else {
+        String::new()
+    };
+    out.push((
+        "timeouts",
+        format!(
+            "connect {} s, response {} s{response_from}, stalled body 20 s",
+            CONNECT_TIMEOUT.as_secs_f64(),
+            response_timeout().as_secs_f64()
+        ),
+    ));
+    out.push(("credentials", credentials_source(&setup.sdk).await));
+    out
+}
+
+/// Whether credentials can be found, and the kind of source they came from (never a value).
+async fn credentials_source(sdk: &aws_types::SdkConfig) -> String {
+    use aws_credential_types::credential_feature::AwsCredentialFeature as F;
+    use aws_credential_types::provider::ProvideCredentials;
+    let Some(provider) = sdk.credentials_provider() else {
+        return "none configured".into();
+    };
+    let found = tokio::time::timeout(Duration::from_secs(20), provider.provide_credentials());
+    let creds = match found.await {
+        Err(_) => return "NOT FOUND: no answer within 20 s".into(),
+        Ok(Err(e)) => {
+            return format!(
+                "NOT FOUND in the environment, the profile's files, SSO, web identity, \
+                 container or instance metadata ({})",
+                one_line(&e.to_string())
+            )
+        }
+        Ok(Ok(c)) => c,
+    };
+    let kinds: Vec<&str> = creds
+        .get_property::<Vec<F>>()
+        .map(|features| {
+            features
+                .iter()
+                .filter_map(|f| match f {
+                    F::CredentialsEnvVars => Some("environment variables"),
+                    F::CredentialsProfile => Some("profile (static keys)"),
+                    F::CredentialsProfileSourceProfile => Some("profile source_profile"),
+                    F::CredentialsProfileNamedProvider => Some("profile credential_source"),
+                    F::CredentialsSso | F::CredentialsProfileSso => Some("SSO"),
+                    F::CredentialsProcess | F::CredentialsProfileProcess => {
+                        Some("credential_process")
+                    }
+                    F::CredentialsStsAssumeRole => Some("assumed role (STS)"),
+                    F::CredentialsEnvVarsStsWebIdToken
+                    | F::CredentialsProfileStsWebIdToken
+                    | F::CredentialsStsAssumeRoleWebId => Some("web identity"),
+                    F::CredentialsHttp => Some("container endpoint"),
+                    F::CredentialsImds => Some("EC2 instance metadata"),
+                    F::CredentialsLogin | F::CredentialsProfileLogin => Some("console login"),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut kinds_unique: Vec<&str> = Vec::new();
+    for k in kinds {
+        if !kinds_unique.contains(&k) {
+            kinds_unique.push(k);
+        }
+    }
+    if kinds_unique.is_empty() {
+        "found (source not reported by the SDK)".into()
+    } else {
+        format!("found, from {}", kinds_unique.join(", "))
+    }
 }
 
 /// Part size for a file: at least [`MIN_PART_SIZE`], large enough to stay within 10,000 parts.
