@@ -67,6 +67,28 @@ fn open_for_upload(path: &std::path::Path) -> Result<(std::fs::File, FileVersion
     Ok((file, FileVersion::of(&meta)))
 }
 
+/// The kernel stamps mtime and ctime when a write *starts*, so a file changed this
+/// recently may be in the middle of one write call that no later stat would show. Its
+/// upload waits until its last change is this old before reading it.
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Waits, if needed, until the file's last change is [`SETTLE`] old; `None` if it changed
+/// meanwhile.
+async fn settled(file: &std::fs::File, version: FileVersion) -> Option<FileVersion> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64);
+    let age = now.saturating_sub(version.ctime_ns.max(version.mtime_ns));
+    let settle = SETTLE.as_nanos() as i64;
+    if age >= settle {
+        return Some(version);
+    }
+    let wait = (settle - age.max(0)) as u64;
+    tokio::time::sleep(std::time::Duration::from_nanos(wait)).await;
+    let again = FileVersion::of(&file.metadata().ok()?);
+    (again == version).then_some(version)
+}
+
 /// Is the open file, and the file at its path, still `version`?
 fn same_version(file: &std::fs::File, path: &std::path::Path, version: &FileVersion) -> bool {
     let now = |m: std::io::Result<std::fs::Metadata>| m.ok().map(|m| FileVersion::of(&m));
@@ -106,6 +128,13 @@ async fn attempt(
     let (file, version) = match open_for_upload(t.path) {
         Ok(x) => x,
         Err(e) => return Attempt::Failed(e),
+    };
+    let version = match t.own {
+        true => version,
+        false => match settled(&file, version).await {
+            Some(v) => v,
+            None => return Attempt::Changed { wrote: false },
+        },
     };
     if !t.own && (version.size != walked.size || version.mtime_ns != walked.mtime_ns) {
         log::info!(target: FLOW, "{name} changed since the walk; uploading its current version ({} bytes).", version.size);
