@@ -205,6 +205,10 @@ async fn attempt(
         }),
         Err(_) if changed.load(Ordering::Relaxed) => Attempt::Changed { wrote: false },
         Err(OpError::Interrupted(_)) => Attempt::Failed(String::new()),
+        // A failed request of a file that changed (one that shrank cannot be read to its
+        // end): try its new version. A single request that failed may still have been
+        // stored (its answer lost), so its object counts as possibly torn.
+        Err(_) if unchanged().is_err() => Attempt::Changed { wrote: !multipart },
         Err(e) => Attempt::Failed(e.to_string()),
     }
 }

@@ -450,3 +450,46 @@ fn the_runs_own_logfile_in_the_source_never_fails_the_run() {
     let content = sync(&["-v", "--verifyContent"]);
     assert_eq!(code(&content), 0, "{}", show(&content));
 }
+
+#[test]
+fn a_file_truncated_while_it_is_read_is_uploaded_in_its_new_version() {
+    use std::os::unix::fs::MetadataExt;
+    let s = Scratch::new();
+    let bucket = bucket("integ-shrink");
+    let path = s.write("shrinks.bin", &vec![9u8; 12 * MIB]);
+    // Read before it was last written, so that the run's first read moves atime past mtime.
+    let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_times(
+            std::fs::FileTimes::new()
+                .set_accessed(hour_ago)
+                .set_modified(hour_ago + Duration::from_secs(60)),
+        )
+        .unwrap();
+    let proxy = Proxy::start(4);
+    proxy.set(r#"{"fault_rate": 0, "delay_ms": 300}"#);
+    let child = command_via(&s, &proxy.endpoint())
+        .args([s.src().to_str().unwrap(), &url(&bucket)])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the run has started reading the file, cut it to a quarter.
+    poll_until("the run to read the file", Duration::from_secs(60), || {
+        let m = std::fs::metadata(&path).unwrap();
+        (m.atime(), m.atime_nsec()) > (m.mtime(), m.mtime_nsec())
+    });
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.set_len(3 * MIB as u64).unwrap();
+    drop(f);
+    let out = wait_bounded(child, Duration::from_secs(120));
+    assert_eq!(code(&out), 0, "{}\n{}", show(&out), s.logtext());
+    assert!(s.logtext().contains(RETRY_LINE), "{}", s.logtext());
+    assert_eq!(
+        get_object(&bucket, "p/shrinks.bin"),
+        std::fs::read(&path).unwrap()
+    );
+}
