@@ -41,6 +41,8 @@ pub struct ContentOutcome {
     pub interrupted: bool,
     /// Files not checked because the endpoint stopped answering (see [`crate::health`]).
     pub not_attempted: usize,
+    /// Indices of the files whose content differs (also in `failures`).
+    pub differs: Vec<usize>,
 }
 
 enum One {
@@ -80,6 +82,8 @@ async fn check_one(
 }
 
 /// Compares the content of every file that has an object of its size in `listing`.
+/// A difference is logged at `differs_level` (lower when the caller will repair it).
+#[allow(clippy::too_many_arguments)]
 pub async fn verify_content(
     client: &Client,
     url: &BucketUrl,
@@ -87,6 +91,7 @@ pub async fn verify_content(
     listing: &Listing,
     concurrency: usize,
     progress: Option<Arc<Progress>>,
+    differs_level: log::Level,
     cancel: &CancellationToken,
 ) -> ContentOutcome {
     let limit = Arc::new(Semaphore::new(
@@ -113,8 +118,9 @@ pub async fn verify_content(
                 *out.by_method.entry(m).or_default() += 1;
             }
             One::Differs(why) => {
-                log::error!(target: FLOW, "File content differs [{name}]: {why}");
+                log::log!(target: FLOW, differs_level, "File content differs [{name}]: {why}");
                 out.failures.push((name, format!("content differs: {why}")));
+                out.differs.push(idx);
             }
             One::Unverifiable => {
                 log::warn!(target: FLOW, "Cannot verify the content of [{name}]: the object has no whole-object checksum and its ETag is not an MD5 (multipart upload by another tool, or SSE-KMS)");

@@ -1,14 +1,19 @@
 //! Talking to S3: the client (configured as the AWS CLI resolves it), listing, uploads
 //! (single request and multipart, streamed from disk) and deletes.
 
+use std::fs::File;
+use std::future::Future;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::primitives::{ByteStream, Length};
+use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, ChecksumMode, ChecksumType, CompletedMultipartUpload, CompletedPart, Delete,
     ObjectIdentifier, ServerSideEncryption, StorageClass,
@@ -736,43 +741,166 @@ pub fn part_size(size: u64) -> u64 {
     needed.max(MIN_PART_SIZE)
 }
 
-async fn stream(path: &Path, offset: u64, len: u64) -> Result<ByteStream, OpError> {
-    ByteStream::read_from()
-        .path(path)
-        .offset(offset)
-        .length(Length::Exact(len))
-        .build()
-        .await
-        .map_err(|e| OpError::local(path, e.to_string()))
+/// Bytes per positioned read of a streamed body.
+const BODY_CHUNK: u64 = 256 * 1024;
+
+/// A request body of `remaining` bytes of an open file from `offset`, read by positioned
+/// reads (`pread`) on a blocking thread. It reads the file the upload opened and checked,
+/// whatever happens to its path meanwhile (the SDK's path body reopens by name).
+struct FileRange {
+    file: Arc<File>,
+    offset: u64,
+    remaining: u64,
+    reading: Option<tokio::task::JoinHandle<std::io::Result<bytes::Bytes>>>,
 }
 
-/// Uploads one file with a single PutObject (streamed from disk).
+impl http_body::Body for FileRange {
+    type Data = bytes::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>> {
+        let this = &mut *self;
+        if this.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        let reading = this.reading.get_or_insert_with(|| {
+            let (file, offset) = (this.file.clone(), this.offset);
+            let len = this.remaining.min(BODY_CHUNK) as usize;
+            tokio::task::spawn_blocking(move || read_exact_at(&file, offset, len).map(Into::into))
+        });
+        let done = std::task::ready!(Pin::new(reading).poll(cx));
+        this.reading = None;
+        Poll::Ready(Some(match done {
+            Ok(Ok(bytes)) => {
+                this.offset += bytes.len() as u64;
+                this.remaining -= bytes.len() as u64;
+                Ok(http_body::Frame::data(bytes))
+            }
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(std::io::Error::other(e)),
+        }))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.remaining)
+    }
+}
+
+/// Reads exactly `len` bytes at `offset`; a file that ends earlier has shrunk.
+fn read_exact_at(file: &File, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    let mut got = 0;
+    while got < len {
+        match file.read_at(&mut buf[got..], offset + got as u64) {
+            Ok(0) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the file shrank while being read",
+                ))
+            }
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(buf)
+}
+
+/// A retryable body of `len` bytes of `file` from `offset` (each attempt reads afresh).
+fn stream(file: &Arc<File>, offset: u64, len: u64) -> ByteStream {
+    let file = file.clone();
+    ByteStream::new(aws_smithy_types::body::SdkBody::retryable(move || {
+        aws_smithy_types::body::SdkBody::from_body_1_x(FileRange {
+            file: file.clone(),
+            offset,
+            remaining: len,
+            reading: None,
+        })
+    }))
+}
+
+/// The open file an upload reads, and what it writes of it. `unchanged` says whether the
+/// file is still the version that was opened (see `transfer`); it is asked after a body
+/// read into memory, before that body is sent, and before a multipart upload is completed.
+pub struct Source<'a> {
+    pub file: Arc<File>,
+    /// For messages.
+    pub path: &'a Path,
+    /// Bytes to upload (from the start of the file).
+    pub size: u64,
+    /// The mtime of the version read, stored as the object's `mtime` metadata.
+    pub mtime_ns: i64,
+    pub unchanged: &'a (dyn Fn() -> Result<(), OpError> + Send + Sync),
+}
+
+/// HeadObject for the object's `mtime` user metadata (written by this tool and rclone);
+/// `Ok(None)` when the object has none.
+pub async fn head_mtime(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<String>, S3Error> {
+    let h = client
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| s3_error("HeadObject", key, &e))?;
+    log::debug!(target: OUTPUT, "HeadObject s3://{bucket}/{} (mtime metadata)", crate::walk::display_bytes(key.as_bytes()));
+    Ok(h.metadata().and_then(|m| m.get(MTIME_METADATA)).cloned())
+}
+
+/// Deletes one object (a copy that may be torn, so that the next run sees it missing).
+pub async fn delete_object(client: &Client, bucket: &str, key: &str) -> Result<(), S3Error> {
+    let req = client.delete_object().bucket(bucket).key(key).send();
+    match tokio::time::timeout(Duration::from_secs(60), req).await {
+        Ok(Ok(_)) => {
+            log::debug!(target: OUTPUT, "DeleteObject s3://{bucket}/{}", crate::walk::display_bytes(key.as_bytes()));
+            Ok(())
+        }
+        Ok(Err(e)) => Err(s3_error("DeleteObject", key, &e)),
+        Err(_) => Err(S3Error {
+            op: "DeleteObject",
+            target: key.to_string(),
+            detail: "timed out".into(),
+            code: None,
+        }),
+    }
+}
+
+/// The user metadata key (`x-amz-meta-mtime`) that holds the file's mtime, as rclone writes it.
+pub const MTIME_METADATA: &str = "mtime";
+
+/// Uploads one file with a single PutObject (small files read into memory, larger ones
+/// streamed from the open file).
 pub async fn put(
     client: &Client,
     bucket: &str,
     key: &str,
-    path: &Path,
-    size: u64,
+    src: &Source<'_>,
     settings: &UploadSettings,
 ) -> Result<(), OpError> {
+    let (size, path) = (src.size, src.path);
     let body = if size <= IN_MEMORY_BODY {
         // Small files are read whole: one read instead of a streaming body, and the SDK can
         // send the checksum as a header instead of an aws-chunked trailer.
-        let bytes = tokio::fs::read(path)
+        let file = src.file.clone();
+        let bytes = tokio::task::spawn_blocking(move || read_exact_at(&file, 0, size as usize))
             .await
+            .map_err(|e| OpError::local(path, e.to_string()))?
             .map_err(|e| OpError::local(path, e.to_string()))?;
-        if bytes.len() as u64 != size {
-            return Err(OpError::local(
-                path,
-                format!(
-                    "changed size while being read ({size} -> {} bytes)",
-                    bytes.len()
-                ),
-            ));
-        }
+        (src.unchanged)()?;
         ByteStream::from(bytes)
     } else {
-        stream(path, 0, size).await?
+        stream(&src.file, 0, size)
     };
     let checksums = checksums_on(client);
     client
@@ -780,6 +908,7 @@ pub async fn put(
         .bucket(bucket)
         .key(key)
         .content_length(size as i64)
+        .metadata(MTIME_METADATA, crate::plan::format_mtime(src.mtime_ns))
         .set_checksum_algorithm(checksums.then_some(ChecksumAlgorithm::Crc64Nvme))
         .set_storage_class(settings.storage_class.clone())
         .set_server_side_encryption(settings.sse.clone())
@@ -796,18 +925,18 @@ pub async fn put(
 
 /// Uploads one file as a multipart upload whose parts go up concurrently, each part
 /// streamed from its range of the file and each holding one permit of `limit`.
-/// On any failure or cancellation the upload is aborted, so no parts are left billed.
-#[allow(clippy::too_many_arguments)]
+/// On any failure or cancellation, or when the file changed while its parts were read,
+/// the upload is aborted (never completed), so no parts are left billed.
 pub async fn put_multipart(
     client: &Client,
     bucket: &str,
     key: &str,
-    path: &Path,
-    size: u64,
+    src: &Source<'_>,
     settings: &UploadSettings,
     limit: Arc<Semaphore>,
     cancel: &CancellationToken,
 ) -> Result<(), OpError> {
+    let (size, path) = (src.size, src.path);
     if size > MAX_OBJECT_SIZE {
         return Err(OpError::local(
             path,
@@ -821,6 +950,7 @@ pub async fn put_multipart(
         .create_multipart_upload()
         .bucket(bucket)
         .key(key)
+        .metadata(MTIME_METADATA, crate::plan::format_mtime(src.mtime_ns))
         .set_checksum_algorithm(checksums.then_some(ChecksumAlgorithm::Crc64Nvme))
         .set_checksum_type(checksums.then_some(ChecksumType::FullObject))
         .set_storage_class(settings.storage_class.clone())
@@ -841,13 +971,15 @@ pub async fn put_multipart(
         bucket,
         key,
         &upload_id,
+        &src.file,
         path,
         size,
         &part_settings,
         limit,
         cancel,
     )
-    .await;
+    .await
+    .and_then(|parts| (src.unchanged)().map(|()| parts));
     match result {
         Ok(parts) => {
             let full = checksums
@@ -1046,6 +1178,7 @@ async fn upload_parts(
     bucket: &str,
     key: &str,
     upload_id: &str,
+    file: &Arc<File>,
     path: &Path,
     size: u64,
     settings: &PartSettings,
@@ -1072,17 +1205,16 @@ async fn upload_parts(
             let number = next + 1;
             let offset = next * psize;
             let len = psize.min(size - offset);
-            let (client, bucket, key, upload_id, path) = (
+            let (client, bucket, key, upload_id) = (
                 client.clone(),
                 bucket.to_string(),
                 key.to_string(),
                 upload_id.to_string(),
-                path.to_path_buf(),
             );
+            let body = stream(file, offset, len);
             let (checksums, progress) = (settings.checksums, settings.progress.clone());
             tasks.spawn(async move {
                 let _permit = permit;
-                let body = stream(&path, offset, len).await?;
                 let out = client
                     .upload_part()
                     .bucket(&bucket)
