@@ -321,6 +321,14 @@ fn a_missing_profile_named_by_aws_profile_fails_without_falling_back_to_default(
     let screen =
         String::from_utf8_lossy(&r.stdout).to_string() + &String::from_utf8_lossy(&r.stderr);
     assert!(!screen.trim().is_empty(), "{}", r.show());
+    // One line on the screen, and it names the profile that is missing.
+    let lines: Vec<&str> = screen.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{}", r.show());
+    assert!(
+        lines[0].contains("nosuchprofile") && lines[0].contains("AWS_PROFILE"),
+        "{}",
+        r.show()
+    );
 }
 
 #[test]
