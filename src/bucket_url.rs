@@ -21,6 +21,8 @@ pub enum UrlError {
     EmptyBucket(String),
     #[error("bucket URL {url:?} has an invalid bucket name {bucket:?} (3 to 255 characters: letters, digits, '.', '-', '_'; first and last a letter or digit)")]
     InvalidBucket { url: String, bucket: String },
+    #[error("bucket URL {0:?} has an empty, '.' or '..' path segment; some servers would store it under another prefix, so write the prefix without them")]
+    BadSegment(String),
 }
 
 /// Bucket names as S3 and S3-compatible servers accept them. Stricter than needed for
@@ -53,7 +55,16 @@ impl BucketUrl {
                 bucket: bucket.to_string(),
             });
         }
-        let trimmed = path.trim_end_matches('/');
+        // One trailing '/' is allowed; anything else that a server could collapse or resolve
+        // (`s3://b//p`, `s3://b/p//q`, `s3://b/p//`, `s3://b/p/../q`) is refused.
+        let trimmed = path.strip_suffix('/').unwrap_or(path);
+        if !path.is_empty()
+            && trimmed
+                .split('/')
+                .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+        {
+            return Err(UrlError::BadSegment(url.to_string()));
+        }
         let prefix = if trimmed.is_empty() {
             String::new()
         } else {
@@ -105,7 +116,6 @@ mod tests {
         assert_eq!(p("s3://bkt/p"), ("bkt".into(), "p/".into()));
         assert_eq!(p("s3://bkt/p/"), ("bkt".into(), "p/".into()));
         assert_eq!(p("s3://bkt/a/b/c"), ("bkt".into(), "a/b/c/".into()));
-        assert_eq!(p("s3://bkt/a/b/c//"), ("bkt".into(), "a/b/c/".into()));
         assert_eq!(p("s3://my.bucket-1/x"), ("my.bucket-1".into(), "x/".into()));
     }
 
@@ -144,6 +154,27 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn empty_and_dot_segments_are_refused() {
+        for bad in [
+            "s3://bkt//",
+            "s3://bkt//p",
+            "s3://bkt/p//q",
+            "s3://bkt/p//",
+            "s3://bkt/a/b/c//",
+            "s3://bkt/./p",
+            "s3://bkt/p/..",
+            "s3://bkt/p/../q/",
+        ] {
+            assert_eq!(
+                BucketUrl::parse(bad),
+                Err(UrlError::BadSegment(bad.into())),
+                "{bad}"
+            );
+        }
+        assert_eq!(p("s3://bkt/p.q/..r/"), ("bkt".into(), "p.q/..r/".into()));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! run given parsed options and a cancellation token, used by both front ends.
 
 use std::ffi::OsString;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
@@ -12,8 +13,72 @@ use crate::options::{self, Options};
 use crate::report::{ExitStatus, Summary};
 use crate::{diagnostics, FLOW};
 
+/// The signals that interrupt a run: Ctrl-C, SIGTERM, and SIGHUP (the terminal or ssh session
+/// went away).
+const STOP_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+/// The first stop signal that arrived before the runtime's handlers existed (0: none).
+static EARLY_SIGNAL: AtomicI32 = AtomicI32::new(0);
+/// SIGHUP was ignored when the process started (`nohup`): it stays ignored.
+static HUP_IGNORED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn note_early_signal(sig: libc::c_int) {
+    // An atomic store and nothing else: async-signal-safe.
+    let _ = EARLY_SIGNAL.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
+}
+
+/// Installs [`note_early_signal`] for the stop signals, so that one arriving before the tokio
+/// runtime registers its handlers is remembered instead of killing the process. tokio's
+/// handlers (signal-hook-registry) keep and call the handler they replace, so this one keeps
+/// working afterwards (harmlessly: the flag is read once, right after tokio's registration).
+fn catch_early_signals() {
+    for sig in STOP_SIGNALS {
+        // SAFETY: plain sigaction calls with zero-initialised structs; the handler only does an
+        // atomic store.
+        unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if sig == libc::SIGHUP
+                && libc::sigaction(sig, std::ptr::null(), &mut old) == 0
+                && old.sa_sigaction == libc::SIG_IGN
+            {
+                HUP_IGNORED.store(true, Ordering::SeqCst);
+                continue;
+            }
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = note_early_signal as extern "C" fn(libc::c_int) as usize;
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(sig, &action, std::ptr::null_mut());
+        }
+    }
+}
+
+fn signal_name(sig: libc::c_int) -> &'static str {
+    match sig {
+        libc::SIGINT => "SIGINT",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGHUP => "SIGHUP",
+        _ => "a signal",
+    }
+}
+
+/// Test hook: with `CBACK3_TEST_STARTED=FILE` the process writes FILE once the early handlers
+/// are in place (so a test knows a signal from then on must give exit 5), and with
+/// `CBACK3_TEST_HOLD_STDIN=1` it then waits for end of file on standard input, so that a test
+/// can deliver a signal before the runtime exists.
+fn test_start_hooks() {
+    if let Some(marker) = std::env::var_os("CBACK3_TEST_STARTED") {
+        let _ = std::fs::write(marker, std::process::id().to_string());
+        if std::env::var_os("CBACK3_TEST_HOLD_STDIN").is_some() {
+            let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        }
+    }
+}
+
 /// The binary's entry point: never exits the process itself.
 pub fn main(args: &[OsString]) -> ExitStatus {
+    catch_early_signals();
+    test_start_hooks();
     let opts = match options::parse(args) {
         Ok(o) => o,
         Err(e) => {
@@ -32,6 +97,7 @@ pub fn main(args: &[OsString]) -> ExitStatus {
     }
     if opts.diagnostics {
         print!("{}", diagnostics::diagnostics_text());
+        print!("{}", diagnostics::configuration_text(opts.max_concurrency));
         return ExitStatus::Success;
     }
     if let Err(e) = crate::logging::init(&opts) {
@@ -63,6 +129,12 @@ pub fn main(args: &[OsString]) -> ExitStatus {
     let cancel = CancellationToken::new();
     let status = rt.block_on(async {
         watch_signals(cancel.clone());
+        // A signal before tokio's handlers existed was caught by ours: stop before any work.
+        let early = EARLY_SIGNAL.load(Ordering::SeqCst);
+        if early != 0 {
+            log::warn!(target: FLOW, "Interrupted by {} while starting: stopping before any work.", signal_name(early));
+            cancel.cancel();
+        }
         execute(&opts, cancel).await
     });
     rt.shutdown_timeout(std::time::Duration::from_secs(2));
@@ -70,23 +142,38 @@ pub fn main(args: &[OsString]) -> ExitStatus {
     status
 }
 
-/// Ctrl-C and SIGTERM cancel the run.
+/// Ctrl-C, SIGTERM and SIGHUP cancel the run. The handlers are registered before this
+/// returns; the wait for them runs as a task.
 fn watch_signals(cancel: CancellationToken) {
-    tokio::spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    cancel.cancel();
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+    use tokio::signal::unix::{signal, Signal, SignalKind};
+    let watch = |sig: libc::c_int| -> Option<Signal> {
+        if sig == libc::SIGHUP && HUP_IGNORED.load(Ordering::SeqCst) {
+            return None;
         }
-        log::warn!(target: FLOW, "Interrupted: stopping uploads, aborting multipart uploads, deleting nothing.");
+        signal(SignalKind::from_raw(sig))
+            .map_err(|e| log::warn!(target: FLOW, "Cannot watch {}: {e}", signal_name(sig)))
+            .ok()
+    };
+    let (mut int, mut term, mut hup) = (
+        watch(libc::SIGINT),
+        watch(libc::SIGTERM),
+        watch(libc::SIGHUP),
+    );
+    async fn recv(s: &mut Option<Signal>) {
+        match s {
+            Some(s) => {
+                s.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+    tokio::spawn(async move {
+        let sig = tokio::select! {
+            _ = recv(&mut int) => libc::SIGINT,
+            _ = recv(&mut term) => libc::SIGTERM,
+            _ = recv(&mut hup) => libc::SIGHUP,
+        };
+        log::warn!(target: FLOW, "Interrupted by {}: stopping; multipart uploads are aborted, no new request starts.", signal_name(sig));
         cancel.cancel();
     });
 }
@@ -105,6 +192,18 @@ pub fn diagnostics() -> Vec<String> {
 pub async fn execute(opts: &Options, cancel: CancellationToken) -> ExitStatus {
     let started = Instant::now();
     log::info!(target: FLOW, "Cedar Backup Amazon S3 sync run started.");
+    // The binary's logfile opened but refuses its first line (`-l /dev/full`): exit 3 now.
+    if let Some(e) = crate::logging::startup_failure() {
+        eprintln!("Error setting up logging: {e}");
+        let summary = Summary {
+            error: Some(e),
+            ..Summary::default()
+        };
+        return match &opts.summary_file {
+            Some(p) => crate::summary_file::write(p, &summary, ExitStatus::Logging, opts.dry_run),
+            None => ExitStatus::Logging,
+        };
+    }
     log::info!(target: FLOW, "Options were [{}]", options::build_argument_string(opts));
     log::info!(target: FLOW, "Logfile is [{}]", opts.logfile_path().display());
     log::debug!(target: FLOW, "Parsed options: {opts:?}");

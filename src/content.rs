@@ -39,6 +39,10 @@ pub struct ContentOutcome {
     /// Files whose objects carry nothing to compare with.
     pub unverifiable: Vec<String>,
     pub interrupted: bool,
+    /// Files not checked because the endpoint stopped answering (see [`crate::health`]).
+    pub not_attempted: usize,
+    /// Indices of the files whose content differs (also in `failures`).
+    pub differs: Vec<usize>,
 }
 
 enum One {
@@ -78,6 +82,8 @@ async fn check_one(
 }
 
 /// Compares the content of every file that has an object of its size in `listing`.
+/// A difference is logged at `differs_level` (lower when the caller will repair it).
+#[allow(clippy::too_many_arguments)]
 pub async fn verify_content(
     client: &Client,
     url: &BucketUrl,
@@ -85,9 +91,13 @@ pub async fn verify_content(
     listing: &Listing,
     concurrency: usize,
     progress: Option<Arc<Progress>>,
+    differs_level: log::Level,
     cancel: &CancellationToken,
 ) -> ContentOutcome {
-    let limit = Arc::new(Semaphore::new(concurrency.max(1)));
+    let limit = Arc::new(Semaphore::new(
+        concurrency.clamp(1, crate::options::MAX_CONCURRENCY),
+    ));
+    let health = crate::health::Health::new();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let hash_limit = Arc::new(Semaphore::new(cores));
     let mut out = ContentOutcome::default();
@@ -99,14 +109,18 @@ pub async fn verify_content(
             p.add_file();
             p.add_bytes(f.size);
         }
+        if !matches!(one, One::Error(_)) {
+            health.answered();
+        }
         match one {
             One::Same(m) => {
                 out.verified += 1;
                 *out.by_method.entry(m).or_default() += 1;
             }
             One::Differs(why) => {
-                log::error!(target: FLOW, "File content differs [{name}]: {why}");
+                log::log!(target: FLOW, differs_level, "File content differs [{name}]: {why}");
                 out.failures.push((name, format!("content differs: {why}")));
+                out.differs.push(idx);
             }
             One::Unverifiable => {
                 log::warn!(target: FLOW, "Cannot verify the content of [{name}]: the object has no whole-object checksum and its ETag is not an MD5 (multipart upload by another tool, or SSE-KMS)");
@@ -119,14 +133,20 @@ pub async fn verify_content(
             }
         }
     };
+    let comparable =
+        |f: &crate::walk::LocalFile| listing.get(&f.rel).is_some_and(|o| o.size == f.size);
     for (idx, f) in tree.files.iter().enumerate() {
-        if listing.get(&f.rel).is_none_or(|o| o.size != f.size) {
+        if !comparable(f) {
             continue;
         }
         let permit = tokio::select! {
             _ = cancel.cancelled() => { out.interrupted = true; break }
             p = limit.clone().acquire_owned() => p.expect("semaphore closed"),
         };
+        if health.tripped() {
+            out.not_attempted = tree.files[idx..].iter().filter(|f| comparable(f)).count();
+            break;
+        }
         let work = check_one(
             client.clone(),
             url.bucket.clone(),
@@ -134,11 +154,11 @@ pub async fn verify_content(
             tree.path_of(f),
             hash_limit.clone(),
         );
-        tasks.spawn(async move {
+        tasks.spawn(crate::health::scope(health.clone(), async move {
             let one = work.await;
             drop(permit);
             (idx, one)
-        });
+        }));
         while let Some(done) = tasks.try_join_next() {
             if let Ok((i, one)) = done {
                 record(&mut out, i, one);

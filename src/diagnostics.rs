@@ -103,7 +103,10 @@ pub fn values() -> Vec<(&'static str, String)> {
 
 /// Sorted `Title....: value` lines, titles padded with dots to a common width.
 pub fn lines() -> Vec<String> {
-    let mut items = values();
+    format_lines(values())
+}
+
+fn format_lines(mut items: Vec<(&'static str, String)>) -> Vec<String> {
     items.sort();
     let width = items.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 3;
     items
@@ -128,11 +131,35 @@ pub fn diagnostics_text() -> String {
     s
 }
 
+/// The block `-D` prints after the diagnostics: the configuration a run would use (see
+/// `s3::effective_configuration`), from the environment, the AWS profile and the command
+/// line's `--maxConcurrency`.
+pub fn configuration_text(max_concurrency: Option<usize>) -> String {
+    let items = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(crate::s3::effective_configuration(max_concurrency)),
+        Err(e) => vec![("error", format!("cannot start the async runtime: {e}"))],
+    };
+    let mut s = String::from("Effective configuration (secrets never shown):\n\n");
+    for l in format_lines(items) {
+        let _ = writeln!(s, "   {l}");
+    }
+    s.push('\n');
+    s
+}
+
 static FULL_CHAIN: AtomicBool = AtomicBool::new(false);
 
 /// Turns on (`-s`) or off the full description of failures by [`describe`].
 pub fn set_full_chain(on: bool) {
     FULL_CHAIN.store(on, Ordering::Relaxed);
+}
+
+/// Whether failures are described in full (`-s`).
+pub fn full_chain() -> bool {
+    FULL_CHAIN.load(Ordering::Relaxed)
 }
 
 /// Every cause of an error, outermost first, one per line after the first.

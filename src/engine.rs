@@ -9,13 +9,14 @@ use aws_sdk_s3::Client;
 use tokio_util::sync::CancellationToken;
 
 use crate::bucket_url::BucketUrl;
+use crate::lock::RunLock;
 use crate::options::Options;
 use crate::plan::{self, Listing, Mode};
 use crate::progress::{self, Progress};
 use crate::report::{ExitStatus, Summary};
 use crate::s3::{self, OpError, UploadSettings};
 use crate::walk::{self, display_bytes, SourceTree};
-use crate::{content, transfer, verify, FLOW};
+use crate::{content, transfer, verify, FLOW, OUTPUT};
 
 /// Why a phase stopped. Details were already logged, one line each.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -73,6 +74,9 @@ pub struct Features {
     pub verify_content: bool,
     /// Storage class and server-side encryption of uploads.
     pub upload: UploadSettings,
+    /// Indices in the tree of the run's own files (its logfile, summary file and lock file
+    /// when they are in the source): copied as the walk saw them, never a reason to fail.
+    pub own_files: Vec<usize>,
 }
 
 impl Features {
@@ -88,6 +92,7 @@ impl Features {
                 sse_kms_key_id: opts.sse_kms_key_id.clone(),
                 progress: None,
             },
+            own_files: Vec::new(),
         }
     }
 }
@@ -126,7 +131,20 @@ pub fn prepare(
     ignore_warnings: bool,
     summary: &mut Summary,
 ) -> Result<SourceTree, RunError> {
-    let tree = walk::walk(source, url.prefix.len()).map_err(|e| failed(e.to_string()))?;
+    prepare_noting(source, url, ignore_warnings, summary, &[]).map(|(tree, _)| tree)
+}
+
+/// [`prepare`], also returning the indices of the files that are one of `own` (device and
+/// inode): the run's own logfile, summary file and lock file.
+pub fn prepare_noting(
+    source: &Path,
+    url: &BucketUrl,
+    ignore_warnings: bool,
+    summary: &mut Summary,
+    own: &[(u64, u64)],
+) -> Result<(SourceTree, Vec<usize>), RunError> {
+    let (tree, own) =
+        walk::walk_noting(source, url.prefix.len(), own).map_err(|e| failed(e.to_string()))?;
     summary.local_files = tree.files.len();
     summary.local_bytes = tree.total_bytes();
     summary.skipped = tree.skipped.len();
@@ -160,26 +178,41 @@ pub fn prepare(
             return Err(failed(format!("{} files have names that cannot be S3 keys; nothing was uploaded. Rename them, or use -w to skip them.", tree.problems.len())));
         }
     }
-    Ok(tree)
+    for &i in &own {
+        log::info!(target: FLOW, "{} is this run's own file: it is copied as the walk saw it and checked only for presence.", display_bytes(tree.files[i].rel.as_bytes()));
+    }
+    Ok((tree, own))
 }
 
 /// The result of the sync phase: the listing taken before it, and whether the bucket changed.
 pub struct Synced {
     pub listing: Listing,
     pub changed: bool,
+    /// Files uploaded in another version than the walk saw, by index: verify compares with these.
+    pub versions: Vec<(usize, walk::LocalFile)>,
 }
 
-/// Plans from `listing` (the prefix as listed in this run), uploads, and deletes only if
-/// everything before succeeded.
+/// Takes the run lock for the job's target (see [`crate::lock`]), without waiting. Both front
+/// ends take it before they list the prefix, and [`synchronize`] asks for it.
+pub fn lock(job: &Job, endpoint: Option<&str>) -> Result<RunLock, RunError> {
+    crate::lock::acquire(&crate::lock::Target::new(endpoint, &job.url))
+        .map_err(|e| failed(e.to_string()))
+}
+
+/// Plans from `listing` (the prefix as listed in this run, after `lock` was taken), uploads,
+/// and deletes only if everything before succeeded.
+#[allow(clippy::too_many_arguments)]
 pub async fn synchronize(
     client: &Client,
     job: &Job,
+    lock: &RunLock,
     tree: &SourceTree,
     listing: Listing,
     summary: &mut Summary,
     cancel: &CancellationToken,
 ) -> Result<Synced, RunError> {
     let url = &job.url;
+    debug_assert_eq!(&lock.target.url, url, "the lock is for another target");
     log::info!(target: FLOW, "Synchronizing local source directory up to Amazon S3.");
     match job.mode {
         Mode::UploadOnly => {
@@ -189,7 +222,8 @@ pub async fn synchronize(
             log::info!(target: FLOW, "This will be a full sync process, removing any S3 files that do not exist in the source")
         }
     }
-    let plan = plan::plan(&tree.files, &listing, job.mode);
+    let mut plan = plan::plan(&tree.files, &listing, job.mode);
+    resolve_ambiguous(client, job, tree, &mut plan, cancel).await?;
     summary.unchanged = plan.unchanged;
     summary.planned_uploads = plan.uploads.len();
     summary.planned_upload_bytes = plan.uploads.iter().map(|&(i, _)| tree.files[i].size).sum();
@@ -205,23 +239,40 @@ pub async fn synchronize(
         return dry_run(job, tree, &plan, listing);
     }
     let mut changed = false;
+    let mut versions = Vec::new();
     if !plan.uploads.is_empty() {
         log::info!(target: FLOW, "Uploading {} files.", plan.uploads.len());
         let mut settings = job.features.upload.clone();
         let counters = Progress::new(plan.uploads.len() as u64, summary.planned_upload_bytes);
         settings.progress = Some(counters.clone());
         let shown = progress::Display::start("Uploading", counters);
-        let up =
-            transfer::upload(client, url, tree, &plan, job.concurrency, &settings, cancel).await;
+        let up = transfer::upload(
+            client,
+            url,
+            tree,
+            &plan,
+            &job.features.own_files,
+            job.concurrency,
+            &settings,
+            cancel,
+        )
+        .await;
         shown.finish().await;
         summary.uploaded = up.uploaded;
         summary.uploaded_bytes = up.bytes;
         summary.failed = up.failures.len();
         summary.failures.extend(up.failed_files);
         changed = up.uploaded > 0 || !up.failures.is_empty();
+        versions = up.versions;
         if up.interrupted {
             log::error!(target: FLOW, "Interrupted after {} uploads; nothing was deleted.", up.uploaded);
             return Err(RunError::Interrupted);
+        }
+        if up.not_attempted > 0 {
+            return Err(failed(format!(
+                "{} Nothing was deleted.",
+                crate::health::stopped_answering(up.failures.len(), up.not_attempted, "uploads")
+            )));
         }
         if !up.failures.is_empty() {
             return Err(failed(format!(
@@ -233,19 +284,92 @@ pub async fn synchronize(
     deletes_allowed(job, tree, &plan)?;
     if !plan.deletes.is_empty() {
         log::info!(target: FLOW, "Deleting {} objects that have no local file.", plan.deletes.len());
-        let (n, failures) = transfer::delete(client, url, &plan, cancel).await;
-        summary.deleted = n;
-        summary.failed += failures.len();
-        summary.failures.extend(failures.iter().cloned());
+        let out = transfer::delete(client, url, &plan, cancel).await;
+        summary.deleted = out.deleted;
+        summary.failed += out.failures.len();
+        summary.failures.extend(out.failures.iter().cloned());
         changed = true;
-        if cancel.is_cancelled() {
+        if out.interrupted || out.unknown > 0 || cancel.is_cancelled() {
+            let unknown = match out.unknown {
+                0 => String::new(),
+                n => format!(" ({n} more may or may not be gone: their request was cut off)"),
+            };
+            log::error!(target: FLOW, "Interrupted: {} of {} deletes done{unknown}.", out.deleted, plan.deletes.len());
             return Err(RunError::Interrupted);
         }
-        if !failures.is_empty() {
-            return Err(failed(format!("{} deletes failed.", failures.len())));
+        if !out.failures.is_empty() {
+            return Err(failed(format!("{} deletes failed.", out.failures.len())));
         }
     }
-    Ok(Synced { listing, changed })
+    Ok(Synced {
+        listing,
+        changed,
+        versions,
+    })
+}
+
+/// Settles the plan's ambiguous files (same size, mtime newer than LastModified by less than
+/// its one-second resolution) by their objects' `mtime` metadata: one HeadObject each, at
+/// most `concurrency` at a time. An object without it (or that cannot be asked) is uploaded,
+/// as the listing rule alone would do.
+async fn resolve_ambiguous(
+    client: &Client,
+    job: &Job,
+    tree: &SourceTree,
+    plan: &mut plan::Plan,
+    cancel: &CancellationToken,
+) -> Result<(), RunError> {
+    let ambiguous = std::mem::take(&mut plan.ambiguous);
+    if ambiguous.is_empty() {
+        return Ok(());
+    }
+    let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(job.concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut answers = Vec::with_capacity(ambiguous.len());
+    for &idx in &ambiguous {
+        let permit = tokio::select! {
+            _ = cancel.cancelled() => return Err(RunError::Interrupted),
+            p = limit.clone().acquire_owned() => p.expect("semaphore closed"),
+        };
+        let (client, bucket) = (client.clone(), job.url.bucket.clone());
+        let key = job.url.key_for(tree.files[idx].rel.split('/'));
+        tasks.spawn(async move {
+            let r = s3::head_mtime(&client, &bucket, &key).await;
+            drop(permit);
+            (idx, r)
+        });
+        while let Some(Ok(done)) = tasks.try_join_next() {
+            answers.push(done);
+        }
+    }
+    loop {
+        let done = tokio::select! {
+            _ = cancel.cancelled() => return Err(RunError::Interrupted),
+            d = tasks.join_next() => d,
+        };
+        match done {
+            Some(Ok(a)) => answers.push(a),
+            Some(Err(e)) => return Err(failed(format!("HeadObject task failed: {e}"))),
+            None => break,
+        }
+    }
+    let mut same = 0;
+    for (idx, answer) in answers {
+        let meta = answer.unwrap_or_else(|e| {
+            log::debug!(target: OUTPUT, "{e} (taken as no mtime metadata)");
+            None
+        });
+        match plan::resolve_ambiguous(&tree.files[idx], meta.as_deref()) {
+            Some(reason) => plan.uploads.push((idx, reason)),
+            None => {
+                plan.unchanged += 1;
+                same += 1;
+            }
+        }
+    }
+    plan.uploads.sort_by_key(|&(i, _)| i);
+    log::debug!(target: OUTPUT, "HeadObject for the mtime metadata of {} objects changed less than a second before their upload: {same} unchanged.", ambiguous.len());
+    Ok(())
 }
 
 /// The guards between the uploads and the deletes, shared by a real run and a dry run: no
@@ -289,6 +413,7 @@ fn dry_run(
     Ok(Synced {
         listing,
         changed: false,
+        versions: Vec::new(),
     })
 }
 
@@ -306,18 +431,31 @@ pub async fn verify(
         Some(l) => l,
         None => crate::listing::list(client, &job.url, cancel).await?,
     };
-    let v = verify::verify(tree, &listing, job.mode);
+    let v = verify::verify(tree, &listing, job.mode, &job.features.own_files);
     summary.verified = v.verified;
     summary.verify_errors = v.errors.len();
     summary.extra_objects = v.extras;
     summary.failures.extend(v.failed);
     let mut content_failures = 0;
     if job.features.verify_content {
-        let c = verify_content(client, job, tree, &listing, summary, cancel).await;
+        // A sync run repairs what it finds; `-v` only reports.
+        let repair = job.mode != Mode::VerifyOnly;
+        let c = verify_content(client, job, tree, &listing, repair, summary, cancel).await;
         if c.interrupted {
             return Err(RunError::Interrupted);
         }
+        if c.not_attempted > 0 {
+            return Err(failed(crate::health::stopped_answering(
+                c.failures.len(),
+                c.not_attempted,
+                "content checks",
+            )));
+        }
         content_failures = c.failures.len();
+        if repair && !c.differs.is_empty() {
+            content_failures -=
+                repair_content(client, job, tree, &c.differs, summary, cancel).await?;
+        }
     }
     if !v.errors.is_empty() || content_failures > 0 {
         log::error!(target: FLOW, "There were differences between source directory and target S3 bucket.");
@@ -341,15 +479,29 @@ pub async fn verify(
 }
 
 /// `--verifyContent` after the size check: logs its findings and records them in the summary.
+/// With `repair` a difference is a WARNING (the caller uploads the file again).
 async fn verify_content(
     client: &Client,
     job: &Job,
     tree: &SourceTree,
     listing: &Listing,
+    repair: bool,
     summary: &mut Summary,
     cancel: &CancellationToken,
 ) -> content::ContentOutcome {
     log::info!(target: FLOW, "Verifying the content of each file against the checksum the bucket stores.");
+    // The run's own files are copies of what the walk saw, so their content is not compared.
+    let trimmed;
+    let listing = if job.features.own_files.is_empty() {
+        listing
+    } else {
+        let mut l = listing.clone();
+        for &i in &job.features.own_files {
+            l.remove(&tree.files[i].rel);
+        }
+        trimmed = l;
+        &trimmed
+    };
     let counters = Progress::new(summary.verified as u64, 0);
     counters.bytes_total.store(
         tree.files
@@ -367,6 +519,11 @@ async fn verify_content(
         listing,
         job.concurrency,
         Some(counters),
+        if repair {
+            log::Level::Warn
+        } else {
+            log::Level::Error
+        },
         cancel,
     )
     .await;
@@ -383,6 +540,136 @@ async fn verify_content(
         log::warn!(target: FLOW, "{} objects have nothing to compare their content with (sizes were checked); upload them with this tool to make them verifiable.", c.unverifiable.len());
     }
     c
+}
+
+/// A spawned task that is aborted when dropped before it was awaited.
+struct AbortOnDrop<T>(Option<tokio::task::JoinHandle<T>>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        if let Some(t) = &self.0 {
+            t.abort();
+        }
+    }
+}
+
+/// A sync run with `--verifyContent`: uploads the files whose objects' content differs
+/// again and compares them once more, so the run that finds a bad copy also replaces it.
+/// Returns how many were repaired (and takes them out of the summary's failures).
+async fn repair_content(
+    client: &Client,
+    job: &Job,
+    tree: &SourceTree,
+    differs: &[usize],
+    summary: &mut Summary,
+    cancel: &CancellationToken,
+) -> Result<usize, RunError> {
+    log::warn!(target: FLOW, "Uploading {} files again whose objects' content differs.", differs.len());
+    let plan = plan::Plan {
+        uploads: differs
+            .iter()
+            .map(|&i| (i, plan::UploadReason::ContentDiffers))
+            .collect(),
+        ..Default::default()
+    };
+    let up = transfer::upload(
+        client,
+        &job.url,
+        tree,
+        &plan,
+        &job.features.own_files,
+        job.concurrency,
+        &job.features.upload,
+        cancel,
+    )
+    .await;
+    if up.interrupted {
+        return Err(RunError::Interrupted);
+    }
+    summary.uploaded += up.uploaded;
+    summary.uploaded_bytes += up.bytes;
+    summary.failed += up.failed_files.len();
+    let not_uploaded: std::collections::HashSet<String> =
+        up.failed_files.iter().map(|(n, _)| n.clone()).collect();
+    summary.failures.extend(up.failed_files);
+    let files: Vec<walk::LocalFile> = differs
+        .iter()
+        .filter(|&&i| !not_uploaded.contains(&display_bytes(tree.files[i].rel.as_bytes())))
+        .map(|&i| {
+            up.versions
+                .iter()
+                .find(|(j, _)| *j == i)
+                .map_or_else(|| tree.files[i].clone(), |(_, v)| v.clone())
+        })
+        .collect();
+    // The objects just written have the sizes of the versions uploaded.
+    let listing: Listing = files
+        .iter()
+        .map(|f| {
+            let size = f.size;
+            (
+                f.rel.clone(),
+                plan::RemoteObject {
+                    size,
+                    last_modified_ns: 0,
+                    archived: None,
+                },
+            )
+        })
+        .collect();
+    let again = SourceTree {
+        root: tree.root.clone(),
+        files,
+        ..SourceTree::default()
+    };
+    let c = content::verify_content(
+        client,
+        &job.url,
+        &again,
+        &listing,
+        job.concurrency,
+        None,
+        log::Level::Error,
+        cancel,
+    )
+    .await;
+    if c.interrupted {
+        return Err(RunError::Interrupted);
+    }
+    let mut still: std::collections::HashSet<String> =
+        c.failures.iter().map(|(n, _)| n.clone()).collect();
+    still.extend(c.unverifiable.iter().cloned());
+    let mut repaired = 0;
+    for f in &again.files {
+        let name = display_bytes(f.rel.as_bytes());
+        if still.contains(&name) {
+            continue;
+        }
+        log::warn!(target: FLOW, "Repaired [{name}]: uploaded again, and its content now matches.");
+        summary
+            .failures
+            .retain(|(n, why)| !(n == &name && why.starts_with("content differs")));
+        repaired += 1;
+    }
+    summary.verify_errors -= repaired;
+    summary.content_verified += repaired;
+    Ok(repaired)
+}
+
+/// The run's own files, by device and inode: its logfile, summary file and lock file. A
+/// source that contains them (backing up /var/log) must not fail because they change.
+fn own_identities(opts: &Options, lock: Option<&crate::lock::RunLock>) -> Vec<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    [
+        Some(opts.logfile_path()),
+        opts.summary_file.clone(),
+        lock.map(|l| l.path.clone()),
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(|p| std::fs::metadata(p).ok())
+    .map(|m| (m.dev(), m.ino()))
+    .collect()
 }
 
 /// The whole run for the command line: prepare, synchronize (unless verify-only), verify.
@@ -402,37 +689,55 @@ pub async fn run_phases(
     cancel: &CancellationToken,
     summary: &mut Summary,
 ) -> Result<(), RunError> {
-    let job = Job::from_options(opts)?;
+    let mut job = Job::from_options(opts)?;
+    if cancel.is_cancelled() {
+        return Err(RunError::Interrupted);
+    }
     let Some(source) = opts.source_dir.clone() else {
         return Err(failed(
             "Source directory and S3 bucket URL are both required.".into(),
         ));
     };
-    // One changing run per prefix at a time (see `lock`); held until the run returns.
-    let _lock = match job.mode {
+    let (client, endpoint) = s3::client_with_endpoint().await.map_err(failed)?;
+    // One changing run per target at a time (see `lock`), taken before the listing and
+    // held until the run returns.
+    let lock = match job.mode {
         Mode::VerifyOnly => None,
-        _ => Some(crate::lock::acquire(&job.url).map_err(|e| failed(e.to_string()))?),
+        _ => Some(lock(&job, endpoint.as_deref())?),
     };
     log::info!(target: FLOW, "Source {} to {} ({:?})", walk::display_path(&source), job.url, job.mode);
     // The walk (blocking, on its own thread) and the listing run at the same time.
     let (url, ignore) = (job.url.clone(), job.ignore_warnings);
+    let own = own_identities(opts, lock.as_ref());
     let mut s = Summary::default();
     let started = Instant::now();
     let walking = tokio::task::spawn_blocking(move || {
-        let r = prepare(&source, &url, ignore, &mut s);
+        let r = prepare_noting(&source, &url, ignore, &mut s, &own);
         (r, s)
     });
-    let client = s3::client().await;
     let listing_task = {
         let (client, url, cancel) = (client.clone(), job.url.clone(), cancel.clone());
         tokio::spawn(async move { crate::listing::list(&client, &url, &cancel).await })
     };
+    // Open multipart uploads under the prefix are leftovers of killed runs (the lock excludes
+    // other runs here, and this run's uploads start later): aborted while the listing runs.
+    // Aborted if the run stops first (a failed listing says all there is to say).
+    let mut strays_task = AbortOnDrop((job.mode != Mode::VerifyOnly).then(|| {
+        let (client, url, cancel) = (client.clone(), job.url.clone(), cancel.clone());
+        let dry_run = job.features.dry_run;
+        tokio::spawn(async move {
+            s3::abort_prefix_strays(&client, &url.bucket, &url.prefix, dry_run, &cancel).await
+        })
+    }));
     let prepared = walking
         .await
         .map_err(|e| failed(format!("source walk failed: {e}")))?;
     *summary = prepared.1;
     let tree = match prepared.0 {
-        Ok(t) => t,
+        Ok((t, own)) => {
+            job.features.own_files = own;
+            t
+        }
         Err(e) => {
             listing_task.abort();
             return Err(e);
@@ -444,15 +749,39 @@ pub async fn run_phases(
     let listing = listing_task
         .await
         .map_err(|e| failed(format!("listing failed: {e}")))??;
+    if let Some(t) = strays_task.0.take() {
+        // Best effort, but finished before any upload starts.
+        if let Ok(Err(why)) = t.await {
+            log::warn!(target: FLOW, "{why}");
+        }
+    }
     summary.phases.push(("prepare", started.elapsed()));
-    let known = if job.mode == Mode::VerifyOnly {
-        Some(listing)
+    let (known, versions) = match &lock {
+        None => (Some(listing), Vec::new()),
+        Some(lock) => {
+            let started = Instant::now();
+            let synced = synchronize(&client, &job, lock, &tree, listing, summary, cancel).await;
+            summary.phases.push(("synchronize", started.elapsed()));
+            let synced = synced?;
+            ((!synced.changed).then_some(synced.listing), synced.versions)
+        }
+    };
+    // Files that changed after the walk are verified as the version that was uploaded.
+    let uploaded;
+    let tree = if versions.is_empty() {
+        &tree
     } else {
-        let started = Instant::now();
-        let synced = synchronize(&client, &job, &tree, listing, summary, cancel).await;
-        summary.phases.push(("synchronize", started.elapsed()));
-        let synced = synced?;
-        (!synced.changed).then_some(synced.listing)
+        let mut files = tree.files.clone();
+        for (i, v) in versions {
+            files[i] = v;
+        }
+        uploaded = SourceTree {
+            root: tree.root.clone(),
+            files,
+            failures: tree.failures.clone(),
+            ..SourceTree::default()
+        };
+        &uploaded
     };
     // With -v there is nothing to dry-run: the check itself changes nothing, so it runs.
     if job.features.dry_run && job.mode != Mode::VerifyOnly {
@@ -460,7 +789,7 @@ pub async fn run_phases(
         return Ok(());
     }
     let started = Instant::now();
-    let verified = verify(&client, &job, &tree, known, summary, cancel).await;
+    let verified = verify(&client, &job, tree, known, summary, cancel).await;
     summary.phases.push(("verify", started.elapsed()));
     verified
 }

@@ -14,6 +14,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use aws_sdk_s3::config::{RuntimeComponents, SharedHttpClient};
+use aws_smithy_http_client::tls::TlsContext;
 use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpConnector,
 };
@@ -32,14 +33,18 @@ pub fn with_response_timeout(inner: SharedHttpClient, timeout: Duration) -> Shar
 
 /// The HTTPS client the SDK would pick by default (hyper 1, rustls with aws-lc, proxy
 /// settings from the environment), built here because the SDK only makes it inside the
-/// client, where it cannot be wrapped.
-pub fn default_https_client() -> SharedHttpClient {
+/// client, where it cannot be wrapped. `tls` replaces the default trust (the system's
+/// roots) when a CA bundle is configured (see `s3::ca_bundle`).
+pub fn default_https_client(tls: Option<TlsContext>) -> SharedHttpClient {
     use aws_smithy_http_client::proxy::ProxyConfig;
     use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
     use aws_smithy_http_client::{Builder, ConnectorBuilder};
-    Builder::new().build_with_connector_fn(|settings, components| {
+    Builder::new().build_with_connector_fn(move |settings, components| {
         let mut conn =
             ConnectorBuilder::default().tls_provider(Provider::Rustls(CryptoMode::AwsLc));
+        if let Some(tls) = &tls {
+            conn.set_tls_context(tls.clone());
+        }
         conn.set_connector_settings(settings.cloned());
         if let Some(components) = components {
             conn.set_sleep_impl(components.sleep_impl());
@@ -94,7 +99,7 @@ impl HttpConnector for ResponseTimeoutConnector {
                 tokio::time::sleep(timeout).await;
             };
             tokio::select! {
-                r = response => r,
+                r = response => r.map_err(untrusted_certificate),
                 () = expired => Err(ConnectorError::timeout(
                     format!("no response within {} s of sending the request", timeout.as_secs_f64()).into(),
                 )),
@@ -102,6 +107,50 @@ impl HttpConnector for ResponseTimeoutConnector {
         })
     }
 }
+
+/// A server certificate that does not verify becomes an error that says so and is not
+/// retried (the SDK would retry it as an I/O error, and its text is deep in the chain).
+/// Every other error passes unchanged.
+fn untrusted_certificate(e: ConnectorError) -> ConnectorError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(c) = cause {
+        let inner = c
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|r| r as &(dyn std::error::Error + 'static));
+        let tls = inner
+            .or(Some(c))
+            .and_then(|x| x.downcast_ref::<rustls::Error>());
+        if let Some(rustls::Error::InvalidCertificate(why)) = tls {
+            return ConnectorError::other(Box::new(UntrustedCertificate(format!("{why:?}"))), None);
+        }
+        cause = inner.or_else(|| c.source());
+    }
+    e
+}
+
+/// Its Debug is its name only, so that a message that also shows the error's Debug (the
+/// SDK's error context) does not repeat the text.
+struct UntrustedCertificate(String);
+
+impl std::fmt::Display for UntrustedCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the server's TLS certificate is not trusted ({}); for a private CA, set \
+             AWS_CA_BUNDLE or ca_bundle in the AWS profile to its PEM file",
+            self.0
+        )
+    }
+}
+
+impl std::fmt::Debug for UntrustedCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UntrustedCertificate")
+    }
+}
+
+impl std::error::Error for UntrustedCertificate {}
 
 /// A request body that says when its last byte has been taken.
 struct SignalEnd {

@@ -16,6 +16,7 @@ pub mod cli;
 pub mod content;
 pub mod diagnostics;
 pub mod engine;
+pub mod health;
 pub mod http_timeout;
 pub mod listing;
 pub mod lock;

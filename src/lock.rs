@@ -1,111 +1,363 @@
-//! One run at a time per bucket and prefix on this machine.
+//! One run at a time per target (endpoint, bucket and prefix) for a user on this machine.
 //!
 //! Two runs that change the same prefix at once are not safe: a run whose walk is older
 //! deletes objects the other one has just uploaded for new files, and each aborts the
-//! other's multipart uploads as strays. So a run that would change the bucket first takes
-//! an exclusive `flock` on `cback3-s3sync-<bucket>-<hash of the prefix>.lock` in
-//! `$XDG_RUNTIME_DIR` (or the system temporary directory); a second run finds it held and
-//! stops with exit 6 before it lists, uploads or deletes anything. The kernel drops the
-//! lock when the process ends, however it ends, so a stale file never blocks a run.
-//! Verify-only runs change nothing and take no lock.
+//! other's multipart uploads as strays. The same holds for overlapping prefixes (`p` and
+//! `p/sub`, or the bucket root and anything in it). So the sync phase first takes, without
+//! waiting, a shared `flock` on the lock file of every ancestor prefix (`""`, `p/`, ...) and
+//! an exclusive one on the file of its own prefix: overlapping runs conflict, siblings
+//! (`p/a` and `p/b`) do not. On a conflict everything is released and the run stops with
+//! exit 6 before it lists, uploads or deletes anything. The kernel drops the locks when the
+//! process ends, however it ends, so a stale file never blocks a run.
+//!
+//! Where the files live depends only on the user, never on the environment (`HOME`,
+//! `TMPDIR`, `XDG_RUNTIME_DIR` differ between cron and a login shell): root uses
+//! `/run/cback3-s3sync`, everyone else `<home from the password database>/.cache/cback3-s3sync/locks`
+//! (root too when there is no `/run`). The directory is created 0700 and refused if it is a
+//! symlink, owned by another user, or writable by group or others: nobody else can create or
+//! hold our lock files. [`LOCK_DIR_ENV`] overrides the directory for tests only (same checks).
+//! A file's name hashes the endpoint (`aws` for AWS itself), the bucket and the prefix: the
+//! same bucket name on two endpoints is two targets. Verify-only runs change nothing and take
+//! no lock.
 
-use std::fs::File;
-use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::io::AsRawFd;
-use std::path::PathBuf;
+use std::fs::{DirBuilder, File, TryLockError};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
 
 use crate::bucket_url::BucketUrl;
 
-/// Held for the whole run; released when dropped (or when the process ends).
+/// For the test suites only: use this directory for lock files instead of the user's.
+pub const LOCK_DIR_ENV: &str = "CBACK3_LOCK_DIR";
+
+/// What a lock protects: a bucket prefix on one endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The configured endpoint URL, normalised; `aws` when none is configured.
+    pub endpoint: String,
+    pub url: BucketUrl,
+}
+
+impl Target {
+    /// `endpoint` is the custom endpoint the client uses, if any.
+    pub fn new(endpoint: Option<&str>, url: &BucketUrl) -> Self {
+        let endpoint = match endpoint {
+            Some(e) => e.trim().trim_end_matches('/').to_ascii_lowercase(),
+            None => "aws".to_string(),
+        };
+        Target {
+            endpoint,
+            url: url.clone(),
+        }
+    }
+
+    fn file_name(&self, prefix: &str) -> String {
+        let mut key = Vec::new();
+        for part in [&self.endpoint, &self.url.bucket, prefix] {
+            key.extend_from_slice(part.as_bytes());
+            key.push(0);
+        }
+        let shown: String = self.url.bucket.chars().take(63).collect();
+        format!("{shown}-{:016x}.lock", fnv1a(&key))
+    }
+}
+
+/// Held for the whole sync; released when dropped (or when the process ends).
 #[derive(Debug)]
 pub struct RunLock {
-    _file: File,
+    _files: Vec<File>,
+    pub target: Target,
+    /// The lock file of the target's own prefix (held exclusively).
     pub path: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error("another run is already syncing {url} (lock {path} is held); nothing was done")]
-    Busy { url: String, path: String },
+    #[error("another run is already syncing {url} or a prefix under it; nothing was done")]
+    Busy { url: String },
+    #[error("another run is already syncing {other}, which contains {url}; nothing was done")]
+    Contained { url: String, other: String },
+    #[error("cannot use the lock directory {path}: {why}")]
+    Dir { path: String, why: String },
     #[error("cannot open the run lock {path}: {error}")]
     Open { path: String, error: String },
 }
 
-/// FNV-1a: a stable name for the prefix across builds and versions.
+/// FNV-1a: a stable name across builds and versions.
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
 }
 
-/// The lock file for a bucket and prefix.
-pub fn lock_path(url: &BucketUrl) -> PathBuf {
-    let dir = std::env::var_os("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
-        .filter(|d| d.is_dir())
-        .unwrap_or_else(std::env::temp_dir);
-    dir.join(format!(
-        "cback3-s3sync-{}-{:016x}.lock",
-        url.bucket,
-        fnv1a(url.prefix.as_bytes())
-    ))
+/// The lock directory for a user: root's in `/run` when there is one (`run_exists`), else
+/// under the home directory the password database gives.
+pub fn default_dir(uid: u32, home: Option<&Path>, run_exists: bool) -> Result<PathBuf, LockError> {
+    if uid == 0 && run_exists {
+        return Ok(PathBuf::from("/run/cback3-s3sync"));
+    }
+    match home {
+        Some(h) if h.is_absolute() => Ok(h.join(".cache/cback3-s3sync/locks")),
+        _ => Err(LockError::Dir {
+            path: "~/.cache/cback3-s3sync/locks".into(),
+            why: format!("user id {uid} has no home directory in the password database"),
+        }),
+    }
 }
 
-/// Takes the lock for `url` without waiting.
-pub fn acquire(url: &BucketUrl) -> Result<RunLock, LockError> {
-    let path = lock_path(url);
-    let shown = crate::walk::display_path(&path);
-    let open = |write: bool| {
+/// The home directory of `uid` in the password database (not `$HOME`).
+pub fn passwd_home(uid: u32) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut buf = vec![0 as libc::c_char; 64 * 1024];
+    // SAFETY: getpwuid_r writes only into the struct and the buffer we pass; the home
+    // string points into `buf`, which outlives its use here.
+    unsafe {
+        let mut pw: libc::passwd = std::mem::zeroed();
+        let mut out: *mut libc::passwd = std::ptr::null_mut();
+        if libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut out) != 0
+            || out.is_null()
+            || pw.pw_dir.is_null()
+        {
+            return None;
+        }
+        let dir = std::ffi::CStr::from_ptr(pw.pw_dir);
+        Some(PathBuf::from(std::ffi::OsStr::from_bytes(dir.to_bytes())))
+    }
+}
+
+/// This process's lock directory (created if needed and checked).
+pub fn lock_dir() -> Result<PathBuf, LockError> {
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let dir = match std::env::var_os(LOCK_DIR_ENV) {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => default_dir(uid, passwd_home(uid).as_deref(), Path::new("/run").is_dir())?,
+    };
+    prepare_dir(&dir, uid)?;
+    Ok(dir)
+}
+
+/// Creates `dir` (0700) when absent and checks that only `uid` can create files in it.
+pub fn prepare_dir(dir: &Path, uid: u32) -> Result<(), LockError> {
+    let err = |why: String| LockError::Dir {
+        path: crate::walk::display_path(dir),
+        why,
+    };
+    if std::fs::symlink_metadata(dir).is_err() {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| err(e.to_string()))?;
+    }
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| err(e.to_string()))?;
+    if !meta.is_dir() {
+        return Err(err(
+            "it is not a directory (a symlink?); refusing to use it".into(),
+        ));
+    }
+    if meta.uid() != uid {
+        return Err(err(format!(
+            "it belongs to user id {}, not to this user ({uid}); refusing to use it",
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(err(format!(
+            "it is writable by group or others (mode {:o}); refusing to use it (chmod 700 it)",
+            meta.mode() & 0o7777
+        )));
+    }
+    Ok(())
+}
+
+/// Every prefix that contains `prefix`, outermost first, without `prefix` itself.
+fn ancestors(prefix: &str) -> Vec<&str> {
+    if prefix.is_empty() {
+        return Vec::new();
+    }
+    let mut out = vec![""];
+    for (i, _) in prefix.match_indices('/') {
+        if i + 1 < prefix.len() {
+            out.push(&prefix[..=i]);
+        }
+    }
+    out
+}
+
+/// Takes the lock for `target` in the user's lock directory without waiting.
+pub fn acquire(target: &Target) -> Result<RunLock, LockError> {
+    acquire_in(&lock_dir()?, target)
+}
+
+/// [`acquire`] in a given (already checked) directory.
+pub fn acquire_in(dir: &Path, target: &Target) -> Result<RunLock, LockError> {
+    let open = |prefix: &str| {
+        let path = dir.join(target.file_name(prefix));
         std::fs::OpenOptions::new()
             .read(true)
-            .write(write)
-            .create(write)
-            .mode(0o644)
-            // Never follow a link planted in a shared temporary directory.
+            .write(true)
+            .create(true)
+            .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)
+            .map(|f| (f, path.clone()))
+            .map_err(|e| LockError::Open {
+                path: crate::walk::display_path(&path),
+                error: e.to_string(),
+            })
     };
-    // A lock file made by another user can still be locked through a read-only handle.
-    let file = open(true)
-        .or_else(|_| open(false))
-        .map_err(|e| LockError::Open {
-            path: shown.clone(),
-            error: e.to_string(),
-        })?;
-    // SAFETY: flock on a descriptor we own.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let err = std::io::Error::last_os_error();
-        return Err(if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-            LockError::Busy {
-                url: url.to_string(),
-                path: shown,
+    let failed = |path: &Path, e: std::io::Error| LockError::Open {
+        path: crate::walk::display_path(path),
+        error: e.to_string(),
+    };
+    let mut files = Vec::new();
+    for prefix in ancestors(&target.url.prefix) {
+        let (file, path) = open(prefix)?;
+        match file.try_lock_shared() {
+            Ok(()) => files.push(file),
+            Err(TryLockError::WouldBlock) => {
+                return Err(LockError::Contained {
+                    url: target.url.to_string(),
+                    other: BucketUrl {
+                        bucket: target.url.bucket.clone(),
+                        prefix: prefix.to_string(),
+                    }
+                    .to_string(),
+                })
             }
-        } else {
-            LockError::Open {
-                path: shown,
-                error: err.to_string(),
-            }
-        });
+            Err(TryLockError::Error(e)) => return Err(failed(&path, e)),
+        }
     }
-    Ok(RunLock { _file: file, path })
+    let (file, path) = open(&target.url.prefix)?;
+    match file.try_lock() {
+        Ok(()) => files.push(file),
+        Err(TryLockError::WouldBlock) => {
+            return Err(LockError::Busy {
+                url: target.url.to_string(),
+            })
+        }
+        Err(TryLockError::Error(e)) => return Err(failed(&path, e)),
+    }
+    Ok(RunLock {
+        _files: files,
+        target: target.clone(),
+        path,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn target(url: &str) -> Target {
+        Target::new(Some("http://127.0.0.1:1/"), &BucketUrl::parse(url).unwrap())
+    }
+
     #[test]
-    fn second_lock_on_the_same_prefix_is_refused() {
-        let url = BucketUrl::parse(&format!("s3://lock-test-{}/p", std::process::id())).unwrap();
-        let same = BucketUrl::parse(&format!("s3://lock-test-{}/p/", std::process::id())).unwrap();
-        let other = BucketUrl::parse(&format!("s3://lock-test-{}/q", std::process::id())).unwrap();
-        let held = acquire(&url).unwrap();
-        assert!(matches!(acquire(&same), Err(LockError::Busy { .. })));
-        let elsewhere = acquire(&other).unwrap();
-        drop(held);
-        let again = acquire(&url).unwrap();
-        for l in [again, elsewhere] {
-            let _ = std::fs::remove_file(&l.path);
-        }
+    fn the_directory_depends_on_the_user_only() {
+        let home = Path::new("/home/u");
+        assert_eq!(
+            default_dir(0, Some(Path::new("/root")), true).unwrap(),
+            Path::new("/run/cback3-s3sync")
+        );
+        assert_eq!(
+            default_dir(0, Some(Path::new("/root")), false).unwrap(),
+            Path::new("/root/.cache/cback3-s3sync/locks")
+        );
+        assert_eq!(
+            default_dir(1000, Some(home), true).unwrap(),
+            Path::new("/home/u/.cache/cback3-s3sync/locks")
+        );
+        assert!(matches!(
+            default_dir(1000, None, true),
+            Err(LockError::Dir { .. })
+        ));
+        assert!(default_dir(1000, Some(Path::new("rel")), true).is_err());
+        // The home comes from the password database, whatever $HOME says.
+        let uid = unsafe { libc::geteuid() };
+        let home = passwd_home(uid).expect("this user has a passwd entry");
+        assert!(home.is_absolute(), "{home:?}");
+        assert_eq!(passwd_home(0).unwrap(), Path::new("/root"));
+    }
+
+    #[test]
+    fn ancestors_of_a_prefix() {
+        assert!(ancestors("").is_empty());
+        assert_eq!(ancestors("p/"), [""]);
+        assert_eq!(ancestors("a/b/c/"), ["", "a/", "a/b/"]);
+    }
+
+    #[test]
+    fn endpoint_bucket_and_prefix_name_the_file() {
+        let a = target("s3://bkt/p");
+        assert_eq!(a.file_name("p/"), target("s3://bkt/p/").file_name("p/"));
+        let other_end = Target::new(Some("http://other:9000"), &a.url);
+        assert_ne!(a.file_name("p/"), other_end.file_name("p/"));
+        assert_ne!(a.file_name("p/"), Target::new(None, &a.url).file_name("p/"));
+        assert_eq!(
+            Target::new(Some("HTTP://127.0.0.1:1"), &a.url).file_name("p/"),
+            a.file_name("p/")
+        );
+        assert_ne!(a.file_name("p/"), a.file_name("q/"));
+        let long = "b".repeat(255);
+        assert!(target(&format!("s3://{long}/p")).file_name("p/").len() < 100);
+    }
+
+    #[test]
+    fn overlapping_prefixes_conflict_and_siblings_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let take = |u: &str| acquire_in(d, &target(u));
+        let p = take("s3://bkt/p").unwrap();
+        assert!(matches!(take("s3://bkt/p/"), Err(LockError::Busy { .. })));
+        assert!(matches!(
+            take("s3://bkt/p/sub"),
+            Err(LockError::Contained { .. })
+        ));
+        assert!(matches!(take("s3://bkt"), Err(LockError::Busy { .. })));
+        // Another bucket, or the same bucket on another endpoint, is another target.
+        let _other = take("s3://bkt2/p").unwrap();
+        let _elsewhere = acquire_in(
+            d,
+            &Target::new(None, &BucketUrl::parse("s3://bkt/p").unwrap()),
+        )
+        .unwrap();
+        drop(p);
+        let sub = take("s3://bkt/p/sub").unwrap();
+        assert!(matches!(take("s3://bkt/p"), Err(LockError::Busy { .. })));
+        let sibling = take("s3://bkt/p/other").unwrap();
+        let e = take("s3://bkt/").unwrap_err().to_string();
+        assert!(e.contains("s3://bkt/ or a prefix under it"), "{e}");
+        drop((sub, sibling));
+        let root = take("s3://bkt").unwrap();
+        let e = take("s3://bkt/p/sub").unwrap_err().to_string();
+        assert!(
+            e.contains("syncing s3://bkt/, which contains s3://bkt/p/sub/"),
+            "{e}"
+        );
+        drop(root);
+        let _again = take("s3://bkt/p/sub").unwrap();
+    }
+
+    #[test]
+    fn directories_others_can_write_or_own_are_refused() {
+        let uid = unsafe { libc::geteuid() };
+        let dir = tempfile::tempdir().unwrap();
+        let fresh = dir.path().join("a/b/locks");
+        prepare_dir(&fresh, uid).unwrap();
+        let mode = std::fs::metadata(&fresh).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        use std::os::unix::fs::PermissionsExt;
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = prepare_dir(&open, uid).unwrap_err().to_string();
+        assert!(e.contains("writable by group or others"), "{e}");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&fresh, &link).unwrap();
+        assert!(prepare_dir(&link, uid).is_err());
+        // Owned by someone else (as seen from another uid, so no root needed).
+        let e = prepare_dir(&fresh, uid + 1).unwrap_err().to_string();
+        assert!(e.contains("belongs to user id"), "{e}");
     }
 }

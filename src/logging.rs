@@ -17,6 +17,8 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
@@ -97,12 +99,53 @@ pub fn format_line(level: Level, message: &str) -> String {
 struct CedarLogger {
     file: File,
     levels: Levels,
+    path: PathBuf,
+    /// Some line reached the logfile.
+    written: AtomicBool,
+    /// A write failed after that (reported once on stderr).
+    failed: AtomicBool,
+}
+
+/// Why the first line could not be written to the logfile, if it could not.
+static FIRST_WRITE_ERROR: OnceLock<String> = OnceLock::new();
+
+/// The logfile opened but its first line could not be written (`-l /dev/full`, a full
+/// disk): the run must stop with "Error setting up logging" (exit 3) before it does anything.
+pub fn startup_failure() -> Option<String> {
+    FIRST_WRITE_ERROR.get().cloned()
 }
 
 impl CedarLogger {
+    fn new(file: File, levels: Levels, path: &Path) -> Self {
+        CedarLogger {
+            file,
+            levels,
+            path: path.to_path_buf(),
+            written: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
+        }
+    }
+
     fn write_file(&self, line: String) {
         // One write per line on an O_APPEND descriptor: lines of concurrent writers never mix.
-        let _ = (&self.file).write_all((line + "\n").as_bytes());
+        match (&self.file).write_all((line + "\n").as_bytes()) {
+            Ok(()) => self.written.store(true, Ordering::Relaxed),
+            Err(e) if !self.written.load(Ordering::Relaxed) => {
+                let _ = FIRST_WRITE_ERROR.set(format!(
+                    "cannot write to logfile {}: {e}",
+                    self.path.display()
+                ));
+            }
+            Err(e) => {
+                // Monitoring reads the logfile: say once, even with -q, that lines are lost.
+                if !self.failed.swap(true, Ordering::Relaxed) {
+                    eprintln!(
+                        "cback3-amazons3-sync: cannot write to logfile {}: {e}; later log lines may be lost",
+                        self.path.display()
+                    );
+                }
+            }
+        }
     }
 }
 
@@ -219,7 +262,8 @@ pub fn init(opts: &Options) -> Result<(), LoggingError> {
         owner,
     )?;
     let levels = Levels::from_options(opts);
-    if log::set_boxed_logger(Box::new(CedarLogger { file, levels })).is_ok() {
+    let logger = CedarLogger::new(file, levels, &opts.logfile_path());
+    if log::set_boxed_logger(Box::new(logger)).is_ok() {
         log::set_max_level(levels.max());
     }
     Ok(())
@@ -266,10 +310,11 @@ mod tests {
         let path = dir.path().join("route.log");
         let emit = |levels: Levels| {
             let _ = std::fs::remove_file(&path);
-            let logger = CedarLogger {
-                file: open_logfile(&path, 0o600, ("root", "root")).unwrap(),
+            let logger = CedarLogger::new(
+                open_logfile(&path, 0o600, ("root", "root")).unwrap(),
                 levels,
-            };
+                &path,
+            );
             for (target, level, msg) in [
                 (FLOW, Level::Info, "flow-info"),
                 (FLOW, Level::Debug, "flow-debug"),
@@ -306,6 +351,26 @@ mod tests {
         let dbg = emit(quiet(LevelFilter::Debug, true));
         assert!(dbg.contains(" --> [DEBUG  ] flow-debug\n"), "{dbg}");
         assert!(!dbg.contains("foreign"), "{dbg}");
+    }
+
+    #[test]
+    fn a_write_failure_after_the_first_line_is_noted_once() {
+        let mut fds = [0; 2];
+        // SAFETY: pipe fills the two descriptors, which the Files below then own.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        let (reader, writer) = unsafe {
+            use std::os::unix::io::FromRawFd;
+            (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1]))
+        };
+        let logger = CedarLogger::new(writer, levels(&[]), Path::new("pipe"));
+        logger.write_file("first".into());
+        assert!(logger.written.load(Ordering::Relaxed));
+        drop(reader);
+        assert!(!logger.failed.load(Ordering::Relaxed));
+        logger.write_file("second".into()); // EPIPE: SIGPIPE is ignored by Rust programs
+        logger.write_file("third".into());
+        assert!(logger.failed.load(Ordering::Relaxed));
+        assert_eq!(startup_failure(), None, "not a startup failure");
     }
 
     #[test]

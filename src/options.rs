@@ -28,6 +28,11 @@ pub const DEFAULT_OWNER: (&str, &str) = ("root", "adm");
 pub const DEFAULT_MODE: u32 = 0o640;
 /// Default bound on concurrent S3 requests.
 pub const DEFAULT_MAX_CONCURRENCY: usize = 64;
+/// The largest `--maxConcurrency`. Far beyond what one prefix can use (S3 takes about 3,500
+/// writes a second per prefix, which 64 requests already reach at normal latencies), while
+/// each request may hold a 1 MiB body and two file descriptors: 1,000 stays within 1 GiB and
+/// a typical descriptor limit, and far from tokio's semaphore limit (2^61), which panics.
+pub const MAX_CONCURRENCY: usize = 1000;
 
 /// Everything the command line can say. `None` means "not given" (the default applies).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -109,6 +114,13 @@ impl Options {
             return Err(OptionsError::Value(
                 "Exactly two arguments are needed: a source directory and an S3 bucket URL.".into(),
             ));
+        }
+        if let Some(n) = self.max_concurrency {
+            if !(1..=MAX_CONCURRENCY).contains(&n) {
+                return Err(OptionsError::Value(format!(
+                    "--maxConcurrency needs a whole number from 1 to {MAX_CONCURRENCY}, not {n}."
+                )));
+            }
         }
         if self.sse_kms_key_id.is_some()
             && !self
@@ -430,16 +442,16 @@ pub static SWITCHES: &[Switch] = &[
         short: None,
         value_name: Some("N"),
         original: false,
-        help: "At most N S3 requests at a time (default 64)",
+        help: "At most N S3 requests at a time (default 64, 1 to 1000)",
         apply: |o, v| {
             let text = utf8("maxConcurrency value", v)?;
             match text.parse::<usize>() {
-                Ok(n) if n > 0 => {
+                Ok(n) if (1..=MAX_CONCURRENCY).contains(&n) => {
                     o.max_concurrency = Some(n);
                     Ok(())
                 }
                 _ => Err(OptionsError::Value(format!(
-                    "--maxConcurrency needs a positive whole number, not {text:?}."
+                    "--maxConcurrency needs a whole number from 1 to {MAX_CONCURRENCY}, not {text:?}."
                 ))),
             }
         },

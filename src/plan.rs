@@ -5,6 +5,11 @@
 //! mtime is newer than the object's LastModified. Objects are matched by exact key in a
 //! hash map, never by merging two sorted listings (a sort-order mismatch has made
 //! `aws s3 sync` upload and delete the same file in one run).
+//!
+//! LastModified has whole seconds, mtimes have nanoseconds: a same-size file whose mtime is
+//! newer than LastModified by less than a second may or may not have changed after its
+//! upload. Those files are *ambiguous*; the sync asks their objects for the `mtime` metadata
+//! that every upload writes (rclone's format) and [`resolve_ambiguous`] decides.
 
 use std::collections::HashMap;
 
@@ -38,8 +43,15 @@ pub enum Mode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UploadReason {
     New,
-    SizeDiffers { local: u64, remote: u64 },
+    SizeDiffers {
+        local: u64,
+        remote: u64,
+    },
     Newer,
+    /// Ambiguous by the rule above, and the object's `mtime` metadata is another mtime.
+    MtimeMetadataDiffers,
+    /// `--verifyContent` found the object's content different (a repair).
+    ContentDiffers,
 }
 
 impl std::fmt::Display for UploadReason {
@@ -50,6 +62,10 @@ impl std::fmt::Display for UploadReason {
                 write!(f, "size differs (local {local}, bucket {remote})")
             }
             UploadReason::Newer => f.write_str("local file is newer"),
+            UploadReason::MtimeMetadataDiffers => {
+                f.write_str("local file is newer (mtime differs from the object's mtime metadata)")
+            }
+            UploadReason::ContentDiffers => f.write_str("content differs"),
         }
     }
 }
@@ -61,12 +77,73 @@ pub struct Plan {
     /// Relative names (under the prefix) of objects to delete, sorted.
     pub deletes: Vec<Box<str>>,
     pub unchanged: usize,
+    /// Files whose objects must be asked for their `mtime` metadata (see the module docs).
+    pub ambiguous: Vec<usize>,
 }
 
 impl Plan {
     pub fn is_empty(&self) -> bool {
-        self.uploads.is_empty() && self.deletes.is_empty()
+        self.uploads.is_empty() && self.deletes.is_empty() && self.ambiguous.is_empty()
     }
+}
+
+const NS: i64 = 1_000_000_000;
+
+/// Same size, and the file's mtime is newer than LastModified by less than LastModified's
+/// resolution (one second): the listing cannot tell whether it changed after the upload.
+pub fn is_ambiguous(local: &LocalFile, remote: &RemoteObject) -> bool {
+    let newer_by = local.mtime_ns.saturating_sub(remote.last_modified_ns);
+    local.size == remote.size && newer_by > 0 && newer_by < NS
+}
+
+/// The decision for an ambiguous file from its object's `mtime` metadata: the same mtime
+/// means unchanged; another, or none (objects of other tools), means upload.
+pub fn resolve_ambiguous(local: &LocalFile, metadata: Option<&str>) -> Option<UploadReason> {
+    match metadata.map(parse_mtime) {
+        Some(Some(ns)) if ns == local.mtime_ns => None,
+        Some(Some(_)) => Some(UploadReason::MtimeMetadataDiffers),
+        _ => Some(UploadReason::Newer),
+    }
+}
+
+/// An mtime as rclone writes it in the `mtime` metadata: seconds since the epoch with up to
+/// nine fraction digits, trailing zeros dropped (`1354040105.5`, `1354040105`). Before the
+/// epoch the sign applies to the whole value (`-1.5` is 1.5 s before).
+pub fn format_mtime(ns: i64) -> String {
+    let sign = if ns < 0 { "-" } else { "" };
+    let abs = ns.unsigned_abs();
+    let (secs, frac) = (abs / NS as u64, abs % NS as u64);
+    if frac == 0 {
+        return format!("{sign}{secs}");
+    }
+    let digits = format!("{frac:09}");
+    format!("{sign}{secs}.{}", digits.trim_end_matches('0'))
+}
+
+/// Parses [`format_mtime`]'s format leniently: an optional sign, whole seconds, and an
+/// optional fraction (digits beyond nanoseconds are ignored). `None` if it is not one.
+pub fn parse_mtime(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let (neg, rest) = match text.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let (whole, frac) = rest.split_once('.').unwrap_or((rest, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty()
+        || !digits(whole)
+        || !digits(frac)
+        || (rest.contains('.') && frac.is_empty())
+    {
+        return None;
+    }
+    let secs: i64 = whole.parse().ok()?;
+    let mut nanos: i64 = 0;
+    for (i, b) in frac.bytes().take(9).enumerate() {
+        nanos += i64::from(b - b'0') * 10i64.pow(8 - i as u32);
+    }
+    let abs = secs.checked_mul(NS)?.checked_add(nanos)?;
+    Some(if neg { -abs } else { abs })
 }
 
 /// Should this local file be uploaded over what the bucket holds?
@@ -89,7 +166,12 @@ pub fn plan(files: &[LocalFile], listing: &Listing, mode: Mode) -> Plan {
         return out;
     }
     for (i, f) in files.iter().enumerate() {
-        match upload_reason(f, listing.get(&f.rel)) {
+        let remote = listing.get(&f.rel);
+        if remote.is_some_and(|r| is_ambiguous(f, r)) {
+            out.ambiguous.push(i);
+            continue;
+        }
+        match upload_reason(f, remote) {
             Some(reason) => out.uploads.push((i, reason)),
             None => out.unchanged += 1,
         }
@@ -180,6 +262,90 @@ mod tests {
         let mut g = f("a", 10, 100);
         g.mtime_ns += 1;
         assert_eq!(upload_reason(&g, Some(&remote)), Some(UploadReason::Newer));
+    }
+
+    #[test]
+    fn same_second_changes_are_ambiguous_and_resolved_by_metadata() {
+        let remote = RemoteObject {
+            size: 10,
+            last_modified_ns: 100 * S,
+            archived: None,
+        };
+        let at = |ns: i64| LocalFile {
+            rel: "a".into(),
+            size: 10,
+            mtime_ns: ns,
+        };
+        // (file mtime, ambiguous?)
+        let cases = [
+            (100 * S - 1, false),
+            (100 * S, false),
+            (100 * S + 1, true),
+            (100 * S + 999_999_999, true),
+            (101 * S, false),
+            (105 * S, false),
+        ];
+        for (mtime, want) in cases {
+            assert_eq!(is_ambiguous(&at(mtime), &remote), want, "{mtime}");
+        }
+        let mut other_size = at(100 * S + 5);
+        other_size.size = 11;
+        assert!(!is_ambiguous(&other_size, &remote));
+
+        let f = at(100 * S + 500_000_000);
+        // (metadata, decision)
+        let cases = [
+            (Some("100.5"), None),
+            (Some("100.500000000"), None),
+            (Some("100.4"), Some(UploadReason::MtimeMetadataDiffers)),
+            (Some("100"), Some(UploadReason::MtimeMetadataDiffers)),
+            (None, Some(UploadReason::Newer)),
+            (Some("yesterday"), Some(UploadReason::Newer)),
+        ];
+        for (meta, want) in cases {
+            assert_eq!(resolve_ambiguous(&f, meta), want, "{meta:?}");
+        }
+
+        let mut later = at(200 * S);
+        later.rel = "b".into();
+        let files = vec![f.clone(), later];
+        let l = listing(&[("a", 10, 100), ("b", 10, 100)]);
+        let p = plan(&files, &l, Mode::Full);
+        assert_eq!(p.ambiguous, vec![0]);
+        assert_eq!(p.uploads, vec![(1, UploadReason::Newer)]);
+        assert_eq!(p.unchanged, 0);
+    }
+
+    #[test]
+    fn mtime_metadata_format() {
+        let cases = [
+            (1_354_040_105_123_456_789, "1354040105.123456789"),
+            (1_354_040_105_500_000_000, "1354040105.5"),
+            (1_354_040_105_000_000_000, "1354040105"),
+            (1_000_000_001, "1.000000001"),
+            (0, "0"),
+            (-1_500_000_000, "-1.5"),
+            (-1, "-0.000000001"),
+        ];
+        for (ns, text) in cases {
+            assert_eq!(format_mtime(ns), text);
+            assert_eq!(parse_mtime(text), Some(ns), "{text}");
+        }
+        assert_eq!(parse_mtime("12.1234567891"), Some(12_123_456_789));
+        assert_eq!(parse_mtime(" 7 "), Some(7 * S));
+        assert_eq!(parse_mtime("+7.25"), Some(7 * S + 250_000_000));
+        for bad in [
+            "",
+            "-",
+            ".5",
+            "5.",
+            "1e9",
+            "1.2.3",
+            "abc",
+            "99999999999999999999",
+        ] {
+            assert_eq!(parse_mtime(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -442,6 +442,14 @@ fn synchronize(
     max_concurrency: Option<usize>,
     allow_empty_source: bool,
 ) -> PyResult<()> {
+    if let Some(n) = max_concurrency {
+        if !(1..=options::MAX_CONCURRENCY).contains(&n) {
+            return Err(value_error(format!(
+                "max_concurrency must be from 1 to {}, not {n}",
+                options::MAX_CONCURRENCY
+            )));
+        }
+    }
     let job = Job {
         url: parse_url(s3_bucket_url)?,
         mode: if upload_only {
@@ -460,9 +468,12 @@ fn synchronize(
             blocking(move || engine::prepare(&source_dir, &url, true, &mut Summary::default()))
                 .await?;
         let mut summary = Summary::default();
-        let client = s3::client().await;
+        let (client, endpoint) = s3::client_with_endpoint()
+            .await
+            .map_err(engine::RunError::Failed)?;
+        let lock = engine::lock(&job, endpoint.as_deref())?;
         let listing = crate::listing::list(&client, &job.url, &cancel).await?;
-        engine::synchronize(&client, &job, &tree, listing, &mut summary, &cancel)
+        engine::synchronize(&client, &job, &lock, &tree, listing, &mut summary, &cancel)
             .await
             .map(|_| ())
     })?;
@@ -484,7 +495,7 @@ fn verify(py: Python<'_>, tree: &SourceTree, s3_bucket_url: &str) -> PyResult<()
     let tree = Arc::clone(&tree.tree);
     let outcome = run_cancellable(py, move |cancel| async move {
         let mut summary = Summary::default();
-        let client = s3::client().await;
+        let client = s3::client().await.map_err(engine::RunError::Failed)?;
         engine::verify(&client, &job, &tree, None, &mut summary, &cancel).await
     })?;
     phase_result(outcome, value_error)

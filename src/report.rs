@@ -10,7 +10,7 @@ pub enum ExitStatus {
     Usage,
     /// Logging could not be set up.
     Logging,
-    /// Interrupted by Ctrl-C or SIGTERM.
+    /// Interrupted by Ctrl-C, SIGTERM or SIGHUP (or Python's KeyboardInterrupt).
     Interrupted,
     /// Anything else: bad input, S3 errors, verification differences.
     Failure,

@@ -1001,7 +1001,7 @@ pub async fn run_phases(
     log::info!(target: FLOW, "Restoring {url} into {}{}.", display_path(&target), if opts.dry_run { " (dry run)" } else { "" });
     let started = Instant::now();
     let root = open_target(&target, opts.dry_run)?;
-    let client = s3::client().await;
+    let client = s3::client().await.map_err(failed)?;
     let listing = crate::listing::list(&client, &url, cancel).await?;
     summary.phases.push(("prepare", started.elapsed()));
     let started = Instant::now();

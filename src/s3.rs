@@ -1,14 +1,19 @@
 //! Talking to S3: the client (configured as the AWS CLI resolves it), listing, uploads
 //! (single request and multipart, streamed from disk) and deletes.
 
+use std::fs::File;
+use std::future::Future;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::primitives::{ByteStream, Length};
+use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, ChecksumMode, ChecksumType, CompletedMultipartUpload, CompletedPart, Delete,
     ObjectIdentifier, ServerSideEncryption, StorageClass,
@@ -155,6 +160,11 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
+    if is_transport(err) {
+        crate::health::transport_failure();
+    } else if matches!(err, SdkError::ServiceError(_)) {
+        crate::health::answered();
+    }
     let (code, detail) = match err.as_service_error() {
         Some(service) if service.code().is_some() => {
             let code = service.code().unwrap_or_default().to_string();
@@ -164,10 +174,18 @@ where
                 format!("{code}: {msg}").trim_end_matches(": ").to_string(),
             )
         }
-        _ => (
-            err.code().map(str::to_string),
-            one_line(&DisplayErrorContext(err).to_string()),
-        ),
+        _ => {
+            // The SDK's whole context is long (every credential provider tried, every
+            // wrapper): the logfile gets it at -d, the screen with -s; otherwise one line.
+            let full = one_line(&DisplayErrorContext(err).to_string());
+            log::debug!(target: crate::FLOW, "{op} {}: {full}", crate::walk::display_bytes(target.as_bytes()));
+            let detail = if crate::diagnostics::full_chain() {
+                full
+            } else {
+                brief(err)
+            };
+            (err.code().map(str::to_string), detail)
+        }
     };
     S3Error {
         op,
@@ -175,6 +193,94 @@ where
         detail,
         code,
     }
+}
+
+/// Did the request fail without an answer from the server (timeout, refused or reset
+/// connection, cut-off response), after the SDK's own retries?
+fn is_transport<E, R>(err: &SdkError<E, R>) -> bool {
+    match err {
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
+        SdkError::DispatchFailure(d) => d.is_io() || d.is_timeout(),
+        _ => false,
+    }
+}
+
+/// Set when the client is built: a configuration problem that explains errors before any
+/// request is sent (a profile named by `AWS_PROFILE` that does not exist).
+static CONFIG_PROBLEM: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// One readable line for an error the service did not describe: what failed, and the
+/// innermost cause (which is the specific one: "Connection refused", "A region must be set").
+fn brief<E, R>(err: &SdkError<E, R>) -> String
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let mut causes: Vec<&(dyn std::error::Error + 'static)> = Vec::new();
+    let mut next = std::error::Error::source(err);
+    while let Some(c) = next {
+        causes.push(c);
+        next = c.source();
+    }
+    let innermost = one_line(&causes.last().map_or(err.to_string(), |c| c.to_string()));
+    let credentials = causes
+        .iter()
+        .any(|c| format!("{c:?}").starts_with("CredentialsNotLoaded"));
+    let problem = CONFIG_PROBLEM.lock().ok().and_then(|p| p.clone());
+    match err {
+        SdkError::DispatchFailure(d) if d.is_io() => {
+            format!("cannot reach the endpoint: {innermost}")
+        }
+        SdkError::DispatchFailure(d) if d.is_timeout() => {
+            format!("no connection to the endpoint in time: {innermost}")
+        }
+        SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_) => {
+            if let Some(p) = problem {
+                format!("no credentials: {p}")
+            } else if credentials {
+                "no credentials: none in the environment (AWS_ACCESS_KEY_ID), in the profile's \
+                 ~/.aws/credentials or ~/.aws/config entries, from web identity, the container \
+                 or the instance metadata service"
+                    .to_string()
+            } else if innermost.contains("region") {
+                format!("no region: set AWS_REGION or `region` in the profile ({innermost})")
+            } else {
+                format!("the request could not be sent: {innermost}")
+            }
+        }
+        SdkError::TimeoutError(_) => format!("no answer in time: {innermost}"),
+        SdkError::ResponseError(_) => {
+            format!("the response was cut off or unreadable: {innermost}")
+        }
+        _ => innermost,
+    }
+}
+
+/// `AWS_PROFILE` names a profile that no configuration file defines?
+async fn missing_profile() -> Option<String> {
+    let name = std::env::var("AWS_PROFILE")
+        .ok()
+        .filter(|n| !n.is_empty())?;
+    use aws_types::os_shim_internal::{Env, Fs};
+    let found =
+        match aws_config::profile::load(&Fs::real(), &Env::real(), &Default::default(), None).await
+        {
+            Ok(profiles) => profiles.get_profile(&name).is_some(),
+            Err(_) => false,
+        };
+    let file = |var: &str, default: &str| {
+        std::env::var(var)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| default.to_string())
+    };
+    (!found).then(|| {
+        format!(
+            "profile `{name}` named by AWS_PROFILE is not in {} or {}",
+            file("AWS_CONFIG_FILE", "~/.aws/config"),
+            file("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials")
+        )
+    })
 }
 
 fn one_line(s: &str) -> String {
@@ -231,30 +337,113 @@ fn response_timeout() -> Duration {
         .ok()
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s > 0.0)
-        .map(Duration::from_secs_f64)
+        // A value too large for a Duration (1e300) would panic in from_secs_f64.
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
         .unwrap_or(RESPONSE_TIMEOUT)
 }
 
-/// Builds the S3 client from the standard AWS configuration chain: environment,
-/// `~/.aws/config` and `~/.aws/credentials`, `AWS_PROFILE`, `AWS_ENDPOINT_URL[_S3]` and
-/// `endpoint_url`, checksum and retry settings. A custom endpoint gets path-style
-/// addressing, which S3-compatible servers need.
-///
-/// Retries: the user's settings if any, otherwise standard mode with
-/// [`DEFAULT_MAX_ATTEMPTS`] and backoff from [`INITIAL_BACKOFF`] to [`MAX_BACKOFF`].
-/// Timeouts: [`CONNECT_TIMEOUT`] to connect, [`RESPONSE_TIMEOUT`] for an answer once a
-/// request is sent, and the SDK's stalled-stream protection (no progress for 20 s) while a
-/// body moves. So a request can fail for good only after bounded time, and an unreachable
-/// endpoint fails the run within about a minute.
-pub async fn client() -> Client {
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+/// A PEM file of CA certificates to trust instead of the system's roots, and where its
+/// path was found (`AWS_CA_BUNDLE`, or `ca_bundle` in the named profile).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaBundle {
+    pub path: std::path::PathBuf,
+    pub source: String,
+}
+
+/// The selected profile of `~/.aws/config` and `~/.aws/credentials` (or `AWS_CONFIG_FILE` /
+/// `AWS_SHARED_CREDENTIALS_FILE`): `AWS_PROFILE`, else `default`. None when the files
+/// cannot be parsed (the SDK then reports the problem where it matters).
+async fn profile_set() -> Option<aws_config::profile::ProfileSet> {
+    use aws_types::os_shim_internal::{Env, Fs};
+    aws_config::profile::load(&Fs::real(), &Env::real(), &Default::default(), None)
+        .await
+        .ok()
+}
+
+/// The CA bundle as the AWS CLI finds it: `AWS_CA_BUNDLE`, then the selected profile's
+/// `ca_bundle`. A leading `~/` means the home directory.
+fn ca_bundle(profiles: Option<&aws_config::profile::ProfileSet>) -> Option<CaBundle> {
+    let (raw, source) = match std::env::var("AWS_CA_BUNDLE") {
+        Ok(v) if !v.trim().is_empty() => (v, "AWS_CA_BUNDLE".to_string()),
+        _ => {
+            let p = profiles?;
+            let v = p.get("ca_bundle").filter(|v| !v.trim().is_empty())?;
+            (
+                v.to_string(),
+                format!("ca_bundle of profile {}", p.selected_profile()),
+            )
+        }
+    };
+    let raw = raw.trim();
+    let path = match (raw.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => std::path::Path::new(&home).join(rest),
+        _ => raw.into(),
+    };
+    Some(CaBundle { path, source })
+}
+
+/// Reads the CA bundle and checks every certificate in it (the HTTP client would panic on
+/// one it cannot parse). The result trusts these certificates only, as the AWS CLI does.
+fn load_ca_bundle(ca: &CaBundle) -> Result<aws_smithy_http_client::tls::TlsContext, String> {
+    use aws_smithy_http_client::tls::{TlsContext, TrustStore};
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let what = format!("CA bundle {} (from {})", ca.path.display(), ca.source);
+    let pem = std::fs::read(&ca.path).map_err(|e| format!("cannot read the {what}: {e}"))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("the {what} is not a valid PEM file: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "the {what} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+        ));
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for (i, cert) in certs.into_iter().enumerate() {
+        roots
+            .add(cert)
+            .map_err(|e| format!("certificate {} in the {what} cannot be used: {e}", i + 1))?;
+    }
+    TlsContext::builder()
+        .with_trust_store(TrustStore::empty().with_pem_certificate(pem))
+        .build()
+        .map_err(|e| format!("the {what} cannot be used: {e}"))
+}
+
+/// What the S3 client is built from, resolved as the AWS CLI resolves it.
+struct Setup {
+    sdk: aws_types::SdkConfig,
+    endpoint: Option<String>,
+    user_retries: bool,
+    ca: Option<CaBundle>,
+}
+
+/// Resolves the configuration. The HTTPS client (with the CA bundle, if any) is given to the
+/// loader too, so credential providers that call out (SSO, STS) trust the same roots.
+async fn setup() -> Result<Setup, String> {
+    let profiles = profile_set().await;
+    let ca = ca_bundle(profiles.as_ref());
+    let tls = ca.as_ref().map(load_ca_bundle).transpose()?;
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(crate::http_timeout::default_https_client(tls))
+        .load()
+        .await;
     let endpoint = custom_endpoint(&sdk);
-    let mut builder = aws_sdk_s3::config::Builder::from(&sdk);
-    if let Some(url) = &endpoint {
-        log::debug!(target: OUTPUT, "S3 endpoint {url} (path-style addressing)");
+    let user_retries = retries_configured().await;
+    Ok(Setup {
+        sdk,
+        endpoint,
+        user_retries,
+        ca,
+    })
+}
+
+fn s3_config(setup: &Setup) -> aws_sdk_s3::Config {
+    let sdk = &setup.sdk;
+    let mut builder = aws_sdk_s3::config::Builder::from(sdk);
+    if setup.endpoint.is_some() {
         builder = builder.force_path_style(true);
     }
-    if !retries_configured().await {
+    if !setup.user_retries {
         builder = builder.retry_config(
             RetryConfig::standard()
                 .with_max_attempts(DEFAULT_MAX_ATTEMPTS)
@@ -269,16 +458,280 @@ pub async fn client() -> Client {
     );
     let http = sdk
         .http_client()
-        .unwrap_or_else(crate::http_timeout::default_https_client);
+        .unwrap_or_else(|| crate::http_timeout::default_https_client(None));
     builder = builder.http_client(crate::http_timeout::with_response_timeout(
         http,
         response_timeout(),
     ));
-    let conf = builder.build();
+    builder.build()
+}
+
+/// Builds the S3 client from the standard AWS configuration chain: environment,
+/// `~/.aws/config` and `~/.aws/credentials`, `AWS_PROFILE`, `AWS_ENDPOINT_URL[_S3]` and
+/// `endpoint_url`, checksum and retry settings, `AWS_CA_BUNDLE` and `ca_bundle`. A custom
+/// endpoint gets path-style addressing, which S3-compatible servers need.
+///
+/// Retries: the user's settings if any, otherwise standard mode with
+/// [`DEFAULT_MAX_ATTEMPTS`] and backoff from [`INITIAL_BACKOFF`] to [`MAX_BACKOFF`].
+/// Timeouts: [`CONNECT_TIMEOUT`] to connect, [`RESPONSE_TIMEOUT`] for an answer once a
+/// request is sent, and the SDK's stalled-stream protection (no progress for 20 s) while a
+/// body moves. So a request can fail for good only after bounded time, and an unreachable
+/// endpoint fails the run within about a minute.
+///
+/// A CA bundle that cannot be read or holds no usable certificate is an error (one line).
+pub async fn client() -> Result<Client, String> {
+    client_with_endpoint().await.map(|(client, _)| client)
+}
+
+/// [`client`], and the custom endpoint it talks to (`None`: AWS itself), which the run lock
+/// needs to tell targets apart.
+pub async fn client_with_endpoint() -> Result<(Client, Option<String>), String> {
+    let problem = missing_profile().await;
+    if let Ok(mut p) = CONFIG_PROBLEM.lock() {
+        *p = problem;
+    }
+    let setup = setup().await?;
+    if let Some(url) = &setup.endpoint {
+        log::debug!(target: OUTPUT, "S3 endpoint {url} (path-style addressing)");
+    }
+    if let Some(ca) = &setup.ca {
+        log::debug!(target: OUTPUT, "Trusting only the CA bundle {} (from {})", ca.path.display(), ca.source);
+    }
+    let conf = s3_config(&setup);
     if let Some(r) = conf.retry_config() {
         log::debug!(target: OUTPUT, "S3 retries: {:?} mode, {} attempts, backoff {:?} to {:?}", r.mode(), r.max_attempts(), r.initial_backoff(), r.max_backoff());
     }
-    Client::from_conf(conf)
+    Ok((Client::from_conf(conf), setup.endpoint.clone()))
+}
+
+/// The configuration a run would use, as (title, value) lines for `-D`: where the profile,
+/// region, endpoint and CA bundle come from, addressing, sizes, checksums, retries and
+/// timeouts, and whether credentials were found and from which kind of source. Never a
+/// secret: no key, token or credential value is shown. `max_concurrency` is the command
+/// line's `--maxConcurrency`, if given.
+pub async fn effective_configuration(
+    max_concurrency: Option<usize>,
+) -> Vec<(&'static str, String)> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let mut out = Vec::new();
+    let profiles = profile_set().await;
+    let profile_name = profiles
+        .as_ref()
+        .map(|p| p.selected_profile().to_string())
+        .or_else(|| env("AWS_PROFILE"))
+        .unwrap_or_else(|| "default".into());
+    let profile_from = if env("AWS_PROFILE").is_some() {
+        "from AWS_PROFILE"
+    } else {
+        "no AWS_PROFILE"
+    };
+    let files = |var: &str, default: &str| {
+        let path = env(var).unwrap_or_else(|| {
+            let home = std::env::var("HOME").unwrap_or_default();
+            format!("{home}/.aws/{default}")
+        });
+        let state = if std::path::Path::new(&path).is_file() {
+            ""
+        } else {
+            " (missing)"
+        };
+        format!("{path}{state}")
+    };
+    out.push((
+        "AWS profile",
+        format!(
+            "{profile_name} ({profile_from}; {}, {})",
+            files("AWS_CONFIG_FILE", "config"),
+            files("AWS_SHARED_CREDENTIALS_FILE", "credentials")
+        ),
+    ));
+    let in_profile = |key: &str| profiles.as_ref().and_then(|p| p.get(key)).is_some();
+    let ca = ca_bundle(profiles.as_ref());
+    out.push((
+        "CA bundle",
+        match &ca {
+            None => "none: the system's root certificates".into(),
+            Some(c) => match load_ca_bundle(c) {
+                Ok(_) => format!(
+                    "{} (from {}; instead of the system's roots)",
+                    c.path.display(),
+                    c.source
+                ),
+                Err(e) => format!("UNUSABLE: {e}"),
+            },
+        },
+    ));
+    let setup = match setup().await {
+        Ok(s) => s,
+        Err(_) => {
+            // The CA bundle is unusable (shown above): resolve the rest without it.
+            let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .load()
+                .await;
+            Setup {
+                endpoint: custom_endpoint(&sdk),
+                sdk,
+                user_retries: retries_configured().await,
+                ca,
+            }
+        }
+    };
+    let conf = s3_config(&setup);
+    let region_from = ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .into_iter()
+        .find(|k| env(k).is_some())
+        .map(|k| format!("from {k}"))
+        .unwrap_or_else(|| {
+            if in_profile("region") {
+                format!("from profile {profile_name}")
+            } else {
+                "from instance metadata, if any".into()
+            }
+        });
+    out.push((
+        "region",
+        match conf.region() {
+            Some(r) => format!("{r} ({region_from})"),
+            None => "none (set AWS_REGION or region in the profile)".into(),
+        },
+    ));
+    let endpoint_from = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
+        .into_iter()
+        .find(|k| env(k).is_some())
+        .map(|k| format!("from {k}"))
+        .unwrap_or_else(|| format!("from profile {profile_name}"));
+    out.push((
+        "endpoint",
+        match &setup.endpoint {
+            Some(url) => format!("{url} ({endpoint_from}), path-style addressing"),
+            None => "AWS S3 for the region, virtual-hosted addressing".into(),
+        },
+    ));
+    out.push((
+        "max concurrency",
+        match max_concurrency {
+            Some(n) => format!("{n} requests (--maxConcurrency)"),
+            None => format!(
+                "{} requests (default)",
+                crate::options::DEFAULT_MAX_CONCURRENCY
+            ),
+        },
+    ));
+    const MIB: u64 = 1024 * 1024;
+    out.push((
+        "multipart",
+        format!(
+            "files of {} MiB or more, in parts of {} MiB (more for files over {} GiB: at most {MAX_PARTS} parts)",
+            MULTIPART_THRESHOLD / MIB,
+            MIN_PART_SIZE / MIB,
+            MIN_PART_SIZE * MAX_PARTS / (1024 * MIB)
+        ),
+    ));
+    let request = match conf.request_checksum_calculation() {
+        Some(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired) => {
+            "when_required (uploads carry no checksum)"
+        }
+        _ => "when_supported (CRC64NVME on every upload)",
+    };
+    let response = match conf.response_checksum_validation() {
+        Some(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired) => "when_required",
+        _ => "when_supported",
+    };
+    out.push((
+        "checksums",
+        format!("request_checksum_calculation {request}, response_checksum_validation {response}"),
+    ));
+    out.push((
+        "retries",
+        match conf.retry_config() {
+            Some(r) => format!(
+                "{} mode, {} attempts, backoff {} s to {} s ({})",
+                format!("{:?}", r.mode()).to_lowercase(),
+                r.max_attempts(),
+                r.initial_backoff().as_secs_f64(),
+                r.max_backoff().as_secs_f64(),
+                if setup.user_retries {
+                    "the user's AWS_MAX_ATTEMPTS / AWS_RETRY_MODE / profile"
+                } else {
+                    "this tool's default"
+                }
+            ),
+            None => "none".into(),
+        },
+    ));
+    let response_from = if env(RESPONSE_TIMEOUT_ENV).is_some() {
+        format!(" (from {RESPONSE_TIMEOUT_ENV})")
+    } else {
+        String::new()
+    };
+    out.push((
+        "timeouts",
+        format!(
+            "connect {} s, response {} s{response_from}, stalled body 20 s",
+            CONNECT_TIMEOUT.as_secs_f64(),
+            response_timeout().as_secs_f64()
+        ),
+    ));
+    out.push(("credentials", credentials_source(&setup.sdk).await));
+    out
+}
+
+/// Whether credentials can be found, and the kind of source they came from (never a value).
+async fn credentials_source(sdk: &aws_types::SdkConfig) -> String {
+    use aws_credential_types::credential_feature::AwsCredentialFeature as F;
+    use aws_credential_types::provider::ProvideCredentials;
+    let Some(provider) = sdk.credentials_provider() else {
+        return "none configured".into();
+    };
+    let found = tokio::time::timeout(Duration::from_secs(20), provider.provide_credentials());
+    let creds = match found.await {
+        Err(_) => return "NOT FOUND: no answer within 20 s".into(),
+        Ok(Err(e)) => {
+            return format!(
+                "NOT FOUND in the environment, the profile's files, SSO, web identity, \
+                 container or instance metadata ({})",
+                one_line(&e.to_string())
+            )
+        }
+        Ok(Ok(c)) => c,
+    };
+    let kinds: Vec<&str> = creds
+        .get_property::<Vec<F>>()
+        .map(|features| {
+            features
+                .iter()
+                .filter_map(|f| match f {
+                    F::CredentialsEnvVars => Some("environment variables"),
+                    F::CredentialsProfile => Some("profile (static keys)"),
+                    F::CredentialsProfileSourceProfile => Some("profile source_profile"),
+                    F::CredentialsProfileNamedProvider => Some("profile credential_source"),
+                    F::CredentialsSso | F::CredentialsProfileSso => Some("SSO"),
+                    F::CredentialsProcess | F::CredentialsProfileProcess => {
+                        Some("credential_process")
+                    }
+                    F::CredentialsStsAssumeRole => Some("assumed role (STS)"),
+                    F::CredentialsEnvVarsStsWebIdToken
+                    | F::CredentialsProfileStsWebIdToken
+                    | F::CredentialsStsAssumeRoleWebId => Some("web identity"),
+                    F::CredentialsHttp => Some("container endpoint"),
+                    F::CredentialsImds => Some("EC2 instance metadata"),
+                    F::CredentialsLogin | F::CredentialsProfileLogin => Some("console login"),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut kinds_unique: Vec<&str> = Vec::new();
+    for k in kinds {
+        if !kinds_unique.contains(&k) {
+            kinds_unique.push(k);
+        }
+    }
+    if kinds_unique.is_empty() {
+        "found (source not reported by the SDK)".into()
+    } else {
+        format!("found, from {}", kinds_unique.join(", "))
+    }
 }
 
 /// Part size for a file: at least [`MIN_PART_SIZE`], large enough to stay within 10,000 parts.
@@ -288,43 +741,166 @@ pub fn part_size(size: u64) -> u64 {
     needed.max(MIN_PART_SIZE)
 }
 
-async fn stream(path: &Path, offset: u64, len: u64) -> Result<ByteStream, OpError> {
-    ByteStream::read_from()
-        .path(path)
-        .offset(offset)
-        .length(Length::Exact(len))
-        .build()
-        .await
-        .map_err(|e| OpError::local(path, e.to_string()))
+/// Bytes per positioned read of a streamed body.
+const BODY_CHUNK: u64 = 256 * 1024;
+
+/// A request body of `remaining` bytes of an open file from `offset`, read by positioned
+/// reads (`pread`) on a blocking thread. It reads the file the upload opened and checked,
+/// whatever happens to its path meanwhile (the SDK's path body reopens by name).
+struct FileRange {
+    file: Arc<File>,
+    offset: u64,
+    remaining: u64,
+    reading: Option<tokio::task::JoinHandle<std::io::Result<bytes::Bytes>>>,
 }
 
-/// Uploads one file with a single PutObject (streamed from disk).
+impl http_body::Body for FileRange {
+    type Data = bytes::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>> {
+        let this = &mut *self;
+        if this.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        let reading = this.reading.get_or_insert_with(|| {
+            let (file, offset) = (this.file.clone(), this.offset);
+            let len = this.remaining.min(BODY_CHUNK) as usize;
+            tokio::task::spawn_blocking(move || read_exact_at(&file, offset, len).map(Into::into))
+        });
+        let done = std::task::ready!(Pin::new(reading).poll(cx));
+        this.reading = None;
+        Poll::Ready(Some(match done {
+            Ok(Ok(bytes)) => {
+                this.offset += bytes.len() as u64;
+                this.remaining -= bytes.len() as u64;
+                Ok(http_body::Frame::data(bytes))
+            }
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(std::io::Error::other(e)),
+        }))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.remaining)
+    }
+}
+
+/// Reads exactly `len` bytes at `offset`; a file that ends earlier has shrunk.
+fn read_exact_at(file: &File, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    let mut got = 0;
+    while got < len {
+        match file.read_at(&mut buf[got..], offset + got as u64) {
+            Ok(0) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the file shrank while being read",
+                ))
+            }
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(buf)
+}
+
+/// A retryable body of `len` bytes of `file` from `offset` (each attempt reads afresh).
+fn stream(file: &Arc<File>, offset: u64, len: u64) -> ByteStream {
+    let file = file.clone();
+    ByteStream::new(aws_smithy_types::body::SdkBody::retryable(move || {
+        aws_smithy_types::body::SdkBody::from_body_1_x(FileRange {
+            file: file.clone(),
+            offset,
+            remaining: len,
+            reading: None,
+        })
+    }))
+}
+
+/// The open file an upload reads, and what it writes of it. `unchanged` says whether the
+/// file is still the version that was opened (see `transfer`); it is asked after a body
+/// read into memory, before that body is sent, and before a multipart upload is completed.
+pub struct Source<'a> {
+    pub file: Arc<File>,
+    /// For messages.
+    pub path: &'a Path,
+    /// Bytes to upload (from the start of the file).
+    pub size: u64,
+    /// The mtime of the version read, stored as the object's `mtime` metadata.
+    pub mtime_ns: i64,
+    pub unchanged: &'a (dyn Fn() -> Result<(), OpError> + Send + Sync),
+}
+
+/// HeadObject for the object's `mtime` user metadata (written by this tool and rclone);
+/// `Ok(None)` when the object has none.
+pub async fn head_mtime(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<String>, S3Error> {
+    let h = client
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| s3_error("HeadObject", key, &e))?;
+    log::debug!(target: OUTPUT, "HeadObject s3://{bucket}/{} (mtime metadata)", crate::walk::display_bytes(key.as_bytes()));
+    Ok(h.metadata().and_then(|m| m.get(MTIME_METADATA)).cloned())
+}
+
+/// Deletes one object (a copy that may be torn, so that the next run sees it missing).
+pub async fn delete_object(client: &Client, bucket: &str, key: &str) -> Result<(), S3Error> {
+    let req = client.delete_object().bucket(bucket).key(key).send();
+    match tokio::time::timeout(Duration::from_secs(60), req).await {
+        Ok(Ok(_)) => {
+            log::debug!(target: OUTPUT, "DeleteObject s3://{bucket}/{}", crate::walk::display_bytes(key.as_bytes()));
+            Ok(())
+        }
+        Ok(Err(e)) => Err(s3_error("DeleteObject", key, &e)),
+        Err(_) => Err(S3Error {
+            op: "DeleteObject",
+            target: key.to_string(),
+            detail: "timed out".into(),
+            code: None,
+        }),
+    }
+}
+
+/// The user metadata key (`x-amz-meta-mtime`) that holds the file's mtime, as rclone writes it.
+pub const MTIME_METADATA: &str = "mtime";
+
+/// Uploads one file with a single PutObject (small files read into memory, larger ones
+/// streamed from the open file).
 pub async fn put(
     client: &Client,
     bucket: &str,
     key: &str,
-    path: &Path,
-    size: u64,
+    src: &Source<'_>,
     settings: &UploadSettings,
 ) -> Result<(), OpError> {
+    let (size, path) = (src.size, src.path);
     let body = if size <= IN_MEMORY_BODY {
         // Small files are read whole: one read instead of a streaming body, and the SDK can
         // send the checksum as a header instead of an aws-chunked trailer.
-        let bytes = tokio::fs::read(path)
+        let file = src.file.clone();
+        let bytes = tokio::task::spawn_blocking(move || read_exact_at(&file, 0, size as usize))
             .await
+            .map_err(|e| OpError::local(path, e.to_string()))?
             .map_err(|e| OpError::local(path, e.to_string()))?;
-        if bytes.len() as u64 != size {
-            return Err(OpError::local(
-                path,
-                format!(
-                    "changed size while being read ({size} -> {} bytes)",
-                    bytes.len()
-                ),
-            ));
-        }
+        (src.unchanged)()?;
         ByteStream::from(bytes)
     } else {
-        stream(path, 0, size).await?
+        stream(&src.file, 0, size)
     };
     let checksums = checksums_on(client);
     client
@@ -332,6 +908,7 @@ pub async fn put(
         .bucket(bucket)
         .key(key)
         .content_length(size as i64)
+        .metadata(MTIME_METADATA, crate::plan::format_mtime(src.mtime_ns))
         .set_checksum_algorithm(checksums.then_some(ChecksumAlgorithm::Crc64Nvme))
         .set_storage_class(settings.storage_class.clone())
         .set_server_side_encryption(settings.sse.clone())
@@ -348,18 +925,18 @@ pub async fn put(
 
 /// Uploads one file as a multipart upload whose parts go up concurrently, each part
 /// streamed from its range of the file and each holding one permit of `limit`.
-/// On any failure or cancellation the upload is aborted, so no parts are left billed.
-#[allow(clippy::too_many_arguments)]
+/// On any failure or cancellation, or when the file changed while its parts were read,
+/// the upload is aborted (never completed), so no parts are left billed.
 pub async fn put_multipart(
     client: &Client,
     bucket: &str,
     key: &str,
-    path: &Path,
-    size: u64,
+    src: &Source<'_>,
     settings: &UploadSettings,
     limit: Arc<Semaphore>,
     cancel: &CancellationToken,
 ) -> Result<(), OpError> {
+    let (size, path) = (src.size, src.path);
     if size > MAX_OBJECT_SIZE {
         return Err(OpError::local(
             path,
@@ -373,6 +950,7 @@ pub async fn put_multipart(
         .create_multipart_upload()
         .bucket(bucket)
         .key(key)
+        .metadata(MTIME_METADATA, crate::plan::format_mtime(src.mtime_ns))
         .set_checksum_algorithm(checksums.then_some(ChecksumAlgorithm::Crc64Nvme))
         .set_checksum_type(checksums.then_some(ChecksumType::FullObject))
         .set_storage_class(settings.storage_class.clone())
@@ -393,13 +971,15 @@ pub async fn put_multipart(
         bucket,
         key,
         &upload_id,
+        &src.file,
         path,
         size,
         &part_settings,
         limit,
         cancel,
     )
-    .await;
+    .await
+    .and_then(|parts| (src.unchanged)().map(|()| parts));
     match result {
         Ok(parts) => {
             let full = checksums
@@ -469,6 +1049,82 @@ async fn abort_strays(client: &Client, bucket: &str, key: &str, ours: &str) {
     }
 }
 
+/// Aborts every open multipart upload under `prefix` (ListMultipartUploads, all pages), one
+/// WARNING each; with `dry_run` only logs them. Called by a run that holds the prefix's lock
+/// before it starts uploading, so none of them is this run's: they are leftovers of runs that
+/// were killed (a file gone by now keeps its upload open, and billed, for ever otherwise).
+/// Best effort: a failure to abort is a WARNING here; a failure to list is returned, as the
+/// WARNING line to log (the caller drops it when the run fails for the same reason anyway).
+/// Returns how many were found.
+pub async fn abort_prefix_strays(
+    client: &Client,
+    bucket: &str,
+    prefix: &str,
+    dry_run: bool,
+    cancel: &CancellationToken,
+) -> Result<usize, String> {
+    let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
+    let mut found = 0;
+    loop {
+        let request = client
+            .list_multipart_uploads()
+            .bucket(bucket)
+            .prefix(prefix)
+            .encoding_type(aws_sdk_s3::types::EncodingType::Url)
+            .set_key_marker(key_marker.take())
+            .set_upload_id_marker(id_marker.take())
+            // One attempt: a failure leaves the strays to the next run, and must neither slow
+            // a run that is failing anyway nor spend the retry quota the real work needs.
+            .customize()
+            .config_override(
+                aws_sdk_s3::config::Config::builder().retry_config(RetryConfig::disabled()),
+            )
+            .send();
+        let page = tokio::select! {
+            _ = cancel.cancelled() => return Ok(found),
+            r = request => r,
+        };
+        let page = page.map_err(|e| {
+            format!(
+                "Could not list open multipart uploads under s3://{bucket}/{prefix}: {}",
+                s3_error("ListMultipartUploads", prefix, &e).detail
+            )
+        })?;
+        for u in page.uploads() {
+            let (Some(raw), Some(id)) = (u.key(), u.upload_id()) else {
+                continue;
+            };
+            let key = crate::listing::decode_key(raw);
+            if !key.starts_with(prefix) {
+                continue;
+            }
+            found += 1;
+            let shown = crate::walk::display_bytes(key.as_bytes());
+            let initiated = u
+                .initiated()
+                .and_then(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).ok())
+                .unwrap_or_else(|| "unknown".into());
+            if dry_run {
+                log::warn!(target: crate::FLOW, "(dryrun) would abort stray multipart upload of s3://{bucket}/{shown} (initiated {initiated}, upload id {id})");
+                continue;
+            }
+            log::warn!(target: crate::FLOW, "Aborting stray multipart upload of s3://{bucket}/{shown} (initiated {initiated}, upload id {id}), left open by an earlier run");
+            if cancel.is_cancelled() {
+                return Ok(found);
+            }
+            abort(client, bucket, &key, id).await;
+        }
+        if page.is_truncated() != Some(true) {
+            return Ok(found);
+        }
+        key_marker = page.next_key_marker().map(crate::listing::decode_key);
+        id_marker = page.next_upload_id_marker().map(str::to_string);
+        if key_marker.is_none() && id_marker.is_none() {
+            return Ok(found);
+        }
+    }
+}
+
 /// Aborts a multipart upload; bounded in time so an unreachable server cannot hang an
 /// interrupted run.
 async fn abort(client: &Client, bucket: &str, key: &str, upload_id: &str) {
@@ -522,6 +1178,7 @@ async fn upload_parts(
     bucket: &str,
     key: &str,
     upload_id: &str,
+    file: &Arc<File>,
     path: &Path,
     size: u64,
     settings: &PartSettings,
@@ -548,17 +1205,16 @@ async fn upload_parts(
             let number = next + 1;
             let offset = next * psize;
             let len = psize.min(size - offset);
-            let (client, bucket, key, upload_id, path) = (
+            let (client, bucket, key, upload_id) = (
                 client.clone(),
                 bucket.to_string(),
                 key.to_string(),
                 upload_id.to_string(),
-                path.to_path_buf(),
             );
+            let body = stream(file, offset, len);
             let (checksums, progress) = (settings.checksums, settings.progress.clone());
             tasks.spawn(async move {
                 let _permit = permit;
-                let body = stream(&path, offset, len).await?;
                 let out = client
                     .upload_part()
                     .bucket(&bucket)
@@ -624,63 +1280,244 @@ async fn upload_parts(
     Ok(parts)
 }
 
-/// Deletes objects by key, in batches. Returns the keys deleted and the failures.
+/// How long an in-flight delete request may still take to answer once the run is interrupted.
+/// Without its answer the run cannot know what it deleted, so it waits a little, then checks.
+pub const DELETE_GRACE: Duration = Duration::from_secs(5);
+/// Bound on checking, after an interruption, which keys of an unanswered request are gone.
+const DELETE_CHECK_TIME: Duration = Duration::from_secs(10);
+
+/// What deleting a list of keys did.
+#[derive(Debug, Default)]
+pub struct Deleted {
+    /// Keys known to be gone (answered, or checked after an unanswered request).
+    pub deleted: usize,
+    /// Keys that could not be deleted, each with the key as its target.
+    pub failures: Vec<S3Error>,
+    /// Cancelled before every key was tried.
+    pub interrupted: bool,
+    /// Keys whose request got no answer before the interruption and whose state the check
+    /// could not establish.
+    pub unknown: Vec<String>,
+}
+
+/// Can `key` travel in a DeleteObjects XML body and arrive unchanged? XML 1.0 has no way to
+/// carry U+0001..U+0008, U+000B, U+000C, U+000E..U+001F, U+FFFE and U+FFFF (even as character
+/// references: the server answers MalformedXML for the whole batch). CR is valid XML but parsers
+/// turn CR and CRLF in text into LF. The SDK sends it as `&#xD;`, which survives that (SeaweedFS
+/// deletes such keys in a batch), but a server that got it wrong would delete a key that does not
+/// exist, answer success in quiet mode, and leave ours for ever: CR goes one by one as well.
+pub fn fits_delete_xml(key: &str) -> bool {
+    key.chars().all(|c| match c {
+        '\t' | '\n' => true,
+        '\r' | '\u{FFFE}' | '\u{FFFF}' => false,
+        c => c >= ' ',
+    })
+}
+
+/// Waits for an S3 request; once `cancel` fires it gets [`DELETE_GRACE`] more to answer.
+/// `None`: interrupted without an answer (the request may or may not have been carried out).
+async fn answer<F: std::future::Future>(
+    request: F,
+    cancel: &CancellationToken,
+) -> Option<F::Output> {
+    tokio::pin!(request);
+    tokio::select! {
+        r = &mut request => return Some(r),
+        _ = cancel.cancelled() => {}
+    }
+    tokio::time::timeout(DELETE_GRACE, request).await.ok()
+}
+
+/// Deletes objects by key: keys that XML cannot carry one by one with DeleteObject (the key is
+/// in the URL), the rest with DeleteObjects in batches of [`DELETE_BATCH`]. On cancellation no
+/// new request starts, and what the last one did is established (its answer, or a check).
 pub async fn delete(
     client: &Client,
     bucket: &str,
     keys: &[String],
     cancel: &CancellationToken,
-) -> (usize, Vec<S3Error>) {
-    let mut deleted = 0;
-    let mut failures = Vec::new();
-    for batch in keys.chunks(DELETE_BATCH) {
+) -> Deleted {
+    let mut out = Deleted::default();
+    let (singles, batched): (Vec<&String>, Vec<&String>) =
+        keys.iter().partition(|k| !fits_delete_xml(k));
+    for key in singles {
         if cancel.is_cancelled() {
             break;
         }
-        let objects: Vec<ObjectIdentifier> = batch
-            .iter()
-            .filter_map(|k| ObjectIdentifier::builder().key(k).build().ok())
-            .collect();
-        let request = Delete::builder()
-            .set_objects(Some(objects))
-            .quiet(true)
-            .build()
-            .expect("objects are set");
-        match client
-            .delete_objects()
-            .bucket(bucket)
-            .delete(request)
-            .send()
-            .await
-        {
-            Ok(out) => {
-                let errors = out.errors();
-                for e in errors {
-                    failures.push(S3Error {
-                        op: "DeleteObjects",
-                        target: e.key().unwrap_or_default().to_string(),
-                        detail: format!(
-                            "{}: {}",
-                            e.code().unwrap_or_default(),
-                            e.message().unwrap_or_default()
-                        ),
-                        code: e.code().map(str::to_string),
-                    });
-                }
-                deleted += batch.len() - errors.len();
-                for k in batch {
-                    log::debug!(target: OUTPUT, "DeleteObjects s3://{bucket}/{}", crate::walk::display_bytes(k.as_bytes()));
-                }
-            }
-            Err(e) => failures.push(s3_error("DeleteObjects", bucket, &e)),
-        }
+        delete_one(client, bucket, key, cancel, &mut out).await;
     }
-    (deleted, failures)
+    for batch in batched.chunks(DELETE_BATCH) {
+        if cancel.is_cancelled() {
+            break;
+        }
+        delete_batch(client, bucket, batch, cancel, &mut out).await;
+    }
+    out.interrupted =
+        cancel.is_cancelled() && out.deleted + out.failures.len() + out.unknown.len() < keys.len();
+    out
+}
+
+/// One key with DeleteObject.
+async fn delete_one(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    cancel: &CancellationToken,
+    out: &mut Deleted,
+) {
+    let request = client.delete_object().bucket(bucket).key(key).send();
+    match answer(request, cancel).await {
+        Some(Ok(_)) => {
+            out.deleted += 1;
+            log::debug!(target: OUTPUT, "DeleteObject s3://{bucket}/{}", crate::walk::display_bytes(key.as_bytes()));
+        }
+        Some(Err(e)) => out.failures.push(s3_error("DeleteObject", key, &e)),
+        None => check_unanswered(client, bucket, &[key], out).await,
+    }
+}
+
+/// One DeleteObjects request. Per-key errors in the answer stay per key; a request the server
+/// rejects as a whole (4xx: MalformedXML from a stricter server, say) is retried key by key,
+/// so one bad key never blocks the rest; server and transport failures (already retried by
+/// the SDK) fail each key of the batch.
+async fn delete_batch(
+    client: &Client,
+    bucket: &str,
+    batch: &[&String],
+    cancel: &CancellationToken,
+    out: &mut Deleted,
+) {
+    let objects: Vec<ObjectIdentifier> = batch
+        .iter()
+        .filter_map(|k| ObjectIdentifier::builder().key(k.as_str()).build().ok())
+        .collect();
+    let request = Delete::builder()
+        .set_objects(Some(objects))
+        .quiet(true)
+        .build()
+        .expect("objects are set");
+    let sent = client
+        .delete_objects()
+        .bucket(bucket)
+        .delete(request)
+        .send();
+    match answer(sent, cancel).await {
+        Some(Ok(answer)) => {
+            let errors = answer.errors();
+            for e in errors {
+                out.failures.push(S3Error {
+                    op: "DeleteObjects",
+                    target: e.key().unwrap_or_default().to_string(),
+                    detail: format!(
+                        "{}: {}",
+                        e.code().unwrap_or_default(),
+                        e.message().unwrap_or_default()
+                    ),
+                    code: e.code().map(str::to_string),
+                });
+            }
+            out.deleted += batch.len() - errors.len();
+            for k in batch {
+                log::debug!(target: OUTPUT, "DeleteObjects s3://{bucket}/{}", crate::walk::display_bytes(k.as_bytes()));
+            }
+        }
+        Some(Err(e)) if rejected_as_a_whole(&e) => {
+            let why = s3_error("DeleteObjects", bucket, &e);
+            log::warn!(target: crate::FLOW, "DeleteObjects of {} keys was refused ({}); deleting them one by one.", batch.len(), why.detail);
+            for key in batch {
+                if cancel.is_cancelled() {
+                    break;
+                }
+                delete_one(client, bucket, key, cancel, out).await;
+            }
+        }
+        Some(Err(e)) => {
+            for key in batch {
+                out.failures.push(s3_error("DeleteObjects", key, &e));
+            }
+        }
+        None => check_unanswered(client, bucket, batch, out).await,
+    }
+}
+
+/// Did the server refuse the request itself (a 4xx answer), rather than fail to carry it out?
+fn rejected_as_a_whole<E>(e: &SdkError<E>) -> bool {
+    matches!(e, SdkError::ServiceError(s) if s.raw().status().is_client_error())
+}
+
+/// After an interruption cut a delete request off unanswered: which of its keys are gone?
+/// HeadObject each (bounded in time); those that cannot be checked are reported unknown.
+async fn check_unanswered(
+    client: &Client,
+    bucket: &str,
+    keys: &[impl AsRef<str>],
+    out: &mut Deleted,
+) {
+    log::warn!(target: crate::FLOW, "A delete request for {} keys got no answer before the interruption; checking which are gone.", keys.len());
+    let limit = Arc::new(Semaphore::new(32));
+    let mut tasks = tokio::task::JoinSet::new();
+    for key in keys {
+        let (client, bucket, key, limit) = (
+            client.clone(),
+            bucket.to_string(),
+            key.as_ref().to_string(),
+            limit.clone(),
+        );
+        tasks.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            let head = client.head_object().bucket(&bucket).key(&key).send().await;
+            let gone = match head {
+                Ok(_) => Some(false),
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Some(true),
+                Err(_) => None,
+            };
+            (key, gone)
+        });
+    }
+    let mut pending: std::collections::HashSet<String> =
+        keys.iter().map(|k| k.as_ref().to_string()).collect();
+    let _ = tokio::time::timeout(DELETE_CHECK_TIME, async {
+        while let Some(done) = tasks.join_next().await {
+            let Ok((key, gone)) = done else { continue };
+            match gone {
+                Some(true) => {
+                    out.deleted += 1;
+                    pending.remove(&key);
+                }
+                Some(false) => {
+                    pending.remove(&key);
+                }
+                None => {}
+            }
+        }
+    })
+    .await;
+    tasks.abort_all();
+    out.unknown.extend(pending);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_xml_cannot_carry_are_not_batched() {
+        for k in [
+            "a\u{1}", "\u{8}", "\u{b}", "\u{c}", "\u{e}", "\u{1f}", "\u{fffe}", "\u{ffff}", "a\rb",
+        ] {
+            assert!(!fits_delete_xml(k), "{k:?}");
+        }
+        for k in [
+            "plain",
+            "tab\there",
+            "lf\nhere",
+            "caf\u{e9}",
+            "\u{85}\u{2028}",
+            "\u{fffd}",
+        ] {
+            assert!(fits_delete_xml(k), "{k:?}");
+        }
+    }
 
     #[test]
     fn part_sizes_stay_within_limits() {

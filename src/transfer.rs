@@ -1,6 +1,7 @@
 //! Runs a plan: uploads with bounded concurrency, then (only if every upload succeeded)
 //! deletes. Each file's outcome is reported; one failure does not stop the others.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use aws_sdk_s3::Client;
@@ -11,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bucket_url::BucketUrl;
 use crate::plan::Plan;
 use crate::s3::{self, Interrupted, OpError, UploadSettings, MULTIPART_THRESHOLD};
-use crate::walk::{display_bytes, LocalFile, SourceTree};
+use crate::walk::{display_bytes, FileVersion, LocalFile, SourceTree};
 use crate::{FLOW, OUTPUT};
 
 /// What the upload phase did.
@@ -24,85 +25,306 @@ pub struct UploadOutcome {
     /// The same failures as (file, why), for the summary file.
     pub failed_files: Vec<(String, String)>,
     pub interrupted: bool,
+    /// Files not dispatched because the endpoint stopped answering (see [`crate::health`]).
+    pub not_attempted: usize,
+    /// Files uploaded in another version than the walk saw (changed meanwhile), by index:
+    /// verification compares the objects with these.
+    pub versions: Vec<(usize, LocalFile)>,
 }
 
-fn still_same(path: &std::path::Path, f: &LocalFile) -> Result<(), String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("vanished during upload: {e}"))?;
-    if meta.len() != f.size || crate::walk::mtime_ns(&meta) != f.mtime_ns {
+/// How many times one run uploads a file that changes while it is read, each time from
+/// its new version, before that file fails.
+pub const ATTEMPTS: u32 = 3;
+
+/// Opens a file for its upload without blocking (a FIFO or device that replaced the walked
+/// file must not hang the run) and refuses anything but a regular file.
+fn open_for_upload(path: &std::path::Path) -> Result<(std::fs::File, FileVersion), String> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => format!("vanished before its upload: {e}"),
+            _ => format!("cannot open: {e}"),
+        })?;
+    let meta = file.metadata().map_err(|e| format!("cannot stat: {e}"))?;
+    let ft = meta.file_type();
+    if !ft.is_file() {
+        let what = if ft.is_fifo() {
+            "a FIFO"
+        } else if ft.is_socket() {
+            "a socket"
+        } else if ft.is_block_device() || ft.is_char_device() {
+            "a device"
+        } else if ft.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file"
+        };
         return Err(format!(
-            "changed during upload (size {} -> {}); it will be uploaded again on the next run",
-            f.size,
-            meta.len()
+            "is now {what}, no longer the regular file the walk saw; not uploaded"
         ));
     }
-    Ok(())
+    Ok((file, FileVersion::of(&meta)))
 }
 
+/// The kernel stamps mtime and ctime when a write *starts*, so a file changed this
+/// recently may be in the middle of one write call that no later stat would show. Its
+/// upload waits until its last change is this old before reading it.
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Waits, if needed, until the file's last change is [`SETTLE`] old; `None` if it changed
+/// meanwhile.
+async fn settled(file: &std::fs::File, version: FileVersion) -> Option<FileVersion> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64);
+    let age = now.saturating_sub(version.ctime_ns.max(version.mtime_ns));
+    let settle = SETTLE.as_nanos() as i64;
+    if age >= settle {
+        return Some(version);
+    }
+    let wait = (settle - age.max(0)) as u64;
+    tokio::time::sleep(std::time::Duration::from_nanos(wait)).await;
+    let again = FileVersion::of(&file.metadata().ok()?);
+    (again == version).then_some(version)
+}
+
+/// Is the open file, and the file at its path, still `version`?
+fn same_version(file: &std::fs::File, path: &std::path::Path, version: &FileVersion) -> bool {
+    let now = |m: std::io::Result<std::fs::Metadata>| m.ok().map(|m| FileVersion::of(&m));
+    now(file.metadata()).as_ref() == Some(version)
+        && now(std::fs::metadata(path)).as_ref() == Some(version)
+}
+
+/// How one attempt at uploading a file ended.
+enum Attempt {
+    /// The object holds this version of the file.
+    Done(LocalFile),
+    /// The file changed while it was read. `wrote`: an object was written from it anyway
+    /// (it may be torn).
+    Changed { wrote: bool },
+    /// Another failure ("" when interrupted).
+    Failed(String),
+}
+
+struct Target<'a> {
+    client: &'a Client,
+    bucket: &'a str,
+    key: &'a str,
+    path: &'a std::path::Path,
+    /// The run's own file (logfile, summary): copied as the walk saw it, never checked.
+    own: bool,
+    limit: &'a Arc<Semaphore>,
+    cancel: &'a CancellationToken,
+    settings: &'a UploadSettings,
+}
+
+async fn attempt(
+    t: &Target<'_>,
+    walked: &LocalFile,
+    permit: &mut Option<tokio::sync::OwnedSemaphorePermit>,
+) -> Attempt {
+    let name = display_bytes(walked.rel.as_bytes());
+    let (file, version) = match open_for_upload(t.path) {
+        Ok(x) => x,
+        Err(e) => return Attempt::Failed(e),
+    };
+    let version = match t.own {
+        true => version,
+        false => match settled(&file, version).await {
+            Some(v) => v,
+            None => return Attempt::Changed { wrote: false },
+        },
+    };
+    if !t.own && (version.size != walked.size || version.mtime_ns != walked.mtime_ns) {
+        log::info!(target: FLOW, "{name} changed since the walk; uploading its current version ({} bytes).", version.size);
+    }
+    // The run's own logfile only grows: its first `walked.size` bytes are what the walk saw.
+    let (size, mtime_ns) = if t.own {
+        (walked.size.min(version.size), walked.mtime_ns)
+    } else {
+        (version.size, version.mtime_ns)
+    };
+    let file = Arc::new(file);
+    let changed = AtomicBool::new(false);
+    let unchanged = || -> Result<(), OpError> {
+        if t.own || same_version(&file, t.path, &version) {
+            Ok(())
+        } else {
+            changed.store(true, Ordering::Relaxed);
+            Err(OpError::local(t.path, "changed while being read"))
+        }
+    };
+    let src = s3::Source {
+        file: file.clone(),
+        path: t.path,
+        size,
+        mtime_ns,
+        unchanged: &unchanged,
+    };
+    let multipart = size >= MULTIPART_THRESHOLD;
+    if multipart {
+        // A multipart upload takes a permit per part, so it must not hold one itself.
+        *permit = None;
+    } else if permit.is_none() {
+        let p = tokio::select! {
+            _ = t.cancel.cancelled() => return Attempt::Failed(String::new()),
+            p = t.limit.clone().acquire_owned() => p.expect("semaphore closed"),
+        };
+        *permit = Some(p);
+    }
+    let work = async {
+        if multipart {
+            s3::put_multipart(
+                t.client,
+                t.bucket,
+                t.key,
+                &src,
+                t.settings,
+                t.limit.clone(),
+                t.cancel,
+            )
+            .await
+        } else {
+            s3::put(t.client, t.bucket, t.key, &src, t.settings).await
+        }
+    };
+    let result = tokio::select! {
+        // Multipart uploads watch the token themselves so that they can abort.
+        _ = t.cancel.cancelled(), if !multipart => Err(OpError::Interrupted(Interrupted)),
+        r = work => r,
+    };
+    match result {
+        // Checked once more after the server answered: a change after this is later than
+        // the object's LastModified, so the next run sees the file as newer.
+        Ok(()) if unchanged().is_err() => Attempt::Changed { wrote: true },
+        Ok(()) => Attempt::Done(LocalFile {
+            rel: walked.rel.clone(),
+            size,
+            mtime_ns,
+        }),
+        Err(_) if changed.load(Ordering::Relaxed) => Attempt::Changed { wrote: false },
+        Err(OpError::Interrupted(_)) => Attempt::Failed(String::new()),
+        // A failed request of a file that changed (one that shrank cannot be read to its
+        // end): try its new version. A single request that failed may still have been
+        // stored (its answer lost), so its object counts as possibly torn.
+        Err(_) if unchanged().is_err() => Attempt::Changed { wrote: !multipart },
+        Err(e) => Attempt::Failed(e.to_string()),
+    }
+}
+
+/// Uploads one file, again from its new version when it changed while being read (at most
+/// [`ATTEMPTS`] times). Returns the version the object now holds. An object written from a
+/// changing file that no later attempt replaced is deleted, so no run takes it as current.
 #[allow(clippy::too_many_arguments)]
 async fn upload_one(
     client: Client,
     url: Arc<BucketUrl>,
     path: std::path::PathBuf,
     file: LocalFile,
+    own: bool,
     limit: Arc<Semaphore>,
     cancel: CancellationToken,
-    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    mut permit: Option<tokio::sync::OwnedSemaphorePermit>,
     settings: Arc<UploadSettings>,
-) -> Result<u64, String> {
+) -> Result<LocalFile, String> {
     let key = url.key_for(file.rel.split('/'));
-    let work = async {
-        if file.size >= MULTIPART_THRESHOLD {
-            s3::put_multipart(
-                &client,
-                &url.bucket,
-                &key,
-                &path,
-                file.size,
-                &settings,
-                limit,
-                &cancel,
-            )
-            .await
-        } else {
-            s3::put(&client, &url.bucket, &key, &path, file.size, &settings).await
+    let name = display_bytes(file.rel.as_bytes());
+    let t = Target {
+        client: &client,
+        bucket: &url.bucket,
+        key: &key,
+        path: &path,
+        own,
+        limit: &limit,
+        cancel: &cancel,
+        settings: &settings,
+    };
+    let mut torn = false;
+    let mut result = Err(String::new());
+    for n in 1..=ATTEMPTS {
+        match attempt(&t, &file, &mut permit).await {
+            Attempt::Done(v) => {
+                torn = false;
+                result = Ok(v);
+                break;
+            }
+            Attempt::Changed { wrote } => {
+                torn |= wrote;
+                if n < ATTEMPTS {
+                    log::warn!(target: FLOW, "{name} changed while it was being uploaded (attempt {n} of {ATTEMPTS}); uploading its new version.");
+                } else {
+                    result = Err(format!(
+                        "changed while being uploaded, on each of {ATTEMPTS} attempts"
+                    ));
+                }
+            }
+            Attempt::Failed(e) => {
+                result = Err(e);
+                break;
+            }
         }
-    };
-    let result = tokio::select! {
-        // Multipart uploads watch the token themselves so that they can abort.
-        _ = cancel.cancelled(), if permit.is_some() => Err(OpError::Interrupted(Interrupted)),
-        r = work => r,
-    };
+    }
     drop(permit);
     match result {
-        Ok(()) => still_same(&path, &file).map(|()| file.size),
-        Err(OpError::Interrupted(_)) => Err(String::new()),
-        Err(e) => Err(e.to_string()),
+        Err(e) if torn => {
+            let shown = format!("s3://{}/{}", url.bucket, display_bytes(key.as_bytes()));
+            let why = if e.is_empty() { "interrupted" } else { &e };
+            match s3::delete_object(&client, &url.bucket, &key).await {
+                Ok(()) => {
+                    log::warn!(target: FLOW, "Deleted {shown}: it was written while {name} changed and may be torn.");
+                    Err(if e.is_empty() {
+                        e
+                    } else {
+                        format!("{why}; the object written meanwhile was deleted, so the next run uploads it again")
+                    })
+                }
+                Err(d) => Err(format!(
+                    "{why}; {shown} was written while the file changed and may be torn, and could not be deleted ({d})"
+                )),
+            }
+        }
+        Err(e) if e.starts_with("changed while being uploaded") => Err(format!(
+            "{e}; nothing was written, the bucket keeps its previous object of this key (if any)"
+        )),
+        other => other,
     }
 }
 
 /// Uploads the planned files. At most `concurrency` requests (whole small files or parts
-/// of large ones) are in flight at once.
+/// of large ones) are in flight at once. `own` lists (by index) the run's own files.
+#[allow(clippy::too_many_arguments)]
 pub async fn upload(
     client: &Client,
     url: &BucketUrl,
     tree: &SourceTree,
     plan: &Plan,
+    own: &[usize],
     concurrency: usize,
     settings: &UploadSettings,
     cancel: &CancellationToken,
 ) -> UploadOutcome {
     let settings = Arc::new(settings.clone());
-    let limit = Arc::new(Semaphore::new(concurrency.max(1)));
+    let limit = Arc::new(Semaphore::new(
+        concurrency.clamp(1, crate::options::MAX_CONCURRENCY),
+    ));
+    let health = crate::health::Health::new();
     let url = Arc::new(url.clone());
     let mut out = UploadOutcome::default();
-    let mut tasks: JoinSet<(usize, Result<u64, String>)> = JoinSet::new();
+    let mut tasks: JoinSet<(usize, Result<LocalFile, String>)> = JoinSet::new();
     let collect =
-        |out: &mut UploadOutcome, tree: &SourceTree, idx: usize, r: Result<u64, String>| {
+        |out: &mut UploadOutcome, tree: &SourceTree, idx: usize, r: Result<LocalFile, String>| {
             let name = display_bytes(tree.files[idx].rel.as_bytes());
             match r {
-                Ok(bytes) => {
+                Ok(version) => {
+                    health.answered();
                     out.uploaded += 1;
-                    out.bytes += bytes;
+                    out.bytes += version.size;
+                    if version != tree.files[idx] {
+                        out.versions.push((idx, version));
+                    }
                 }
                 Err(e) if e.is_empty() => out.interrupted = true,
                 Err(e) => {
@@ -112,12 +334,17 @@ pub async fn upload(
                 }
             }
         };
-    for &(idx, reason) in &plan.uploads {
+    for (n, &(idx, reason)) in plan.uploads.iter().enumerate() {
         let file = &tree.files[idx];
         let permit = tokio::select! {
             _ = cancel.cancelled() => { out.interrupted = true; break }
             p = limit.clone().acquire_owned() => p.expect("semaphore closed"),
         };
+        // Checked once a slot is free, as failures arrive while the loop waits for one.
+        if health.tripped() {
+            out.not_attempted = plan.uploads.len() - n;
+            break;
+        }
         log::info!(target: OUTPUT, "upload: {} to s3://{}/{}{} ({reason})", display_bytes(file.rel.as_bytes()), url.bucket, url.prefix, display_bytes(file.rel.as_bytes()));
         // A multipart upload takes a permit per part, so it must not hold one itself.
         let permit = (file.size < MULTIPART_THRESHOLD).then_some(permit);
@@ -126,12 +353,15 @@ pub async fn upload(
             url.clone(),
             tree.path_of(file),
             file.clone(),
+            own.contains(&idx),
             limit.clone(),
             cancel.clone(),
             permit,
             settings.clone(),
         );
-        tasks.spawn(async move { (idx, fut.await) });
+        tasks.spawn(crate::health::scope(health.clone(), async move {
+            (idx, fut.await)
+        }));
         while let Some(done) = tasks.try_join_next() {
             if let Ok((i, r)) = done {
                 collect(&mut out, tree, i, r);
@@ -150,13 +380,27 @@ pub async fn upload(
     out
 }
 
+/// What the delete phase did.
+#[derive(Debug, Default)]
+pub struct DeleteOutcome {
+    /// Objects known to be gone.
+    pub deleted: usize,
+    /// Each key that could not be deleted (relative to the prefix, as shown) and why.
+    pub failures: Vec<(String, String)>,
+    /// Cancelled before every object was tried.
+    pub interrupted: bool,
+    /// Objects whose delete request got no answer before the interruption and that could not
+    /// be checked afterwards: they may or may not be gone.
+    pub unknown: usize,
+}
+
 /// Deletes the planned objects. Call only after every upload succeeded.
 pub async fn delete(
     client: &Client,
     url: &BucketUrl,
     plan: &Plan,
     cancel: &CancellationToken,
-) -> (usize, Vec<(String, String)>) {
+) -> DeleteOutcome {
     let keys: Vec<String> = plan
         .deletes
         .iter()
@@ -165,14 +409,23 @@ pub async fn delete(
     for k in &keys {
         log::info!(target: OUTPUT, "delete: s3://{}/{}", url.bucket, display_bytes(k.as_bytes()));
     }
-    let (n, failures) = s3::delete(client, &url.bucket, &keys, cancel).await;
-    let failures = failures
+    let done = s3::delete(client, &url.bucket, &keys, cancel).await;
+    let shown = |key: &str| display_bytes(url.relative(key).unwrap_or(key).as_bytes());
+    let failures = done
+        .failures
         .into_iter()
         .map(|e| {
-            let key = display_bytes(e.target.as_bytes());
-            log::error!(target: FLOW, "Failed to delete {key}: {}", e.detail);
-            (key, format!("delete failed: {}", e.detail))
+            log::error!(target: FLOW, "Failed to delete s3://{}/{}: {}", url.bucket, display_bytes(e.target.as_bytes()), e.detail);
+            (shown(&e.target), format!("delete failed: {}", e.detail))
         })
         .collect();
-    (n, failures)
+    for key in &done.unknown {
+        log::warn!(target: FLOW, "Not known whether s3://{}/{} was deleted (its request was interrupted).", url.bucket, display_bytes(key.as_bytes()));
+    }
+    DeleteOutcome {
+        deleted: done.deleted,
+        failures,
+        interrupted: done.interrupted,
+        unknown: done.unknown.len(),
+    }
 }

@@ -123,6 +123,34 @@ pub fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
         .saturating_add(meta.mtime_nsec())
 }
 
+/// One version of a file: what must stay the same while it is read for its copy to be
+/// the file's content at one moment. A file rewritten in place changes mtime and ctime; a
+/// file replaced by another (rename, new file) changes inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileVersion {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+}
+
+impl FileVersion {
+    pub fn of(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        FileVersion {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.len(),
+            mtime_ns: mtime_ns(meta),
+            ctime_ns: meta
+                .ctime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(meta.ctime_nsec()),
+        }
+    }
+}
+
 /// The relative name of an entry as `/`-joined UTF-8, or `None` when some component is not UTF-8.
 fn relative_name(root: &Path, path: &Path) -> Option<String> {
     let rel = path.strip_prefix(root).ok()?;
@@ -139,6 +167,18 @@ fn relative_name(root: &Path, path: &Path) -> Option<String> {
 /// Walks `root`, following symlinks. `prefix_len` is the byte length of the key prefix,
 /// so keys that would be too long are found before anything is uploaded.
 pub fn walk(root: &Path, prefix_len: usize) -> Result<SourceTree, SourceError> {
+    walk_noting(root, prefix_len, &[]).map(|(tree, _)| tree)
+}
+
+/// [`walk`], also returning the indices of the files that are one of `noted` (device and
+/// inode), such as the run's own logfile.
+pub fn walk_noting(
+    root: &Path,
+    prefix_len: usize,
+    noted: &[(u64, u64)],
+) -> Result<(SourceTree, Vec<usize>), SourceError> {
+    use std::os::unix::fs::MetadataExt;
+    let mut found = Vec::new();
     let shown = display_path(root);
     match std::fs::metadata(root) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -227,18 +267,23 @@ pub fn walk(root: &Path, prefix_len: usize) -> Result<SourceTree, SourceError> {
             continue;
         }
         match entry.metadata() {
-            Ok(meta) => tree.files.push(LocalFile {
-                rel: rel.into_boxed_str(),
-                size: meta.len(),
-                mtime_ns: mtime_ns(&meta),
-            }),
+            Ok(meta) => {
+                if noted.contains(&(meta.dev(), meta.ino())) {
+                    found.push(tree.files.len());
+                }
+                tree.files.push(LocalFile {
+                    rel: rel.into_boxed_str(),
+                    size: meta.len(),
+                    mtime_ns: mtime_ns(&meta),
+                })
+            }
             Err(err) => tree.failures.push(WalkFailure {
                 path: display_path(entry.path()),
                 error: err.to_string(),
             }),
         }
     }
-    Ok(tree)
+    Ok((tree, found))
 }
 
 #[cfg(test)]

@@ -71,8 +71,12 @@ fn run_as_nobody(s: &Scratch, b: &str) -> std::process::Output {
             None => c.env_remove(k),
         };
     }
-    // A runtime directory of root's is not nobody's.
-    c.env_remove("XDG_RUNTIME_DIR");
+    // nobody's home (/nonexistent) cannot hold its run lock: give it a directory of its own.
+    let locks = s.dir.path().join("locks");
+    std::fs::create_dir(&locks).unwrap();
+    std::os::unix::fs::chown(&locks, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(&locks, std::fs::Permissions::from_mode(0o700)).unwrap();
+    c.env(cback3_s3sync::lock::LOCK_DIR_ENV, &locks);
     c.arg("-l")
         .arg(s.log())
         .args([s.src().as_os_str(), url(b, "p").as_ref()])
@@ -184,6 +188,7 @@ fn keys_over_1024_bytes_stop_the_run_unless_w() {
 
 #[test]
 fn missing_bucket_access_denied_and_credentials() {
+    needs_seaweedfs("a read-only identity and unknown key ids");
     let s = Scratch::new();
     let (b, before) = prepared(&s, "denied");
     s.write("new.txt", b"new");
@@ -292,27 +297,29 @@ fn changed_during_upload(grow: bool) {
         }
     }
     let o = child.wait_with_output().unwrap();
-    assert_eq!(code(&o), 6, "{}\n{}", show(&o), s.logtext());
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("big.bin"), "{out}");
-    assert!(!s.logtext().contains("Verified 1 files"), "{}", s.logtext());
+    // The same run notices the change, uploads the new version and verifies that one.
+    assert_eq!(code(&o), 0, "{}\n{}", show(&o), s.logtext());
+    assert!(
+        s.logtext()
+            .contains("big.bin changed while it was being uploaded (attempt 1 of 3)"),
+        "{}",
+        s.logtext()
+    );
     assert_eq!(open_uploads(&b), Vec::<String>::new());
-    if let Some(obj) = objects(&b).get("p/big.bin") {
-        // Whatever went up is not the file as it is now, and the rerun replaces it.
-        assert_ne!(obj.size as u64, std::fs::metadata(&big).unwrap().len());
-    }
+    assert_eq!(assert_mirror(&b, "p/", &s.src()), 1);
+    // Nothing is left for the next run.
     let o = run(&s, [s.src().as_os_str(), url(&b, "p").as_ref()]);
     assert_eq!(code(&o), 0, "{}", show(&o));
-    assert_eq!(assert_mirror(&b, "p/", &s.src()), 1);
+    assert_eq!(last_uploaded(&s), 0, "{}", s.logtext());
 }
 
 #[test]
-fn a_file_that_grows_during_its_upload_is_not_verified() {
+fn a_file_that_grows_during_its_upload_is_uploaded_again_in_the_same_run() {
     changed_during_upload(true);
 }
 
 #[test]
-fn a_file_that_shrinks_during_its_upload_is_not_verified() {
+fn a_file_that_shrinks_during_its_upload_is_uploaded_again_in_the_same_run() {
     changed_during_upload(false);
 }
 
@@ -341,6 +348,7 @@ fn a_second_run_on_the_same_prefix_is_refused_while_one_runs() {
     let (b, before) = prepared(&s, "lock");
     s.write("new.txt", b"new");
     let target = cback3_s3sync::bucket_url::BucketUrl::parse(&url(&b, "p/")).unwrap();
+    let target = cback3_s3sync::lock::Target::new(Some(&server().endpoint), &target);
     let held = cback3_s3sync::lock::acquire(&target).unwrap();
     let o = run(&s, [s.src().as_os_str(), url(&b, "p").as_ref()]);
     assert_eq!(code(&o), 6, "{}", show(&o));
@@ -363,4 +371,139 @@ fn a_second_run_on_the_same_prefix_is_refused_while_one_runs() {
     let o = run(&s, [s.src().as_os_str(), url(&b, "p").as_ref()]);
     assert_eq!(code(&o), 0, "{}", show(&o));
     assert_eq!(assert_mirror(&b, "p/", &s.src()), 2);
+}
+
+#[test]
+fn out_of_range_values_are_usage_errors_not_panics() {
+    let s = Scratch::new();
+    let (b, before) = prepared(&s, "ranges");
+    s.write("new.txt", b"new");
+    let u = url(&b, "p");
+    // 2^61 is tokio's semaphore limit: it used to panic (exit 101).
+    for (args, want) in [
+        (
+            &["--maxConcurrency", "2305843009213693952"][..],
+            "--maxConcurrency needs a whole number from 1 to 1000",
+        ),
+        (&["--maxConcurrency", "1001"], "from 1 to 1000"),
+        (
+            &["--maxConcurrency", "18446744073709551616"],
+            "from 1 to 1000",
+        ),
+        (&["--maxConcurrency", "0"], "from 1 to 1000"),
+        (
+            &["--maxDeletes", "18446744073709551616"],
+            "--maxDeletes needs a whole number",
+        ),
+        (&["--maxDeletes", "-1"], "--maxDeletes needs a whole number"),
+        (&["-m", "77777777777"], "octal number"),
+    ] {
+        let o = command(&s)
+            .args(args)
+            .args([s.src().as_os_str(), u.as_ref()])
+            .output()
+            .unwrap();
+        assert_eq!(code(&o), 2, "{args:?}: {}", show(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        let last = err.lines().last().unwrap_or_default();
+        assert!(last.contains(want), "{args:?}: {}", show(&o));
+    }
+    assert_eq!(objects(&b), before);
+    // The largest value runs.
+    let o = command(&s)
+        .args(["-u", "--maxConcurrency", "1000"])
+        .args([s.src().as_os_str(), u.as_ref()])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", show(&o));
+}
+
+#[test]
+fn urls_with_empty_or_dot_segments_are_refused() {
+    let s = Scratch::new();
+    let (b, before) = prepared(&s, "segments");
+    s.write("new.txt", b"new");
+    for u in [
+        format!("s3://{b}//p"),
+        format!("s3://{b}/p//q"),
+        format!("s3://{b}/p//"),
+        format!("s3://{b}//"),
+        format!("s3://{b}/q/../p"),
+    ] {
+        let o = run(&s, [s.src().as_os_str(), u.as_ref()]);
+        assert_eq!(code(&o), 6, "{u}: {}", show(&o));
+        one_line(&o, "empty, '.' or '..' path segment");
+    }
+    assert_eq!(objects(&b), before);
+}
+
+#[test]
+fn credential_and_transport_errors_are_one_short_line() {
+    let s = Scratch::new();
+    s.write("a.txt", b"a");
+    let u = "s3://some-bucket/p";
+    let no_profile = || {
+        let mut c = command(&s);
+        c.env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_REGION")
+            .env("AWS_PROFILE", "foo");
+        c
+    };
+    let o = no_profile()
+        .args([s.src().as_os_str(), u.as_ref()])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 6, "{}", show(&o));
+    one_line(
+        &o,
+        "no credentials: profile `foo` named by AWS_PROFILE is not in ~/.aws/config or ~/.aws/credentials",
+    );
+    assert!(stdout_lines(&o)[0].len() < 200, "{}", show(&o));
+    // -s shows the whole chain; -d keeps it in the logfile.
+    let o = no_profile()
+        .args(["-s", "-d"])
+        .args([s.src().as_os_str(), u.as_ref()])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 6, "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("DispatchFailure"),
+        "{}",
+        show(&o)
+    );
+    assert!(
+        s.logtext().contains("[DEBUG  ] ListObjectsV2"),
+        "{}",
+        s.logtext()
+    );
+    // Nothing listens: what failed, in a few words.
+    let o = command_via(&s, &format!("http://127.0.0.1:{}", closed_port()))
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .args([s.src().as_os_str(), u.as_ref()])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 6, "{}", show(&o));
+    one_line(&o, "cannot reach the endpoint: Connection refused");
+    assert!(stdout_lines(&o)[0].len() < 200, "{}", show(&o));
+}
+
+#[test]
+fn a_logfile_that_refuses_writes_is_exit_3_before_anything_is_done() {
+    let s = Scratch::new();
+    let (b, before) = prepared(&s, "devfull");
+    s.write("new.txt", b"new");
+    let o = command(&s)
+        .args(["-q", "-l", "/dev/full"])
+        .args([s.src().as_os_str(), url(&b, "p").as_ref()])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 3, "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("Error setting up logging: cannot write to logfile /dev/full"),
+        "{err}"
+    );
+    assert_eq!(objects(&b), before);
 }

@@ -115,7 +115,9 @@ fn default_retry_policy_and_user_settings() {
         let lines = stdout_lines(&o);
         assert_eq!(lines.len(), 1, "{env:?}: one line: {lines:?}");
         assert!(lines[0].contains("SlowDown"), "{lines:?}");
-        assert_eq!(delta(&after, &before, "requests"), attempts, "{env:?}");
+        // The object listing's attempts, plus the one attempt of the stray-upload listing
+        // that runs beside it.
+        assert_eq!(delta(&after, &before, "requests"), attempts + 1, "{env:?}");
         assert!(took < Duration::from_secs(bound), "{env:?}: {took:?}");
         eprintln!("{env:?}: {attempts} attempts in {took:?}");
     }
@@ -192,4 +194,124 @@ fn a_run_that_cannot_complete_deletes_nothing_and_a_rerun_completes() {
         .unwrap();
     assert_eq!(code(&o), 0, "{}", show(&o));
     assert_eq!(assert_mirror(&b, "p/", &s.src()), 4);
+}
+
+/// Settings of the circuit-breaker tests: each request ends after at most 2 attempts of 1 s
+/// plus one backoff of at most 1 s (the SDK's default initial backoff with user settings).
+const BREAKER_CONCURRENCY: u64 = 8;
+const BREAKER_ATTEMPTS: u64 = 2;
+/// A request's lifetime once the server stops answering, as the README computes it.
+const REQUEST_LIFETIME: Duration =
+    Duration::from_secs(BREAKER_ATTEMPTS * RESPONSE_TIMEOUT_S + BACKOFF_S);
+const RESPONSE_TIMEOUT_S: u64 = 1;
+const BACKOFF_S: u64 = 1;
+
+/// Failures before the breaker trips that each let one more file be dispatched.
+const MORE: u64 = cback3_s3sync::health::TRIP_AFTER as u64 - 1;
+
+/// The README's bound: (1 + ceil(4 / maxConcurrency)) request lifetimes, plus the start.
+fn breaker_bound() -> Duration {
+    let waves = 1 + MORE.div_ceil(BREAKER_CONCURRENCY);
+    REQUEST_LIFETIME * waves as u32 + Duration::from_secs(5)
+}
+
+/// Files dispatched at most: the first wave plus one per failure before the breaker trips.
+fn breaker_max_requests() -> u64 {
+    (BREAKER_CONCURRENCY + MORE) * BREAKER_ATTEMPTS
+}
+
+fn stalled_run(
+    s: &Scratch,
+    b: &str,
+    proxy: &Proxy,
+    extra: &[&str],
+) -> (std::process::Output, Duration) {
+    let started = Instant::now();
+    let o = command_via(s, &proxy.endpoint())
+        .env("CBACK3_RESPONSE_TIMEOUT", RESPONSE_TIMEOUT_S.to_string())
+        .env("AWS_MAX_ATTEMPTS", BREAKER_ATTEMPTS.to_string())
+        .args(["--maxConcurrency", &BREAKER_CONCURRENCY.to_string()])
+        .args(extra)
+        .args([s.src().as_os_str(), url(b, "p").as_ref()])
+        .output()
+        .unwrap();
+    (o, started.elapsed())
+}
+
+fn stopped_answering(o: &std::process::Output, total: usize) {
+    assert_eq!(code(o), 6, "{}", show(o));
+    let lines = stdout_lines(o);
+    let last = lines.last().cloned().unwrap_or_default();
+    assert!(
+        last.contains("The S3 endpoint stopped answering"),
+        "{lines:?}"
+    );
+    let not_attempted: usize = last
+        .split(" files were not attempted")
+        .next()
+        .and_then(|h| h.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {last:?}"));
+    let most = (BREAKER_CONCURRENCY + MORE) as usize;
+    assert!(
+        not_attempted + most >= total && not_attempted < total,
+        "{not_attempted} of {total} not attempted: {last}"
+    );
+}
+
+#[test]
+fn uploads_stop_once_the_endpoint_stops_answering() {
+    for n in [40, 120] {
+        let s = Scratch::new();
+        for i in 0..n {
+            s.write(format!("f{i:03}"), format!("{i}").as_bytes());
+        }
+        let b = bucket("breaker");
+        put_object(&b, "p/stale.txt", b"no local file");
+        let before = objects(&b);
+        let proxy = Proxy::start(13);
+        // The listing works; every upload is held without an answer.
+        proxy.set(
+            r#"{"fault_rate": 1, "faults": ["stall"], "stall_s": 60, "fault_methods": ["PUT"]}"#,
+        );
+        let (o, took) = stalled_run(&s, &b, &proxy, &[]);
+        let stats = proxy.finish();
+        eprintln!("{n} files: {took:?}, {stats:?}");
+        stopped_answering(&o, n);
+        let puts = stats.get("stall").copied().unwrap_or(0);
+        assert!(
+            puts <= breaker_max_requests(),
+            "{n} files: {puts} uploads reached the proxy"
+        );
+        assert!(took < breaker_bound(), "{n} files: {took:?}");
+        assert_eq!(objects(&b), before, "nothing may change");
+    }
+}
+
+#[test]
+fn content_checks_stop_once_the_endpoint_stops_answering() {
+    let s = Scratch::new();
+    let n = 60;
+    for i in 0..n {
+        s.write(format!("f{i:03}"), format!("{i}").as_bytes());
+    }
+    let b = bucket("breakerhead");
+    let o = run(&s, [s.src().as_os_str(), url(&b, "p").as_ref()]);
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    let proxy = Proxy::start(17);
+    proxy
+        .set(r#"{"fault_rate": 1, "faults": ["stall"], "stall_s": 60, "fault_methods": ["HEAD"]}"#);
+    let (o, took) = stalled_run(&s, &b, &proxy, &["-v", "--verifyContent"]);
+    let stats = proxy.finish();
+    eprintln!("{n} files: {took:?}, {stats:?}");
+    assert_eq!(code(&o), 6, "{}", show(&o));
+    let last = stdout_lines(&o).last().cloned().unwrap_or_default();
+    assert!(last.contains("The S3 endpoint stopped answering"), "{last}");
+    assert!(last.contains("files were not attempted"), "{last}");
+    let heads = stats.get("stall").copied().unwrap_or(0);
+    assert!(
+        heads <= breaker_max_requests(),
+        "{heads} HEADs reached the proxy"
+    );
+    assert!(took < breaker_bound(), "{took:?}");
 }

@@ -6,10 +6,11 @@ It adds what the kernel cannot here (no ``tc netem``):
 * **latency**: every byte is delivered ``--delay-ms`` after it arrived, in each direction,
   like a long link (bandwidth is not limited, order is kept);
 * **faults**, per HTTP request, for a chosen share of requests: ``reset`` (close the
-  connection mid-request), ``stall`` (hold the request without answering for
+  connection mid-request), ``400`` (MalformedXML), ``stall`` (hold the request without answering for
   ``--stall-s`` seconds, then close), ``500`` (InternalError), ``503`` (SlowDown) and
   ``drop`` (pass the request to the server, then close the connection instead of relaying
-  the answer: the server did the work but the client never hears of it).
+  the answer: the server did the work but the client never hears of it) and ``hold`` (the same,
+  but the connection stays silent for ``stall_s`` seconds before it is closed).
 
 The share and kinds of faults can be changed while it runs by writing a JSON object to the
 control file given with ``--control`` (read before each request), for example
@@ -17,8 +18,9 @@ control file given with ``--control`` (read before each request), for example
 ``delay_ms``, ``fault_methods`` (only requests with these HTTP methods get faults, for example
 ``["PUT"]``) and ``fault_match`` (only requests whose request line contains this text, for example
 a key) may be set there too. One more kind exists for downloads: ``corrupt`` (relay the answer
-with the first byte of its body changed; needs a Content-Length body). With a control file every connection is handled request by
-request, so that faults switched on later reach connections that are already open.
+with the first byte of its body changed; needs a Content-Length body). With a control file every
+connection is handled request by request, so that faults switched on later reach connections that
+are already open.
 
 Usage: ``s3proxy.py --listen PORT --upstream PORT [--delay-ms N] [--fault-rate F]
 [--faults reset,stall,500,503] [--seed N] [--control FILE] [--ready-file FILE]``.
@@ -43,6 +45,8 @@ from dataclasses import dataclass, field
 ERRORS = {
     "500": (500, "Internal Server Error", "InternalError", "We encountered an internal error."),
     "503": (503, "Slow Down", "SlowDown", "Please reduce your request rate."),
+    # A request the server refuses as a whole (what a strict XML parser says of a bad body).
+    "400": (400, "Bad Request", "MalformedXML", "The XML you provided was not well-formed."),
 }
 
 
@@ -232,6 +236,14 @@ class Proxy:
                     await self.read_head(ureader)
                     cwriter.transport.abort()
                     return
+                if fault == "hold":
+                    # The same, but counted once the server has answered (so a test knows the
+                    # work is done), and the client hears nothing for stall_s seconds.
+                    await self.read_head(ureader)
+                    self.count_fault("hold")
+                    await asyncio.sleep(self.s.stall_s)
+                    cwriter.transport.abort()
+                    return
                 if fault == "corrupt":
                     self.count_fault("corrupt")
                 if not await self.relay_response(ureader, cwriter, head, corrupt=fault == "corrupt"):
@@ -350,7 +362,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--upstream", type=int, required=True)
     p.add_argument("--delay-ms", type=float, default=0.0)
     p.add_argument("--fault-rate", type=float, default=0.0)
-    p.add_argument("--faults", default="reset,500,503", help="any of reset,stall,500,503,drop,corrupt")
+    p.add_argument(
+        "--faults", default="reset,500,503", help="any of reset,stall,400,500,503,drop,hold,corrupt"
+    )
     p.add_argument("--stall-s", type=float, default=30.0)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--control")

@@ -1,5 +1,10 @@
 #!/usr/bin/env python3
-"""A real S3-compatible server (SeaweedFS ``weed mini``) on 127.0.0.1 for tests, demos and benchmarks.
+"""A real S3-compatible server on 127.0.0.1 for tests, demos and benchmarks.
+
+Two server models, chosen by ``CBACK3_TEST_SERVER``: ``seaweedfs`` (the default; SeaweedFS
+``weed mini``, which checks signatures and has a read-only identity) or ``moto`` (moto's S3
+server, which models AWS's own answers: whole-second LastModified, url-encoded listings,
+multipart rules, per-key DeleteObjects errors). Both print the same handshake.
 
 Used three ways:
 
@@ -8,13 +13,16 @@ Used three ways:
   pipe, so the server dies with the test process whatever way it ends);
 * ``python3 tests/s3server.py run -- CMD ...``: start a server, run CMD with ``AWS_ENDPOINT_URL``
   and credentials in its environment, stop the server, exit with CMD's status;
-* ``from s3server import LocalS3`` (pytest fixtures).
+* ``from s3server import LocalS3`` (pytest fixtures; always SeaweedFS), or ``new_server()`` for
+  the backend ``CBACK3_TEST_SERVER`` names.
 
 Only loopback addresses are used; telemetry, WebDAV, the admin UI and the extra catalog ports are off.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import json
 import os
 import shutil
@@ -32,6 +40,9 @@ SECRET_KEY = "SKTEST-secret"
 READONLY_ACCESS_KEY = "AKREADONLY"
 READONLY_SECRET_KEY = "SKREADONLY-secret"
 REGION = "us-east-1"
+# Which server model `serve` and `run` start (tests/common reads it back from the handshake).
+SERVER_VAR = "CBACK3_TEST_SERVER"
+BACKENDS = ("seaweedfs", "moto")
 
 
 def _port_free(port: int) -> bool:
@@ -81,6 +92,7 @@ class LocalS3:
             "AWS_DEFAULT_REGION": REGION,
             "AWS_REGION": REGION,
             "AWS_EC2_METADATA_DISABLED": "true",
+            SERVER_VAR: "seaweedfs",
         }
 
     def start(self, timeout: float = 60.0) -> None:
@@ -154,13 +166,7 @@ class LocalS3:
 
     def _answers(self) -> bool:
         """True once the S3 port answers an HTTP request with an S3 reply (any status)."""
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-                s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-                reply = s.recv(64)
-                return reply.startswith(b"HTTP/1.")
-        except OSError:
-            return False
+        return _answers_http(self.port)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -182,8 +188,112 @@ class LocalS3:
         self.stop()
 
 
+def _answers_http(port: int) -> bool:
+    """True once 127.0.0.1:port answers an HTTP request (any status)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            return s.recv(64).startswith(b"HTTP/1.")
+    except OSError:
+        return False
+
+
+class MotoS3:
+    """One ``python -m moto.server`` process (state in memory) on a free loopback port.
+
+    moto accepts any credentials (no signature check by default), so the read-only identity
+    of SeaweedFS does not exist here; tests that need it are not run against moto.
+    """
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+        self._log = tempfile.NamedTemporaryFile(prefix="cback3-s3sync-moto-", suffix=".log", delete=False)  # noqa: SIM115
+        self.log_path = self._log.name
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        """The environment a client needs to reach this server (and nothing else)."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            SERVER_VAR: "moto",
+        }
+
+    def start(self, timeout: float = 60.0) -> None:
+        missing = [m for m in ("moto", "flask", "awscrt") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise RuntimeError(
+                f"{', '.join(missing)} not installed: pip install 'moto[server]' awscrt "
+                "(tests/requirements.txt); without awscrt moto stores a CRC32 under the CRC64NVME name"
+            )
+        (self.port,) = _free_ports(1)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"moto.server exited early; see {self.log_path}:\n{self._tail()}")
+            if _answers_http(self.port):
+                return
+            time.sleep(0.1)  # polling readiness, not synchronising with a result
+        self.stop()
+        raise RuntimeError(f"moto.server not ready after {timeout} s:\n{self._tail()}")
+
+    def _tail(self) -> str:
+        try:
+            with open(self.log_path, "rb") as fh:
+                return fh.read()[-3000:].decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
+        self._log.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.log_path)
+
+    def __enter__(self) -> MotoS3:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def new_server() -> LocalS3 | MotoS3:
+    """The server model ``CBACK3_TEST_SERVER`` names (default: SeaweedFS)."""
+    kind = os.environ.get(SERVER_VAR, "") or "seaweedfs"
+    if kind == "moto":
+        return MotoS3()
+    if kind == "seaweedfs":
+        return LocalS3()
+    raise RuntimeError(f"{SERVER_VAR}={kind!r}: expected one of {', '.join(BACKENDS)}")
+
+
 def _serve(out: IO[str]) -> int:
-    with LocalS3() as server:
+    with new_server() as server:
         out.write(json.dumps({"endpoint": server.endpoint, **server.env()}) + "\n")
         out.flush()
         # Block until whoever started us closes our stdin (or dies).
@@ -196,22 +306,26 @@ def _run(cmd: list[str]) -> int:
     if not cmd:
         print("usage: s3server.py run -- CMD [ARGS...]", file=sys.stderr)
         return 2
-    with LocalS3() as server:
+    with new_server() as server:
         env = dict(os.environ)
         env.update(server.env())
-        print(f"s3server: weed mini at {server.endpoint}", file=sys.stderr)
+        print(f"s3server: {server.env()[SERVER_VAR]} at {server.endpoint}", file=sys.stderr)
         return subprocess.call(cmd, env=env)
 
 
 def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    if argv[:1] == ["serve"]:
-        return _serve(sys.stdout)
-    if argv[:1] == ["run"]:
-        rest = argv[1:]
-        if rest[:1] == ["--"]:
-            rest = rest[1:]
-        return _run(rest)
+    try:
+        if argv[:1] == ["serve"]:
+            return _serve(sys.stdout)
+        if argv[:1] == ["run"]:
+            rest = argv[1:]
+            if rest[:1] == ["--"]:
+                rest = rest[1:]
+            return _run(rest)
+    except RuntimeError as e:
+        print(f"s3server: {e}", file=sys.stderr)
+        return 1
     print("usage: s3server.py serve | run -- CMD [ARGS...]", file=sys.stderr)
     return 2
 

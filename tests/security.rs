@@ -41,6 +41,7 @@ fn assert_no_secrets(what: &str, text: &str) {
 
 #[test]
 fn secrets_never_reach_the_screen_or_the_logfile() {
+    needs_seaweedfs("a wrong secret rejected");
     let s = Scratch::new();
     s.write("a.txt", b"a");
     s.write("d/b.txt", b"b");

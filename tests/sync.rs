@@ -156,10 +156,14 @@ fn odd_names_round_trip() {
         "trailing space ",
         ".hidden",
     ];
+    let b = bucket("names");
+    if on_moto() {
+        assert_moto_newline_bug(&b);
+    }
+    let names: Vec<&str> = names.into_iter().filter(|n| server_stores(n)).collect();
     for (i, n) in names.iter().enumerate() {
         s.write(n, format!("body {i}").as_bytes());
     }
-    let b = bucket("names");
     let o = run(&s, [s.src().as_os_str(), url(&b, "backup").as_ref()]);
     assert_eq!(code(&o), 0, "{}", show(&o));
     let want: BTreeSet<String> = names.iter().map(|n| format!("backup/{n}")).collect();
@@ -362,6 +366,7 @@ fn specials_are_skipped_with_a_warning() {
 
 #[test]
 fn wrong_credentials_fail_cleanly() {
+    needs_seaweedfs("signature checks");
     let s = Scratch::new();
     s.write("a", b"a");
     let b = bucket("creds");
@@ -600,7 +605,12 @@ fn parallel_listing_covers_a_large_prefix_exactly_once() {
         "p2/not-under-prefix",
         "p",
     ] {
-        keys_to_put.push(k.to_string());
+        if server_stores(k) {
+            keys_to_put.push(k.to_string());
+        }
+    }
+    if on_moto() {
+        assert_moto_newline_bug(&b);
     }
     rt().block_on(async {
         let mut set = tokio::task::JoinSet::new();
@@ -635,7 +645,7 @@ fn parallel_listing_covers_a_large_prefix_exactly_once() {
             for (k, v) in &server().env {
                 std::env::set_var(k, v);
             }
-            cback3_s3sync::s3::client().await
+            cback3_s3sync::s3::client().await.unwrap()
         };
         cback3_s3sync::listing::list(&sdk_client, &url, &Default::default())
             .await

@@ -11,9 +11,14 @@ as it always has.
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import logging
 import os
+import re
+import shutil
+import subprocess
 import sys
+import sysconfig
 from collections.abc import Sequence
 from typing import IO, Any, ClassVar
 
@@ -661,10 +666,99 @@ def _version(fd: IO[str] | None = None) -> None:
 
 def _diagnostics(fd: IO[str] | None = None) -> None:
     """Writes the runtime diagnostics to ``fd`` (default: standard output at call time),
-    one ``Title....: value`` line each."""
+    one ``Title....: value`` line each, with what ``cback3-amazons3-sync`` runs. When that
+    is Cedar Backup's original, one WARNING line on standard error says how to fix it."""
     out = fd or sys.stdout
-    for line in _core.diagnostics():
+    lines = _core.diagnostics()
+    width = lines[0].index(":") if lines and ":" in lines[0] else 14
+    found, warning = _command_check()
+    lines += [f"{title:.<{width}}: {value}" for title, value in found]
+    for line in sorted(lines):
         out.write(line + "\n")
+    if warning:
+        sys.stderr.write(f"WARNING: {warning}\n")
+
+
+COMMAND = "cback3-amazons3-sync"
+"""The command name both this package and Cedar Backup 3 install (the last one installed wins)."""
+OWN_COMMAND = "cback3-s3sync"
+"""The command name only this package installs: the one to put in cron lines."""
+
+
+def _implementation(path: str) -> tuple[str, bool | None]:
+    """What the command at ``path`` is, by its ``-V`` output: a description, and True for
+    ours, False for Cedar Backup's original, None when neither."""
+    try:
+        done = subprocess.run(
+            [path, "-V"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=60,
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"cannot run it ({e})", None
+    text = done.stdout + done.stderr
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    if OWN_COMMAND in first:
+        return first, True
+    if "Cedar Backup Amazon S3 sync tool" in text:
+        release = re.search(r"Cedar Backup version (\S+?)\.?\s", text)
+        return f"Cedar Backup {release.group(1) if release else '3'}'s original tool", False
+    return f"unknown (exit {done.returncode}: {first[:80]})", None
+
+
+def _installed_script() -> str:
+    """Where pip put this package's ``cback3-amazons3-sync`` (from its RECORD), else where
+    this environment's scripts go."""
+    try:
+        dist = importlib.metadata.distribution("cback3-s3sync")
+    except importlib.metadata.PackageNotFoundError:
+        dist = None
+    if dist is not None:
+        for f in dist.files or []:
+            if f.name == COMMAND:
+                return os.path.normpath(str(dist.locate_file(f)))
+    return os.path.join(sysconfig.get_path("scripts"), COMMAND)
+
+
+def _command_check(
+    search_path: str | None = None, script: str | None = None
+) -> tuple[list[tuple[str, str]], str | None]:
+    """Which implementation ``cback3-amazons3-sync`` is: the one this package installed
+    (``script``, default from its RECORD) and the first on ``search_path`` (default PATH).
+    Returns ``(title, value)`` diagnostics and at most one warning, with the fix."""
+    here = script or _installed_script()
+    fix = f"{sys.executable} -m pip install --force-reinstall --no-deps cback3-s3sync"
+    found: list[tuple[str, str]] = []
+    warnings: list[str] = []
+    if not os.path.exists(here):
+        found.append(("Installed", f"{here} is missing"))
+        warnings.append(f"{here} is missing (uninstalling cedar-backup3 removes it); to fix it: {fix}")
+    else:
+        what, ours = _implementation(here)
+        found.append(("Installed", f"{here} runs {what}"))
+        if ours is False:
+            warnings.append(
+                f"{here} runs Cedar Backup's original, not cback3-s3sync (both packages install "
+                f"{COMMAND}; the one installed last owns it); to fix it: {fix}"
+            )
+    on_path = shutil.which(COMMAND, path=search_path)
+    if on_path is None:
+        found.append(("OnPath", f"{COMMAND} is not on PATH"))
+    elif os.path.exists(here) and os.path.samefile(on_path, here):
+        found.append(("OnPath", f"{on_path} (the same)"))
+    else:
+        what, ours = _implementation(on_path)
+        found.append(("OnPath", f"{on_path} runs {what}"))
+        if ours is False:
+            own = os.path.join(os.path.dirname(here), OWN_COMMAND)
+            warnings.append(
+                f"{COMMAND} on PATH ({on_path}) runs Cedar Backup's original from another installation; "
+                f"call {own} instead (see the README on switching a Cedar Backup install)"
+            )
+    return found, warnings[0] if warnings else None
 
 
 # The run, step by step ------------------------------------------------------------------

@@ -172,3 +172,88 @@ def test_the_wheel_installs_the_man_page(fresh_venv: Path) -> None:
     committed = Path(__file__).resolve().parents[2] / "man" / "cback3-amazons3-sync.1"
     assert page.read_text() == committed.read_text()
     assert ".TH CBACK3" in page.read_text()
+    # The same page under the name only we install.
+    assert (page.parent / "cback3-s3sync.1").read_text() == committed.read_text()
+
+
+@pytest.fixture(scope="session")
+def offline_wheels(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """pip options that install our wheel and Cedar Backup 3 (with its dependencies) with no
+    index: Cedar Backup is fetched from PyPI once, here (pip's cache usually has it)."""
+    ours = os.environ.get("CBACK3_S3SYNC_WHEELS")
+    if not ours:
+        ours = str(tmp_path_factory.mktemp("wheels"))
+        env = {**os.environ, "CARGO_TARGET_DIR": str(REPO / "target-py")}
+        subprocess.run(["maturin", "build", "--out", ours], cwd=REPO, env=env, check=True)
+    cedar = tmp_path_factory.mktemp("cedar")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+         "--dest", str(cedar), "cedar-backup3==3.12.0"],
+        check=True,
+    )  # fmt: skip
+    return ["--no-index", "--find-links", ours, "--find-links", str(cedar)]
+
+
+def new_venv(root: Path) -> Path:
+    subprocess.run([sys.executable, "-m", "venv", str(root)], check=True)
+    return root / "bin"
+
+
+def pip(bindir: Path, offline: list[str], *args: str) -> None:
+    cmd = [str(bindir / "python"), "-m", "pip", "--disable-pip-version-check", "install", "--quiet"]
+    subprocess.run([*cmd, *offline, *args], check=True)
+
+
+def what_runs(bindir: Path, command: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``command`` as a user's shell (or cron) finds it on a PATH led by the venv."""
+    env = {"PATH": os.pathsep.join([str(bindir), "/usr/bin", "/bin"]), "LANG": "C.UTF-8", "HOME": str(bindir)}
+    return subprocess.run([command, *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def is_ours(bindir: Path, command: str) -> bool:
+    out = what_runs(bindir, command, "-V").stdout
+    assert ("(cback3-s3sync)" in out) != ("Cedar Backup Amazon S3 sync tool" in out), out
+    return "(cback3-s3sync)" in out
+
+
+def diagnostics_warning(bindir: Path) -> str | None:
+    done = what_runs(bindir, "cback3-s3sync", "-D")
+    assert done.returncode == 0, done
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("WARNING")]
+    assert len(warnings) <= 1, done.stderr
+    return warnings[0] if warnings else None
+
+
+@pytest.mark.parametrize("order", [("cedar-backup3", "cback3-s3sync"), ("cback3-s3sync", "cedar-backup3")])
+def test_pip_sequences_and_what_each_command_name_runs(
+    order: tuple[str, str], offline_wheels: list[str], tmp_path: Path
+) -> None:
+    bindir = new_venv(tmp_path / "v")
+    # Both in one command: either may end up owning cback3-amazons3-sync.
+    pip(bindir, offline_wheels, *order)
+    assert is_ours(bindir, "cback3-s3sync")
+    warning = diagnostics_warning(bindir)
+    if is_ours(bindir, "cback3-amazons3-sync"):
+        assert warning is None
+    else:
+        assert warning is not None and "--force-reinstall --no-deps cback3-s3sync" in warning
+    # A later reinstall (or upgrade) of Cedar Backup takes the name back ...
+    pip(bindir, offline_wheels, "--force-reinstall", "cedar-backup3")
+    assert not is_ours(bindir, "cback3-amazons3-sync")
+    assert is_ours(bindir, "cback3-s3sync"), "the name only we install is still ours"
+    warning = diagnostics_warning(bindir)
+    assert warning is not None
+    fix = warning.split("to fix it: ", 1)[1].split()
+    assert fix == [
+        str(bindir / "python"),
+        "-m",
+        "pip",
+        "install",
+        "--force-reinstall",
+        "--no-deps",
+        "cback3-s3sync",
+    ]
+    # ... and the command the warning gives puts ours back.
+    subprocess.run([*fix, "--quiet", *offline_wheels], check=True)
+    assert is_ours(bindir, "cback3-amazons3-sync")
+    assert diagnostics_warning(bindir) is None

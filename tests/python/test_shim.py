@@ -141,6 +141,36 @@ def test_synchronize_failure_is_an_os_error(s3: Any, tree: Path) -> None:
         shim._synchronizeBucket(str(tree), "http://not-s3/p", False)
 
 
+def _lock_file(directory: Path, endpoint: str, bucket: str, prefix: str) -> Path:
+    """The run lock's file for a target, named as src/lock.rs names it."""
+    h = 0xCBF29CE484222325
+    for part in (endpoint.rstrip("/").lower(), bucket, prefix):
+        for byte in part.encode() + b"\0":
+            h = ((h ^ byte) * 0x100000001B3) % 2**64
+    return directory / f"{bucket[:63]}-{h:016x}.lock"
+
+
+def test_synchronize_takes_the_run_lock(
+    s3: Any, s3_client: Any, bucket: str, tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fcntl
+
+    locks = tmp_path / "locks"
+    locks.mkdir(mode=0o700)
+    monkeypatch.setenv("CBACK3_LOCK_DIR", str(locks))
+    # Another run (here: this test) holds the lock of prefix p/.
+    with open(_lock_file(locks, s3.endpoint, bucket, "p/"), "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(OSError, match="another run is already syncing"):
+            shim._synchronizeBucket(str(tree), f"s3://{bucket}/p", False)
+        with pytest.raises(OSError, match="which contains"):
+            shim._synchronizeBucket(str(tree), f"s3://{bucket}/p/sub", False)
+        assert listing(s3_client, bucket) == {}
+        shim._synchronizeBucket(str(tree), f"s3://{bucket}/q", False)
+    shim._synchronizeBucket(str(tree), f"s3://{bucket}/p", False)
+    assert len(listing(s3_client, bucket, "p/")) == 5
+
+
 def test_execute_action_runs_every_phase(s3: Any, s3_client: Any, bucket: str, tree: Path) -> None:
     opts = shim.Options(argumentList=[str(tree), f"s3://{bucket}/x"])
     shim._executeAction(opts)
@@ -285,3 +315,73 @@ def test_cli_passes_our_switches_to_the_core(
     assert run_cli(monkeypatch, *args) == 0
     assert listing(s3_client, bucket, "d/") == {}, "a dry run uploads nothing"
     assert '"exit_status": 0' in summary.read_text()
+
+
+ORIGINAL_V = "\n Cedar Backup Amazon S3 sync tool.\n Included with Cedar Backup version 3.12.0.\n"
+
+
+def fake_command(directory: Path, version_text: str, name: str = shim.COMMAND) -> Path:
+    """An executable that prints ``version_text`` for ``-V``, as one implementation would."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    path.write_text(f"#!/bin/sh\nprintf '%s' '{version_text}'\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_command_check_warns_with_the_fix_when_the_original_owns_the_name(tmp_path: Path) -> None:
+    script = fake_command(tmp_path / "bin", ORIGINAL_V)
+    found, warning = shim._command_check(search_path=str(tmp_path / "bin"), script=str(script))
+    assert found == [
+        ("Installed", f"{script} runs Cedar Backup 3.12.0's original tool"),
+        ("OnPath", f"{script} (the same)"),
+    ]
+    assert warning is not None
+    assert warning.endswith(
+        f"to fix it: {sys.executable} -m pip install --force-reinstall --no-deps cback3-s3sync"
+    )
+
+
+def test_command_check_is_quiet_when_the_name_is_ours(tmp_path: Path) -> None:
+    script = fake_command(tmp_path / "bin", f"\n cback3-amazons3-sync (cback3-s3sync) {_core.__version__}\n")
+    found, warning = shim._command_check(search_path=str(tmp_path / "bin"), script=str(script))
+    assert warning is None
+    assert found[0] == (
+        "Installed",
+        f"{script} runs cback3-amazons3-sync (cback3-s3sync) {_core.__version__}",
+    )
+
+
+def test_command_check_names_another_installation_first_on_path(tmp_path: Path) -> None:
+    ours = fake_command(tmp_path / "venv", "cback3-amazons3-sync (cback3-s3sync) 9")
+    other = fake_command(tmp_path / "usr", ORIGINAL_V)
+    search = os.pathsep.join([str(tmp_path / "usr"), str(tmp_path / "venv")])
+    found, warning = shim._command_check(search_path=search, script=str(ours))
+    assert ("OnPath", f"{other} runs Cedar Backup 3.12.0's original tool") in found
+    assert warning is not None
+    assert f"({other})" in warning and str(tmp_path / "venv" / shim.OWN_COMMAND) in warning
+
+
+def test_command_check_reports_a_missing_script(tmp_path: Path) -> None:
+    found, warning = shim._command_check(search_path=str(tmp_path), script=str(tmp_path / shim.COMMAND))
+    assert found == [
+        ("Installed", f"{tmp_path / shim.COMMAND} is missing"),
+        ("OnPath", f"{shim.COMMAND} is not on PATH"),
+    ]
+    assert warning is not None and "--force-reinstall --no-deps cback3-s3sync" in warning
+
+
+def test_diagnostics_warning_goes_to_stderr_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    script = fake_command(tmp_path / "bin", ORIGINAL_V)
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    monkeypatch.setattr(shim, "_installed_script", lambda: str(script))
+    out = io.StringIO()
+    shim._diagnostics(out)
+    lines = out.getvalue().splitlines()
+    assert lines == sorted(lines)
+    assert all(re.match(r"^\w+\.+: ", line) for line in lines)
+    assert any(line.startswith("Installed.") and "original" in line for line in lines)
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("WARNING: "), err

@@ -1,0 +1,114 @@
+//! One run per target: the lock does not depend on the environment, overlapping prefixes
+//! exclude each other, siblings do not, and a lock directory others could use is refused.
+//! The first "run" is the test itself holding the lock through the library, so nothing
+//! depends on timing.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+
+use cback3_s3sync::bucket_url::BucketUrl;
+use cback3_s3sync::lock::{self, RunLock, Target};
+use common::*;
+
+fn url(bucket: &str, prefix: &str) -> String {
+    format!("s3://{bucket}/{prefix}")
+}
+
+/// Holds the lock a run on `s3://bucket/prefix` would take (in the default directory).
+fn hold(bucket: &str, prefix: &str) -> RunLock {
+    let u = BucketUrl::parse(&url(bucket, prefix)).unwrap();
+    lock::acquire(&Target::new(Some(&server().endpoint), &u)).unwrap()
+}
+
+fn sync(s: &Scratch, bucket: &str, prefix: &str) -> std::process::Output {
+    run(s, [s.src().as_os_str(), url(bucket, prefix).as_ref()])
+}
+
+fn refused(o: &std::process::Output, want: &str) {
+    assert_eq!(code(o), 6, "{}", show(o));
+    let lines = stdout_lines(o);
+    assert_eq!(lines.len(), 1, "one line on screen: {}", show(o));
+    assert!(lines[0].contains(want), "want {want:?}: {}", show(o));
+}
+
+#[test]
+fn a_run_in_another_environment_sees_the_held_lock() {
+    let s = Scratch::new();
+    s.write("a.txt", b"a");
+    let b = bucket("lockenv");
+    let held = hold(&b, "p");
+    // A cron job and a login shell differ in all of these; the lock must not.
+    let elsewhere = s.dir.path().join("elsewhere");
+    for d in ["home", "tmp", "run"] {
+        std::fs::create_dir_all(elsewhere.join(d)).unwrap();
+    }
+    let o = command(&s)
+        .env("HOME", elsewhere.join("home"))
+        .env("TMPDIR", elsewhere.join("tmp"))
+        .env("XDG_RUNTIME_DIR", elsewhere.join("run"))
+        .args([s.src().as_os_str(), url(&b, "p").as_ref()])
+        .output()
+        .unwrap();
+    refused(&o, &format!("another run is already syncing s3://{b}/p/"));
+    assert!(objects(&b).is_empty(), "the refused run changed the bucket");
+    drop(held);
+    let o = sync(&s, &b, "p");
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    // The default directory is the user's (the tests run as root: /run), never $HOME's.
+    assert!(!elsewhere.join("home/.cache").exists());
+}
+
+#[test]
+fn overlapping_prefixes_are_refused_both_ways_and_siblings_run() {
+    let s = Scratch::new();
+    s.write("a.txt", b"a");
+    let b = bucket("lockoverlap");
+    let outer = hold(&b, "p");
+    refused(
+        &sync(&s, &b, "p/sub"),
+        &format!("another run is already syncing s3://{b}/p/, which contains s3://{b}/p/sub/"),
+    );
+    drop(outer);
+    let inner = hold(&b, "p/sub");
+    refused(
+        &sync(&s, &b, "p"),
+        &format!("another run is already syncing s3://{b}/p/ or a prefix under it"),
+    );
+    refused(&sync(&s, &b, ""), "or a prefix under it");
+    // A sibling shares only the ancestors, which are shared locks.
+    let o = sync(&s, &b, "p/other");
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    assert_eq!(assert_mirror(&b, "p/other/", &s.src()), 1);
+    assert!(objects(&b).keys().all(|k| k.starts_with("p/other/")));
+    drop(inner);
+    let o = sync(&s, &b, "p/sub");
+    assert_eq!(code(&o), 0, "{}", show(&o));
+}
+
+#[test]
+fn lock_directories_others_could_use_are_refused() {
+    let s = Scratch::new();
+    s.write("a.txt", b"a");
+    let b = bucket("lockdir");
+    let open = s.dir.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let theirs = s.dir.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    for (dir, want) in [
+        (&open, "writable by group or others"),
+        (&theirs, "belongs to user id 65534"),
+    ] {
+        let o = command(&s)
+            .env(lock::LOCK_DIR_ENV, dir)
+            .args([s.src().as_os_str(), url(&b, "p").as_ref()])
+            .output()
+            .unwrap();
+        refused(&o, want);
+        assert!(std::fs::read_dir(dir).unwrap().next().is_none());
+    }
+    assert!(objects(&b).is_empty());
+}
