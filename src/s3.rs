@@ -837,7 +837,28 @@ pub struct Source<'a> {
     pub size: u64,
     /// The mtime of the version read, stored as the object's `mtime` metadata.
     pub mtime_ns: i64,
+    /// `st_mode`, owner and group of the version read (`mode`, `uid`, `gid` metadata).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
     pub unchanged: &'a (dyn Fn() -> Result<(), OpError> + Send + Sync),
+}
+
+impl Source<'_> {
+    /// The user metadata every upload carries, in rclone's names and formats so that rclone
+    /// and other tools read it back: `mtime` (seconds since the epoch with up to 9 decimals),
+    /// `mode` (octal `st_mode` with its file type, `0100644`), `uid` and `gid` (decimal).
+    pub fn metadata(&self) -> std::collections::HashMap<String, String> {
+        [
+            (MTIME_METADATA, crate::plan::format_mtime(self.mtime_ns)),
+            ("mode", format!("0{:o}", self.mode)),
+            ("uid", self.uid.to_string()),
+            ("gid", self.gid.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
 }
 
 /// HeadObject for the object's `mtime` user metadata (written by this tool and rclone);
@@ -908,7 +929,7 @@ pub async fn put(
         .bucket(bucket)
         .key(key)
         .content_length(size as i64)
-        .metadata(MTIME_METADATA, crate::plan::format_mtime(src.mtime_ns))
+        .set_metadata(Some(src.metadata()))
         .set_checksum_algorithm(checksums.then_some(ChecksumAlgorithm::Crc64Nvme))
         .set_storage_class(settings.storage_class.clone())
         .set_server_side_encryption(settings.sse.clone())
@@ -950,7 +971,7 @@ pub async fn put_multipart(
         .create_multipart_upload()
         .bucket(bucket)
         .key(key)
-        .metadata(MTIME_METADATA, crate::plan::format_mtime(src.mtime_ns))
+        .set_metadata(Some(src.metadata()))
         .set_checksum_algorithm(checksums.then_some(ChecksumAlgorithm::Crc64Nvme))
         .set_checksum_type(checksums.then_some(ChecksumType::FullObject))
         .set_storage_class(settings.storage_class.clone())

@@ -162,6 +162,9 @@ async fn attempt(
         path: t.path,
         size,
         mtime_ns,
+        mode: version.mode,
+        uid: version.uid,
+        gid: version.gid,
         unchanged: &unchanged,
     };
     let multipart = size >= MULTIPART_THRESHOLD;

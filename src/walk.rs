@@ -133,6 +133,11 @@ pub struct FileVersion {
     pub size: u64,
     pub mtime_ns: i64,
     pub ctime_ns: i64,
+    /// `st_mode` (file type and permission bits), owner and group: recorded with the object
+    /// so that a restore can give them back.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 impl FileVersion {
@@ -147,6 +152,9 @@ impl FileVersion {
                 .ctime()
                 .saturating_mul(1_000_000_000)
                 .saturating_add(meta.ctime_nsec()),
+            mode: meta.mode(),
+            uid: meta.uid(),
+            gid: meta.gid(),
         }
     }
 }

@@ -152,26 +152,21 @@ fn a_synced_tree_comes_back_byte_for_byte_with_its_times() {
     assert_eq!(code(&o), 0, "{}\n{}", show(&o), s.logtext());
     assert_eq!(local_files(&target), local_files(&s.src()));
     no_temp_files(&target);
-    let listed = objects(&b);
+    // Uploads record mtime, mode and owner: the restored tree has the source's, exactly.
     for rel in local_files(&s.src()).keys() {
-        let key = format!("p/{rel}");
-        let meta = metadata(&b, &key);
-        // The recorded mtime when uploads record one, else the object's LastModified.
-        let want = match meta.get("mtime") {
-            Some(m) => cback3_s3sync::restore::parse_mtime(m).unwrap(),
-            None => {
-                let (secs, ns) = listed[&key].last_modified;
-                secs * 1_000_000_000 + i64::from(ns)
-            }
-        };
-        let got_path = target.join(rel);
-        assert_eq!(mtime_ns(&got_path), want, "mtime of {rel:?}");
-        let mode = std::fs::metadata(&got_path).unwrap().mode() & 0o7777;
-        let want_mode = match meta.get("mode") {
-            Some(m) => u32::from_str_radix(m, 8).unwrap() & 0o7777,
-            None => umask_default(),
-        };
-        assert_eq!(mode, want_mode, "mode of {rel:?}");
+        let (src, got) = (s.src().join(rel), target.join(rel));
+        assert_eq!(mtime_ns(&got), mtime_ns(&src), "mtime of {rel:?}");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o7777;
+        assert_eq!(mode(&got), mode(&src), "mode of {rel:?}");
+        let meta = metadata(&b, &format!("p/{rel}"));
+        let st = std::fs::metadata(&src).unwrap();
+        assert_eq!(
+            meta.get("mode"),
+            Some(&format!("0{:o}", st.mode())),
+            "{rel:?}"
+        );
+        assert_eq!(meta.get("uid"), Some(&st.uid().to_string()), "{rel:?}");
+        assert_eq!(meta.get("gid"), Some(&st.gid().to_string()), "{rel:?}");
     }
     validate_json(&summary, "schema/summary.schema.json");
     let text = std::fs::read_to_string(&summary).unwrap();
@@ -285,6 +280,9 @@ fn objects_without_metadata_or_checksums_restore_with_last_modified_and_md5() {
             mtime_ns(&target.join(rel)),
             secs * 1_000_000_000 + i64::from(ns)
         );
+        // No recorded mode: what a new file gets under the umask.
+        let mode = std::fs::metadata(target.join(rel)).unwrap().mode() & 0o7777;
+        assert_eq!(mode, umask_default(), "{rel}");
     }
     // Checked by their MD5 ETags: no size-only warning.
     assert!(
