@@ -172,3 +172,28 @@ fn an_unrelated_invalid_argument_is_not_a_checksum_rejection() {
     );
     assert!(objects(&b).is_empty());
 }
+
+#[test]
+fn deletes_still_work_when_the_server_rejects_every_checksum_header() {
+    let s = Scratch::new();
+    s.write("kept.txt", b"kept");
+    let b = bucket("rej-del");
+    for i in 0..3 {
+        put_object(&b, &format!("p/gone{i}.txt"), b"no local file");
+    }
+    let proxy = Proxy::start(5);
+    proxy.set(r#"{"reject_checksums": "all"}"#);
+    let o = command_via(&s, &proxy.endpoint())
+        .arg(s.src())
+        .arg(format!("s3://{b}/p"))
+        .output()
+        .unwrap();
+    let stats = proxy.finish();
+    assert_eq!(code(&o), 0, "{}\n{}", show(&o), s.logtext());
+    // DeleteObjects must carry a checksum (the SDK sends a CRC32, no Content-MD5): refused,
+    // the keys go one by one with DeleteObject, which needs none.
+    let log = s.logtext();
+    assert!(log.contains("DeleteObjects of 3 keys was refused"), "{log}");
+    assert!(stats["checksum_rejections"] >= 2, "{stats:?}");
+    assert_mirror(&b, "p/", &s.src());
+}
