@@ -197,3 +197,34 @@ fn deletes_still_work_when_the_server_rejects_every_checksum_header() {
     assert!(stats["checksum_rejections"] >= 2, "{stats:?}");
     assert_mirror(&b, "p/", &s.src());
 }
+
+#[test]
+fn a_multipart_upload_whose_parts_are_rejected_starts_again_without_checksums() {
+    let s = Scratch::new();
+    let body: Vec<u8> = (0..20 * MIB + 3).map(|i| (i % 251) as u8).collect();
+    s.write("big.bin", &body);
+    let b = bucket("rej-part");
+    let proxy = Proxy::start(5);
+    // CreateMultipartUpload (POST) goes through; its parts (PUT) are refused.
+    proxy.set(r#"{"reject_checksums": "all", "reject_methods": ["PUT"]}"#);
+    let o = command_via(&s, &proxy.endpoint())
+        .arg(s.src())
+        .arg(format!("s3://{b}/p"))
+        .output()
+        .unwrap();
+    let stats = proxy.finish();
+    assert_eq!(code(&o), 0, "{}\n{}", show(&o), s.logtext());
+    let warnings = warnings_since(&s, 0);
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert!(warnings[0].contains("UploadPart"), "{}", warnings[0]);
+    // At most the two parts were in flight with checksums.
+    let rejections = stats["checksum_rejections"];
+    assert!((1..=2).contains(&rejections), "{stats:?}");
+    assert_eq!(last_uploaded(&s), 1);
+    assert_mirror(&b, "p/", &s.src());
+    assert_eq!(
+        open_uploads(&b),
+        Vec::<String>::new(),
+        "the first upload was aborted"
+    );
+}

@@ -24,7 +24,8 @@ JSON: ``"all"`` answers 400 InvalidArgument, in Backblaze B2's words, every requ
 ``x-amz-sdk-checksum-algorithm``, ``x-amz-checksum-*`` (but ``-mode``) or ``x-amz-trailer`` header
 (a trailer is only ever a checksum); ``"crc64nvme"`` (400 InvalidRequest) only those naming CRC64NVME in a
 header; ``"full_object"`` (501 NotImplemented) only those with ``x-amz-checksum-type:
-FULL_OBJECT``; ``null`` nothing. ``reject_header`` (a header name) answers B2's 400
+FULL_OBJECT``; ``null`` nothing; ``reject_methods`` (for example ``["PUT"]``: PutObject and UploadPart only)
+limits it to those HTTP methods. ``reject_header`` (a header name) answers B2's 400
 InvalidArgument to every request carrying that header, for an unrelated rejection. Each such
 answer is counted as ``checksum_rejections`` / ``header_rejections`` in the stats.
 
@@ -65,6 +66,7 @@ class Settings:
     fault_methods: list[str] | None = None
     reject_checksums: str | None = None
     reject_header: str | None = None
+    reject_methods: list[str] | None = None
     control: str | None = None
     _control_stamp: tuple[int, int, int] = (0, 0, 0)
 
@@ -91,6 +93,8 @@ class Settings:
         self.stall_s = float(data.get("stall_s", self.stall_s))
         self.reject_checksums = data.get("reject_checksums")
         self.reject_header = data.get("reject_header")
+        rmethods = data.get("reject_methods")
+        self.reject_methods = [str(m).upper() for m in rmethods] if rmethods else None
         methods = data.get("fault_methods")
         self.fault_methods = [str(m).upper() for m in methods] if methods else None
 
@@ -111,7 +115,8 @@ def rejection(settings: Settings, head: bytes) -> tuple[tuple[int, str, str, str
         if any(name == wanted for name, _ in headers):
             return b2_unsupported(wanted), "header_rejections"
     mode = settings.reject_checksums
-    if not mode:
+    method = head.split(b" ", 1)[0].decode("ascii", "replace").upper()
+    if not mode or (settings.reject_methods and method not in settings.reject_methods):
         return None
     if mode == "all":
         for name, _ in headers:
