@@ -28,8 +28,8 @@ maturin build --quiet --out "$wheels"
 export CBACK3_S3SYNC_WHEELS=$wheels
 
 step "ruff"
-ruff check python tests/python
-ruff format --check python tests/python
+ruff check .
+ruff format --check .
 step "mypy --strict and stubtest"
 mypy --strict python
 python -m mypy.stubtest cback3_s3sync._core

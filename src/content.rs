@@ -123,7 +123,7 @@ pub async fn verify_content(
                 out.differs.push(idx);
             }
             One::Unverifiable => {
-                log::warn!(target: FLOW, "Cannot verify the content of [{name}]: the object has no whole-object checksum and its ETag is not an MD5 (multipart upload by another tool, or SSE-KMS)");
+                log::warn!(target: FLOW, "Cannot verify the content of [{name}]: the object has no whole-object checksum and its ETag is not an MD5 (a multipart upload by another tool, or by this one on a server that rejected full-object checksums; or SSE-KMS)");
                 out.unverifiable.push(name);
             }
             One::Error(why) => {

@@ -91,6 +91,7 @@ impl Features {
                 sse: opts.sse.as_deref().map(ServerSideEncryption::from),
                 sse_kms_key_id: opts.sse_kms_key_id.clone(),
                 progress: None,
+                checksums: Default::default(),
             },
             own_files: Vec::new(),
         }
@@ -537,7 +538,7 @@ async fn verify_content(
     let methods: Vec<String> = methods.iter().map(|(m, n)| format!("{n} by {m}")).collect();
     log::info!(target: FLOW, "Content of {} files matches ({}).", c.verified, methods.join(", "));
     if !c.unverifiable.is_empty() {
-        log::warn!(target: FLOW, "{} objects have nothing to compare their content with (sizes were checked); upload them with this tool to make them verifiable.", c.unverifiable.len());
+        log::warn!(target: FLOW, "{} objects have nothing to compare their content with (sizes were checked); upload them with this tool, to a server that takes full-object checksums, to make them verifiable.", c.unverifiable.len());
     }
     c
 }

@@ -29,20 +29,25 @@ use crate::OUTPUT;
 /// How objects are written, beyond their content: storage class and server-side encryption
 /// (`--storageClass`, `--sse`, `--sseKmsKeyId`), and the counters that progress reads.
 /// Every upload also carries a full-object CRC64NVME unless the configuration turned request
-/// checksums off (`request_checksum_calculation = when_required`) for a server that rejects them.
+/// checksums off (`request_checksum_calculation = when_required`) or the server rejected it
+/// earlier in the run ([`ChecksumLevel`]).
 #[derive(Debug, Clone, Default)]
 pub struct UploadSettings {
     pub storage_class: Option<StorageClass>,
     pub sse: Option<ServerSideEncryption>,
     pub sse_kms_key_id: Option<String>,
     pub progress: Option<Arc<Progress>>,
+    /// The run's checksum level, stepped down when the server rejects checksums.
+    pub checksums: Arc<ChecksumFallback>,
 }
 
 impl UploadSettings {
-    fn describe(&self, checksums: bool) -> String {
+    fn describe(&self, checksums: ChecksumLevel) -> String {
         let mut s = String::new();
-        if checksums {
-            s += ", CRC64NVME";
+        match checksums {
+            ChecksumLevel::Crc64Nvme => s += ", CRC64NVME",
+            ChecksumLevel::Crc32 => s += ", CRC32",
+            ChecksumLevel::Off => {}
         }
         if let Some(c) = &self.storage_class {
             s += &format!(", storage class {}", c.as_str());
@@ -76,6 +81,186 @@ fn checksums_on(client: &Client) -> bool {
         client.config().request_checksum_calculation(),
         Some(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
     )
+}
+
+/// Which checksums uploads carry. A run starts at the top and steps down, for the rest of
+/// the run, when the server rejects what it was sent (see [`ChecksumFallback`]):
+/// 1. `Crc64Nvme`: every PutObject and UploadPart carries a CRC64NVME; multipart uploads are
+///    `ChecksumType=FULL_OBJECT` with the whole-file value on CompleteMultipartUpload.
+/// 2. `Crc32`: after a rejection of CRC64NVME or of FULL_OBJECT. CRC32 on every request, the
+///    algorithm older servers know; multipart uploads without a checksum type (COMPOSITE, the
+///    pre-2025 kind: a server that lacks CRC64NVME lacks FULL_OBJECT too).
+/// 3. `Off`: after a rejection of any checksum header, or of CRC32. No request checksums
+///    (`request_checksum_calculation = when_required` for these requests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ChecksumLevel {
+    Crc64Nvme = 0,
+    Crc32 = 1,
+    Off = 2,
+}
+
+impl ChecksumLevel {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            0 => ChecksumLevel::Crc64Nvme,
+            1 => ChecksumLevel::Crc32,
+            _ => ChecksumLevel::Off,
+        }
+    }
+
+    /// The algorithm each PutObject and UploadPart names.
+    fn algorithm(self) -> Option<ChecksumAlgorithm> {
+        match self {
+            ChecksumLevel::Crc64Nvme => Some(ChecksumAlgorithm::Crc64Nvme),
+            ChecksumLevel::Crc32 => Some(ChecksumAlgorithm::Crc32),
+            ChecksumLevel::Off => None,
+        }
+    }
+
+    /// What a run at this level does, for the fallback WARNING.
+    fn describe(self) -> &'static str {
+        match self {
+            ChecksumLevel::Crc64Nvme => "CRC64NVME on every upload",
+            ChecksumLevel::Crc32 => {
+                "CRC32 checksums instead (multipart uploads: a CRC32 per part, no full-object checksum)"
+            }
+            ChecksumLevel::Off => {
+                "no request checksums (the server no longer checks the uploads' content on arrival)"
+            }
+        }
+    }
+}
+
+/// What a server's rejection of our checksum headers was about (see [`checksum_rejection`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejected {
+    /// The CRC64NVME algorithm.
+    Crc64Nvme,
+    /// `ChecksumType=FULL_OBJECT` on a multipart upload.
+    FullObject,
+    /// Checksum headers as such (B2: `Unsupported header 'x-amz-sdk-checksum-algorithm'`).
+    Any,
+}
+
+/// Is this error answer a server refusing our checksum headers, rather than any other
+/// failure? A 400 (or a 501 NotImplemented) with code InvalidArgument, InvalidRequest or
+/// NotImplemented whose message names a checksum header or algorithm. Wordings seen:
+/// Backblaze B2 `InvalidArgument: Unsupported header 'x-amz-sdk-checksum-algorithm' received
+/// for this API call.` (also `'x-amz-checksum-sha256'`), emulators `InvalidRequest: Checksum
+/// algorithm not supported ...: CRC32C`, gateways `x-amz-sdk-checksum-algorithm specified, but
+/// no corresponding x-amz-checksum-* or x-amz-trailer headers were found` (a trailer they cannot
+/// read). A checksum that did not match (BadDigest, "mismatch") is not a rejection: the data
+/// was wrong, and sending less would hide it.
+pub fn checksum_rejection(status: u16, code: &str, message: &str) -> Option<Rejected> {
+    let code_fits = match code {
+        "InvalidArgument" | "InvalidRequest" => status == 400,
+        "NotImplemented" => status == 400 || status == 501,
+        _ => false,
+    };
+    if !code_fits {
+        return None;
+    }
+    let m = message.to_ascii_lowercase();
+    let about_checksums = ["checksum", "crc64", "crc32", "x-amz-trailer", "full_object"]
+        .iter()
+        .any(|w| m.contains(w));
+    let a_mismatch = [
+        "mismatch",
+        "did not match",
+        "does not match",
+        "do not match",
+    ]
+    .iter()
+    .any(|w| m.contains(w));
+    if !about_checksums || a_mismatch {
+        return None;
+    }
+    Some(
+        if m.contains("full_object") || m.contains("checksum type") || m.contains("checksum-type") {
+            Rejected::FullObject
+        } else if m.contains("crc64") {
+            Rejected::Crc64Nvme
+        } else {
+            Rejected::Any
+        },
+    )
+}
+
+/// [`checksum_rejection`] of an SDK error (only answers from the server qualify).
+fn rejection_of<E: ProvideErrorMetadata>(
+    err: &SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>,
+) -> Option<Rejected> {
+    let SdkError::ServiceError(s) = err else {
+        return None;
+    };
+    let e = s.err();
+    checksum_rejection(
+        s.raw().status().as_u16(),
+        e.code()?,
+        e.message().unwrap_or_default(),
+    )
+}
+
+/// The run's checksum level, shared by every upload of the run (clones of [`UploadSettings`]
+/// share it, repairs included), so that concurrent uploads step down once and the WARNING is
+/// logged once per step.
+#[derive(Debug, Default)]
+pub struct ChecksumFallback {
+    level: std::sync::atomic::AtomicU8,
+}
+
+impl ChecksumFallback {
+    /// The level uploads use now: `Off` from the start when the configuration asked for
+    /// checksums only where required.
+    pub fn level(&self, client: &Client) -> ChecksumLevel {
+        if !checksums_on(client) {
+            return ChecksumLevel::Off;
+        }
+        ChecksumLevel::from_u8(self.level.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    /// A request sent at `used` was rejected for `what`: steps the run down (logging the one
+    /// WARNING of this step if this call made it) and returns the level to retry with, or
+    /// `None` when there is nothing left to drop (the error stands).
+    fn rejected(
+        &self,
+        used: ChecksumLevel,
+        what: Rejected,
+        op: &str,
+        key: &str,
+        detail: &str,
+    ) -> Option<ChecksumLevel> {
+        crate::health::answered();
+        let next = match (used, what) {
+            (ChecksumLevel::Off, _) => return None,
+            (ChecksumLevel::Crc64Nvme, Rejected::Crc64Nvme | Rejected::FullObject) => {
+                ChecksumLevel::Crc32
+            }
+            _ => ChecksumLevel::Off,
+        };
+        let before = ChecksumLevel::from_u8(
+            self.level
+                .fetch_max(next as u8, std::sync::atomic::Ordering::SeqCst),
+        );
+        if before < next {
+            let rejected = match what {
+                Rejected::Crc64Nvme => "the CRC64NVME checksum",
+                Rejected::FullObject => {
+                    "the full-object (FULL_OBJECT) checksum of multipart uploads"
+                }
+                Rejected::Any if used == ChecksumLevel::Crc32 => "CRC32 checksums",
+                Rejected::Any => "checksum headers",
+            };
+            let permanent = match next {
+                ChecksumLevel::Off => "To make this permanent (and skip the rejected request): request_checksum_calculation = when_required in the AWS profile, or AWS_REQUEST_CHECKSUM_CALCULATION=when_required.",
+                _ => "Every run falls back like this by itself; request_checksum_calculation = when_required in the AWS profile (or AWS_REQUEST_CHECKSUM_CALCULATION=when_required) turns upload checksums off from the start.",
+            };
+            log::warn!(target: crate::FLOW, "The S3 server rejected {rejected} ({op} {}: {detail}); the rest of this run sends {}. {permanent}", crate::walk::display_bytes(key.as_bytes()), next.describe());
+        }
+        Some(ChecksumLevel::from_u8(
+            self.level.load(std::sync::atomic::Ordering::SeqCst),
+        ))
+    }
 }
 
 /// The checksums and ETag S3 keeps for an object (HeadObject with checksum mode enabled,
@@ -910,7 +1095,7 @@ pub async fn put(
     settings: &UploadSettings,
 ) -> Result<(), OpError> {
     let (size, path) = (src.size, src.path);
-    let body = if size <= IN_MEMORY_BODY {
+    let in_memory = if size <= IN_MEMORY_BODY {
         // Small files are read whole: one read instead of a streaming body, and the SDK can
         // send the checksum as a header instead of an aws-chunked trailer.
         let file = src.file.clone();
@@ -919,35 +1104,82 @@ pub async fn put(
             .map_err(|e| OpError::local(path, e.to_string()))?
             .map_err(|e| OpError::local(path, e.to_string()))?;
         (src.unchanged)()?;
-        ByteStream::from(bytes)
+        Some(bytes::Bytes::from(bytes))
     } else {
-        stream(&src.file, 0, size)
+        None
     };
-    let checksums = checksums_on(client);
-    client
-        .put_object()
-        .bucket(bucket)
-        .key(key)
-        .content_length(size as i64)
-        .set_metadata(Some(src.metadata()))
-        .set_checksum_algorithm(checksums.then_some(ChecksumAlgorithm::Crc64Nvme))
-        .set_storage_class(settings.storage_class.clone())
-        .set_server_side_encryption(settings.sse.clone())
-        .set_ssekms_key_id(settings.sse_kms_key_id.clone())
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| s3_error("PutObject", key, &e))?;
-    log::debug!(target: OUTPUT, "PutObject s3://{bucket}/{} ({size} bytes{})", crate::walk::display_bytes(key.as_bytes()), settings.describe(checksums));
+    let mut level = settings.checksums.level(client);
+    loop {
+        let body = match &in_memory {
+            Some(b) => ByteStream::from(b.clone()),
+            None => stream(&src.file, 0, size),
+        };
+        let request = client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_length(size as i64)
+            .set_metadata(Some(src.metadata()))
+            .set_checksum_algorithm(level.algorithm())
+            .set_storage_class(settings.storage_class.clone())
+            .set_server_side_encryption(settings.sse.clone())
+            .set_ssekms_key_id(settings.sse_kms_key_id.clone())
+            .body(body);
+        let sent = match level {
+            ChecksumLevel::Off => {
+                request
+                    .customize()
+                    .config_override(when_required())
+                    .send()
+                    .await
+            }
+            _ => request.send().await,
+        };
+        match sent {
+            Ok(_) => break,
+            Err(e) => {
+                let retry = rejection_of(&e).and_then(|what| {
+                    let shown = s3_error_detail(&e);
+                    settings
+                        .checksums
+                        .rejected(level, what, "PutObject", key, &shown)
+                });
+                match retry {
+                    Some(next) => level = next,
+                    None => return Err(s3_error("PutObject", key, &e).into()),
+                }
+            }
+        }
+    }
+    log::debug!(target: OUTPUT, "PutObject s3://{bucket}/{} ({size} bytes{})", crate::walk::display_bytes(key.as_bytes()), settings.describe(level));
     settings.bytes_done(size);
     settings.file_done();
     Ok(())
 }
 
+/// A per-request configuration that sends no checksum the operation does not require.
+fn when_required() -> aws_sdk_s3::config::Builder {
+    aws_sdk_s3::config::Config::builder()
+        .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
+}
+
+/// The server's code and message of an error answer, as one line.
+fn s3_error_detail<E: ProvideErrorMetadata>(
+    err: &SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>,
+) -> String {
+    let code = err.code().unwrap_or_default();
+    let msg = err.message().unwrap_or_default();
+    one_line(&format!("{code}: {msg}"))
+        .trim_end_matches(": ")
+        .to_string()
+}
+
 /// Uploads one file as a multipart upload whose parts go up concurrently, each part
 /// streamed from its range of the file and each holding one permit of `limit`.
 /// On any failure or cancellation, or when the file changed while its parts were read,
-/// the upload is aborted (never completed), so no parts are left billed.
+/// the upload is aborted (never completed), so no parts are left billed. When the server
+/// rejects the upload's checksums (on any of its requests), the upload is aborted and the
+/// file uploaded again at once with what the run falls back to ([`ChecksumLevel`]).
 pub async fn put_multipart(
     client: &Client,
     bucket: &str,
@@ -964,28 +1196,97 @@ pub async fn put_multipart(
             format!("{size} bytes is over S3's object size limit of {MAX_OBJECT_SIZE}"),
         ));
     }
-    let checksums = checksums_on(client);
+    let mut level = settings.checksums.level(client);
+    loop {
+        let once = multipart_once(client, bucket, key, src, settings, &limit, cancel, level);
+        match once.await {
+            Ok(()) => return Ok(()),
+            Err(MultipartFailure::Failed(e)) => return Err(e),
+            Err(MultipartFailure::Rejected {
+                what,
+                op,
+                detail,
+                error,
+            }) => match settings.checksums.rejected(level, what, op, key, &detail) {
+                Some(next) if !cancel.is_cancelled() => level = next,
+                _ => return Err(error),
+            },
+        }
+    }
+}
+
+/// How one multipart upload at a checksum level ended, when not completed.
+enum MultipartFailure {
+    /// The server rejected its checksums (the upload is aborted); `error` is the failure
+    /// to report if the run cannot fall back any further.
+    Rejected {
+        what: Rejected,
+        op: &'static str,
+        detail: String,
+        error: OpError,
+    },
+    Failed(OpError),
+}
+
+impl MultipartFailure {
+    /// Classifies a failed request of the upload.
+    fn of<E>(
+        op: &'static str,
+        key: &str,
+        e: &SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>,
+    ) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        match rejection_of(e) {
+            Some(what) => MultipartFailure::Rejected {
+                what,
+                op,
+                detail: s3_error_detail(e),
+                error: s3_error(op, key, e).into(),
+            },
+            None => MultipartFailure::Failed(s3_error(op, key, e).into()),
+        }
+    }
+}
+
+/// One multipart upload of the file, with the checksums of `level`.
+#[allow(clippy::too_many_arguments)]
+async fn multipart_once(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    src: &Source<'_>,
+    settings: &UploadSettings,
+    limit: &Arc<Semaphore>,
+    cancel: &CancellationToken,
+    level: ChecksumLevel,
+) -> Result<(), MultipartFailure> {
+    let (size, path) = (src.size, src.path);
     // FULL_OBJECT: S3 keeps one CRC64NVME of the whole content (which later checks can compare
-    // with the file's) instead of a checksum of the parts' checksums.
+    // with the file's) instead of a checksum of the parts' checksums. At the CRC32 level the
+    // type is left out: COMPOSITE, what servers from before 2025 know.
+    let full_object = level == ChecksumLevel::Crc64Nvme;
     let created = client
         .create_multipart_upload()
         .bucket(bucket)
         .key(key)
         .set_metadata(Some(src.metadata()))
-        .set_checksum_algorithm(checksums.then_some(ChecksumAlgorithm::Crc64Nvme))
-        .set_checksum_type(checksums.then_some(ChecksumType::FullObject))
+        .set_checksum_algorithm(level.algorithm())
+        .set_checksum_type(full_object.then_some(ChecksumType::FullObject))
         .set_storage_class(settings.storage_class.clone())
         .set_server_side_encryption(settings.sse.clone())
         .set_ssekms_key_id(settings.sse_kms_key_id.clone())
         .send()
         .await
-        .map_err(|e| s3_error("CreateMultipartUpload", key, &e))?;
+        .map_err(|e| MultipartFailure::of("CreateMultipartUpload", key, &e))?;
     let upload_id = created.upload_id().unwrap_or_default().to_string();
     let shown = crate::walk::display_bytes(key.as_bytes());
-    log::debug!(target: OUTPUT, "CreateMultipartUpload s3://{bucket}/{shown} id {upload_id}{}", settings.describe(checksums));
+    log::debug!(target: OUTPUT, "CreateMultipartUpload s3://{bucket}/{shown} id {upload_id}{}", settings.describe(level));
     let part_settings = PartSettings {
-        checksums,
+        level,
         progress: settings.progress.clone(),
+        rejected: Default::default(),
     };
     let result = upload_parts(
         client,
@@ -996,14 +1297,14 @@ pub async fn put_multipart(
         path,
         size,
         &part_settings,
-        limit,
+        limit.clone(),
         cancel,
     )
     .await
     .and_then(|parts| (src.unchanged)().map(|()| parts));
     match result {
         Ok(parts) => {
-            let full = checksums
+            let full = full_object
                 .then(|| full_object_crc64nvme(&parts, size))
                 .flatten();
             let done = client
@@ -1020,7 +1321,7 @@ pub async fn put_multipart(
                 )
                 .send()
                 .await
-                .map_err(|e| s3_error("CompleteMultipartUpload", key, &e));
+                .map_err(|e| MultipartFailure::of("CompleteMultipartUpload", key, &e));
             match done {
                 Ok(_) => {
                     log::debug!(target: OUTPUT, "CompleteMultipartUpload s3://{bucket}/{shown} ({size} bytes)");
@@ -1031,14 +1332,27 @@ pub async fn put_multipart(
                 Err(e) => {
                     abort(client, bucket, key, &upload_id).await;
                     abort_strays(client, bucket, key, &upload_id).await;
-                    Err(e.into())
+                    Err(e)
                 }
             }
         }
         Err(e) => {
             abort(client, bucket, key, &upload_id).await;
             abort_strays(client, bucket, key, &upload_id).await;
-            Err(e)
+            let rejected = part_settings
+                .rejected
+                .lock()
+                .ok()
+                .and_then(|mut r| r.take());
+            Err(match rejected {
+                Some((what, detail)) if !cancel.is_cancelled() => MultipartFailure::Rejected {
+                    what,
+                    op: "UploadPart",
+                    detail,
+                    error: e,
+                },
+                _ => MultipartFailure::Failed(e),
+            })
         }
     }
 }
@@ -1189,8 +1503,10 @@ fn full_object_crc64nvme(parts: &[CompletedPart], size: u64) -> Option<String> {
 
 /// What each part request needs to know of the upload's settings.
 struct PartSettings {
-    checksums: bool,
+    level: ChecksumLevel,
     progress: Option<Arc<Progress>>,
+    /// Set by a part the server answered with a rejection of its checksum.
+    rejected: Arc<std::sync::Mutex<Option<(Rejected, String)>>>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1233,21 +1549,34 @@ async fn upload_parts(
                 upload_id.to_string(),
             );
             let body = stream(file, offset, len);
-            let (checksums, progress) = (settings.checksums, settings.progress.clone());
+            let (level, progress) = (settings.level, settings.progress.clone());
+            let rejected = settings.rejected.clone();
             tasks.spawn(async move {
                 let _permit = permit;
-                let out = client
+                let request = client
                     .upload_part()
                     .bucket(&bucket)
                     .key(&key)
                     .upload_id(&upload_id)
                     .part_number(number as i32)
                     .content_length(len as i64)
-                    .set_checksum_algorithm(checksums.then_some(ChecksumAlgorithm::Crc64Nvme))
-                    .body(body)
-                    .send()
-                    .await
-                    .map_err(|e| s3_error("UploadPart", &key, &e))?;
+                    .set_checksum_algorithm(level.algorithm())
+                    .body(body);
+                let sent = match level {
+                    ChecksumLevel::Off => {
+                        let r = request.customize().config_override(when_required());
+                        r.send().await
+                    }
+                    _ => request.send().await,
+                };
+                let out = sent.map_err(|e| {
+                    if let Some(what) = rejection_of(&e) {
+                        if let Ok(mut r) = rejected.lock() {
+                            r.get_or_insert((what, s3_error_detail(&e)));
+                        }
+                    }
+                    s3_error("UploadPart", &key, &e)
+                })?;
                 if let Some(p) = &progress {
                     p.add_bytes(len);
                 }
@@ -1538,6 +1867,69 @@ mod tests {
         ] {
             assert!(fits_delete_xml(k), "{k:?}");
         }
+    }
+
+    #[test]
+    fn checksum_rejections_are_told_from_other_errors() {
+        use Rejected::*;
+        let cases: &[(u16, &str, &str, Option<Rejected>)] = &[
+            // Backblaze B2.
+            (400, "InvalidArgument", "Unsupported header 'x-amz-sdk-checksum-algorithm' received for this API call.", Some(Any)),
+            (400, "InvalidArgument", "Unsupported header 'x-amz-checksum-sha256' received for this API call.", Some(Any)),
+            (400, "InvalidArgument", "Unsupported header 'x-amz-checksum-crc64nvme' received for this API call.", Some(Crc64Nvme)),
+            // Emulators and gateways.
+            (400, "InvalidRequest", "Checksum algorithm not supported in this build: CRC64NVME.", Some(Crc64Nvme)),
+            (400, "InvalidRequest", "x-amz-sdk-checksum-algorithm specified, but no corresponding x-amz-checksum-* or x-amz-trailer headers were found.", Some(Any)),
+            (501, "NotImplemented", "The FULL_OBJECT checksum type is not implemented.", Some(FullObject)),
+            (400, "InvalidRequest", "Checksum type FULL_OBJECT is not supported for this algorithm.", Some(FullObject)),
+            // Not rejections: wrong data, other headers, other codes or statuses.
+            (400, "BadDigest", "The CRC64NVME you specified did not match the calculated checksum.", None),
+            (400, "InvalidRequest", "Checksum Type mismatch occurred, expected checksum Type: CRC32, actual checksum Type: null", None),
+            (400, "InvalidArgument", "Unsupported header 'x-amz-storage-class' received for this API call.", None),
+            (400, "InvalidArgument", "Invalid argument.", None),
+            (500, "InvalidRequest", "checksum", None),
+            (501, "InvalidArgument", "Unsupported header 'x-amz-trailer'", None),
+            (403, "AccessDenied", "checksum", None),
+        ];
+        for (status, code, msg, want) in cases {
+            assert_eq!(
+                checksum_rejection(*status, code, msg),
+                *want,
+                "{status} {code}: {msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_checksum_level_steps_down_once_per_step() {
+        use ChecksumLevel::*;
+        let f = ChecksumFallback::default();
+        let now = || ChecksumLevel::from_u8(f.level.load(std::sync::atomic::Ordering::SeqCst));
+        // Two uploads in flight at the top both see FULL_OBJECT rejected: one step.
+        assert_eq!(
+            f.rejected(Crc64Nvme, Rejected::FullObject, "op", "k", "d"),
+            Some(Crc32)
+        );
+        assert_eq!(
+            f.rejected(Crc64Nvme, Rejected::Crc64Nvme, "op", "k", "d"),
+            Some(Crc32)
+        );
+        assert_eq!(now(), Crc32);
+        // A late rejection of a request sent before a deeper step does not undo it.
+        assert_eq!(f.rejected(Crc32, Rejected::Any, "op", "k", "d"), Some(Off));
+        assert_eq!(
+            f.rejected(Crc64Nvme, Rejected::Crc64Nvme, "op", "k", "d"),
+            Some(Off)
+        );
+        // Nothing left to drop: the error stands.
+        assert_eq!(f.rejected(Off, Rejected::Any, "op", "k", "d"), None);
+        assert_eq!(now(), Off);
+        // Rejecting every checksum header skips CRC32.
+        let g = ChecksumFallback::default();
+        assert_eq!(
+            g.rejected(Crc64Nvme, Rejected::Any, "op", "k", "d"),
+            Some(Off)
+        );
     }
 
     #[test]

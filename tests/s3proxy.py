@@ -22,6 +22,16 @@ with the first byte of its body changed; needs a Content-Length body). With a co
 connection is handled request by request, so that faults switched on later reach connections that
 are already open.
 
+Servers that reject the 2025 SDK checksums are imitated with ``reject_checksums`` in the control
+JSON: ``"all"`` answers 400 InvalidArgument, in Backblaze B2's words, every request carrying an
+``x-amz-sdk-checksum-algorithm``, ``x-amz-checksum-*`` (but ``-mode``) or ``x-amz-trailer`` header
+(a trailer is only ever a checksum); ``"crc64nvme"`` (400 InvalidRequest) only those naming CRC64NVME in a
+header; ``"full_object"`` (501 NotImplemented) only those with ``x-amz-checksum-type:
+FULL_OBJECT``; ``null`` nothing; ``reject_methods`` (for example ``["PUT"]``: PutObject and UploadPart only)
+limits it to those HTTP methods. ``reject_header`` (a header name) answers B2's 400
+InvalidArgument to every request carrying that header, for an unrelated rejection. Each such
+answer is counted as ``checksum_rejections`` / ``header_rejections`` in the stats.
+
 Usage: ``s3proxy.py --listen PORT --upstream PORT [--delay-ms N] [--fault-rate F]
 [--faults reset,stall,500,503] [--seed N] [--control FILE] [--ready-file FILE]``.
 It prints ``listening on PORT`` when ready and counts what it did into ``--stats FILE`` (JSON)
@@ -58,6 +68,9 @@ class Settings:
     stall_s: float = 30.0
     fault_methods: list[str] | None = None
     fault_match: str | None = None
+    reject_checksums: str | None = None
+    reject_header: str | None = None
+    reject_methods: list[str] | None = None
     control: str | None = None
     _control_stamp: tuple[int, int, int] = (0, 0, 0)
 
@@ -82,9 +95,64 @@ class Settings:
         self.faults = list(data.get("faults", self.faults))
         self.delay = float(data.get("delay_ms", self.delay * 1000)) / 1000
         self.stall_s = float(data.get("stall_s", self.stall_s))
+        self.reject_checksums = data.get("reject_checksums")
+        self.reject_header = data.get("reject_header")
+        rmethods = data.get("reject_methods")
+        self.reject_methods = [str(m).upper() for m in rmethods] if rmethods else None
         methods = data.get("fault_methods")
         self.fault_methods = [str(m).upper() for m in methods] if methods else None
         self.fault_match = data.get("fault_match") or None
+
+
+def b2_unsupported(header: str) -> tuple[int, str, str, str]:
+    return (
+        400,
+        "Bad Request",
+        "InvalidArgument",
+        f"Unsupported header '{header}' received for this API call.",
+    )
+
+
+def rejection(settings: Settings, head: bytes) -> tuple[tuple[int, str, str, str], str] | None:
+    """The error answer (and its stats counter) for a request the settings reject, if any."""
+    headers = []
+    for line in head.split(b"\r\n")[1:]:
+        name, sep, value = line.partition(b":")
+        if sep:
+            headers.append((name.strip().decode("latin-1").lower(), value.strip().decode("latin-1")))
+    if settings.reject_header:
+        wanted = settings.reject_header.lower()
+        if any(name == wanted for name, _ in headers):
+            return b2_unsupported(wanted), "header_rejections"
+    mode = settings.reject_checksums
+    method = head.split(b" ", 1)[0].decode("ascii", "replace").upper()
+    if not mode or (settings.reject_methods and method not in settings.reject_methods):
+        return None
+    if mode == "all":
+        for name, _ in headers:
+            # x-amz-checksum-mode asks for the stored checksums in an answer: not a request checksum.
+            request_checksum = name.startswith("x-amz-checksum-") and name != "x-amz-checksum-mode"
+            if name in ("x-amz-sdk-checksum-algorithm", "x-amz-trailer") or request_checksum:
+                return b2_unsupported(name), "checksum_rejections"
+    elif mode == "crc64nvme":
+        if any("crc64nvme" in name or "crc64nvme" in value.lower() for name, value in headers):
+            return (
+                (400, "Bad Request", "InvalidRequest", "Checksum algorithm not supported: CRC64NVME."),
+                "checksum_rejections",
+            )
+    elif mode == "full_object" and any(
+        name == "x-amz-checksum-type" and value.upper() == "FULL_OBJECT" for name, value in headers
+    ):
+        return (
+            (
+                501,
+                "Not Implemented",
+                "NotImplemented",
+                "The FULL_OBJECT checksum type is not implemented.",
+            ),
+            "checksum_rejections",
+        )
+    return None
 
 
 class Proxy:
@@ -199,13 +267,19 @@ class Proxy:
                     await asyncio.sleep(self.s.stall_s)
                     cwriter.transport.abort()
                     return
-                if fault in ERRORS:
-                    self.count_fault(fault)
+                rejected = rejection(self.s, head)
+                if rejected:
+                    fault = None
+                    self.stats[rejected[1]] += 1
+                    self.write_stats()
+                if fault in ERRORS or rejected:
+                    if fault:
+                        self.count_fault(fault)
                     if chunked:
                         await self.copy_chunked(creader, None)
                     elif length:
                         await creader.readexactly(length)
-                    status, reason, code, message = ERRORS[fault]
+                    status, reason, code, message = rejected[0] if rejected else ERRORS[fault]
                     body = (
                         '<?xml version="1.0" encoding="UTF-8"?>\n'
                         f"<Error><Code>{code}</Code><Message>{message}</Message></Error>"

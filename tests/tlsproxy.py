@@ -13,6 +13,7 @@ Writes the port it listens on to --ready-file; runs until killed.
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import ssl
@@ -35,10 +36,8 @@ async def pipe(reader, writer):
     except (ConnectionError, ssl.SSLError):
         pass
     finally:
-        try:
+        with contextlib.suppress(Exception):
             writer.close()
-        except Exception:
-            pass
 
 
 async def main():
