@@ -27,6 +27,7 @@ pub mod plan;
 pub mod progress;
 pub mod report;
 pub mod s3;
+pub mod s3_settings;
 pub mod summary_file;
 pub mod transfer;
 pub mod verify;
