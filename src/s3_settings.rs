@@ -341,7 +341,12 @@ pub fn show_rate(rate: u64) -> String {
 
 /// A size for people: `16 MiB`, `64 KiB`, `1000 bytes`.
 pub fn show_size(size: u64) -> String {
-    if size >= MIB && size.is_multiple_of(MIB) {
+    const GIB: u64 = 1 << 30;
+    if size >= GIB && size.is_multiple_of(GIB) {
+        format!("{} GiB", size / GIB)
+    } else if size >= GIB {
+        format!("{:.1} GiB", size as f64 / GIB as f64)
+    } else if size >= MIB && size.is_multiple_of(MIB) {
         format!("{} MiB", size / MIB)
     } else if size >= KIB && size.is_multiple_of(KIB) {
         format!("{} KiB", size / KIB)
@@ -529,5 +534,7 @@ mod tests {
         assert_eq!(show_rate(1000), "1000 B/s");
         assert_eq!(show_size(16 * MIB), "16 MiB");
         assert_eq!(show_size(12345), "12345 bytes");
+        assert_eq!(show_size(5 << 30), "5 GiB");
+        assert_eq!(show_size(16 * MIB * 10_000), "156.2 GiB");
     }
 }
