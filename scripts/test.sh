@@ -23,7 +23,7 @@ step "the S3 suites again against moto (AWS's own answers: whole-second LastModi
 #   secrets_never_reach_the_screen_or_the_logfile  (security)  a wrong secret is rejected
 # Not repeated: faults and soak (the client's retries through tests/s3proxy.py, not the server
 # model), logging, cli_options and getopt_differential (no S3 answers involved).
-CBACK3_TEST_SERVER=moto cargo test --test sync --test features --test bad_input --test security --test cron -- \
+CBACK3_TEST_SERVER=moto cargo test --test sync --test features --test bad_input --test security --test cron --test aws_s3_settings -- \
     --skip wrong_credentials_fail_cleanly \
     --skip missing_bucket_access_denied_and_credentials \
     --skip secrets_never_reach_the_screen_or_the_logfile

@@ -97,7 +97,10 @@ pub fn main(args: &[OsString]) -> ExitStatus {
     }
     if opts.diagnostics {
         print!("{}", diagnostics::diagnostics_text());
-        print!("{}", diagnostics::configuration_text(opts.max_concurrency));
+        print!(
+            "{}",
+            diagnostics::configuration_text(opts.max_concurrency, opts.max_bandwidth)
+        );
         return ExitStatus::Success;
     }
     if let Err(e) = crate::logging::init(&opts) {

@@ -133,13 +133,16 @@ pub fn diagnostics_text() -> String {
 
 /// The block `-D` prints after the diagnostics: the configuration a run would use (see
 /// `s3::effective_configuration`), from the environment, the AWS profile and the command
-/// line's `--maxConcurrency`.
-pub fn configuration_text(max_concurrency: Option<usize>) -> String {
+/// line's `--maxConcurrency` and `--maxBandwidth`.
+pub fn configuration_text(max_concurrency: Option<usize>, max_bandwidth: Option<u64>) -> String {
     let items = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
-        Ok(rt) => rt.block_on(crate::s3::effective_configuration(max_concurrency)),
+        Ok(rt) => rt.block_on(crate::s3::effective_configuration(
+            max_concurrency,
+            max_bandwidth,
+        )),
         Err(e) => vec![("error", format!("cannot start the async runtime: {e}"))],
     };
     let mut s = String::from("Effective configuration (secrets never shown):\n\n");

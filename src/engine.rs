@@ -91,7 +91,7 @@ impl Features {
                 sse: opts.sse.as_deref().map(ServerSideEncryption::from),
                 sse_kms_key_id: opts.sse_kms_key_id.clone(),
                 progress: None,
-                checksums: Default::default(),
+                ..UploadSettings::default()
             },
             own_files: Vec::new(),
         }
@@ -99,6 +99,35 @@ impl Features {
 }
 
 impl Job {
+    /// Applies the profile's `s3` settings (see [`crate::s3_settings`]) where the command
+    /// line did not decide: concurrency, multipart sizes, bandwidth.
+    pub fn apply_s3_settings(
+        &mut self,
+        s3: &crate::s3_settings::ProfileS3,
+        max_concurrency: Option<usize>,
+        max_bandwidth: Option<u64>,
+    ) {
+        use crate::s3_settings::{show_rate, Bandwidth, Multipart};
+        if let (None, Some(n)) = (max_concurrency, s3.max_concurrent_requests) {
+            self.concurrency = n;
+        }
+        let upload = &mut self.features.upload;
+        upload.multipart = Multipart::from_profile(s3);
+        let (rate, from) = match (max_bandwidth, s3.max_bandwidth) {
+            (Some(r), _) => (Some(r), "--maxBandwidth".to_string()),
+            (None, Some(r)) => (
+                Some(r),
+                format!("s3 max_bandwidth of profile {}", s3.profile),
+            ),
+            (None, None) => (None, String::new()),
+        };
+        upload.bandwidth = rate.map(|r| std::sync::Arc::new(Bandwidth::new(r)));
+        if let Some(r) = rate {
+            log::info!(target: FLOW, "Uploads limited to {} in all ({from}).", show_rate(r));
+        }
+        log::debug!(target: FLOW, "{} requests at a time; multipart from {} bytes, parts of {} bytes", self.concurrency, upload.multipart.threshold, upload.multipart.part_size);
+    }
+
     pub fn from_options(opts: &Options) -> Result<Self, RunError> {
         let Some(raw) = &opts.s3_bucket_url else {
             return Err(failed(
@@ -699,7 +728,8 @@ pub async fn run_phases(
             "Source directory and S3 bucket URL are both required.".into(),
         ));
     };
-    let (client, endpoint) = s3::client_with_endpoint().await.map_err(failed)?;
+    let (client, endpoint, s3_settings) = s3::client_for_run().await.map_err(failed)?;
+    job.apply_s3_settings(&s3_settings, opts.max_concurrency, opts.max_bandwidth);
     // One changing run per target at a time (see `lock`), taken before the listing and
     // held until the run returns.
     let lock = match job.mode {

@@ -28,6 +28,7 @@ pub mod progress;
 pub mod report;
 pub mod restore;
 pub mod s3;
+pub mod s3_settings;
 pub mod summary_file;
 pub mod transfer;
 pub mod verify;

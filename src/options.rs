@@ -66,6 +66,8 @@ pub struct Options {
     pub summary_file: Option<PathBuf>,
     /// `--maxDeletes N`: refuse a full sync that would delete more than N objects.
     pub max_deletes: Option<usize>,
+    /// `--maxBandwidth RATE`: upload at most this many bytes per second, over the whole run.
+    pub max_bandwidth: Option<u64>,
     /// `--storageClass CLASS`: storage class of uploaded objects (one of [`STORAGE_CLASSES`]).
     pub storage_class: Option<String>,
     /// `--sse ALG`: server-side encryption of uploaded objects (one of [`SSE_ALGORITHMS`]).
@@ -538,6 +540,27 @@ pub static SWITCHES: &[Switch] = &[
             Ok(())
         },
         emit: |o| match o.max_deletes {
+            Some(n) => Emit::Value {
+                text: n.to_string(),
+                quoted: false,
+            },
+            None => Emit::Absent,
+        },
+    },
+    Switch {
+        long: "maxBandwidth",
+        short: None,
+        value_name: Some("RATE"),
+        original: false,
+        help: "Upload at most RATE for the whole run: bytes per second,\nor as 10MB/s, 500KB/s, 8Mb/s (K, M, G = powers of 1024)\n(default: the profile's s3 max_bandwidth, else no limit)",
+        apply: |o, v| {
+            let text = utf8("maxBandwidth value", v)?;
+            o.max_bandwidth = Some(crate::s3_settings::parse_rate(text).map_err(|e| {
+                OptionsError::Value(format!("--maxBandwidth: {e}."))
+            })?);
+            Ok(())
+        },
+        emit: |o| match o.max_bandwidth {
             Some(n) => Emit::Value {
                 text: n.to_string(),
                 quoted: false,

@@ -157,6 +157,7 @@ fn options_to_dict<'py>(py: Python<'py>, o: &Options) -> PyResult<Bound<'py, PyD
     d.set_item("dryRun", o.dry_run)?;
     d.set_item("summaryFile", o.summary_file.as_deref().map(os_str))?;
     d.set_item("maxDeletes", o.max_deletes)?;
+    d.set_item("maxBandwidth", o.max_bandwidth)?;
     d.set_item("storageClass", o.storage_class.as_deref())?;
     d.set_item("sse", o.sse.as_deref())?;
     d.set_item("sseKmsKeyId", o.sse_kms_key_id.as_deref())?;
@@ -214,6 +215,7 @@ fn options_from_dict(d: &Bound<'_, PyDict>) -> PyResult<Options> {
         dry_run: flag(d, "dryRun")?,
         summary_file: field::<PathBuf>(d, "summaryFile")?,
         max_deletes: field::<usize>(d, "maxDeletes")?,
+        max_bandwidth: field::<u64>(d, "maxBandwidth")?,
         storage_class: field::<String>(d, "storageClass")?,
         sse: field::<String>(d, "sse")?,
         sse_kms_key_id: field::<String>(d, "sseKmsKeyId")?,
@@ -468,9 +470,11 @@ fn synchronize(
             blocking(move || engine::prepare(&source_dir, &url, true, &mut Summary::default()))
                 .await?;
         let mut summary = Summary::default();
-        let (client, endpoint) = s3::client_with_endpoint()
+        let (client, endpoint, s3_settings) = s3::client_for_run()
             .await
             .map_err(engine::RunError::Failed)?;
+        let mut job = job;
+        job.apply_s3_settings(&s3_settings, max_concurrency, None);
         let lock = engine::lock(&job, endpoint.as_deref())?;
         let listing = crate::listing::list(&client, &job.url, &cancel).await?;
         engine::synchronize(&client, &job, &lock, &tree, listing, &mut summary, &cancel)

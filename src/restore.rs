@@ -836,7 +836,7 @@ async fn fetch_ranges(ctx: &Ctx, e: &Entry, temp: &Temp, known: Option<ObjectInf
         },
     };
     let size = info.size;
-    let psize = s3::part_size(size);
+    let psize = s3::part_size(size, s3::MIN_PART_SIZE);
     let count = size.div_ceil(psize);
     let file = temp.file().clone();
     if let Err(err) = file.set_len(size) {

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::checksum::{self, StoredChecksums};
 use crate::progress::Progress;
+use crate::s3_settings::{Addressing, Bandwidth, Multipart, ProfileS3};
 use crate::OUTPUT;
 
 /// How objects are written, beyond their content: storage class and server-side encryption
@@ -39,6 +40,10 @@ pub struct UploadSettings {
     pub progress: Option<Arc<Progress>>,
     /// The run's checksum level, stepped down when the server rejects checksums.
     pub checksums: Arc<ChecksumFallback>,
+    /// Multipart threshold and part size (the profile's `s3` settings, else ours).
+    pub multipart: Multipart,
+    /// `--maxBandwidth` or the profile's `max_bandwidth`: one limit for the whole run.
+    pub bandwidth: Option<Arc<Bandwidth>>,
 }
 
 impl UploadSettings {
@@ -289,10 +294,14 @@ pub async fn head_checksums(
     })
 }
 
-/// Files of this size or more go up as multipart uploads.
+/// Files of this size or more go up as multipart uploads (default; the profile's
+/// `multipart_threshold` replaces it).
 pub const MULTIPART_THRESHOLD: u64 = 16 * 1024 * 1024;
-/// Smallest part we send (S3's minimum is 5 MiB; bigger parts mean fewer requests).
+/// Smallest part we send by default (bigger parts mean fewer requests; the profile's
+/// `multipart_chunksize` replaces it).
 pub const MIN_PART_SIZE: u64 = 16 * 1024 * 1024;
+/// S3's smallest part (all but the last).
+pub const S3_MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 /// S3's limits on multipart uploads.
 pub const MAX_PARTS: u64 = 10_000;
 pub const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
@@ -600,12 +609,48 @@ struct Setup {
     endpoint: Option<String>,
     user_retries: bool,
     ca: Option<CaBundle>,
+    /// The selected profile's `s3` settings.
+    s3: ProfileS3,
+}
+
+/// Whether the `s3` settings can be used together with the endpoint: S3 Transfer
+/// Acceleration and dual-stack have endpoints of their own, and acceleration needs
+/// virtual-hosted addressing.
+fn check_s3_settings(s3: &ProfileS3, endpoint: Option<&str>) -> Result<(), String> {
+    let p = &s3.profile;
+    for (on, key) in [
+        (s3.use_accelerate_endpoint, "use_accelerate_endpoint"),
+        (s3.use_dualstack_endpoint, "use_dualstack_endpoint"),
+    ] {
+        if let (Some(true), Some(url)) = (on, endpoint) {
+            return Err(format!(
+                "s3 setting {key} = true of profile {p} cannot be used with the custom endpoint {url}"
+            ));
+        }
+    }
+    if s3.use_accelerate_endpoint == Some(true) && s3.addressing_style == Some(Addressing::Path) {
+        return Err(format!(
+            "s3 setting use_accelerate_endpoint = true of profile {p} cannot be used with addressing_style = path"
+        ));
+    }
+    Ok(())
+}
+
+/// Path-style addressing? `addressing_style` of the profile's `s3` settings; `auto` (and no
+/// setting) means path style with a custom endpoint, virtual-hosted against AWS.
+fn path_style(s3: &ProfileS3, endpoint: Option<&str>) -> bool {
+    match s3.addressing_style.unwrap_or(Addressing::Auto) {
+        Addressing::Path => true,
+        Addressing::Virtual => false,
+        Addressing::Auto => endpoint.is_some(),
+    }
 }
 
 /// Resolves the configuration. The HTTPS client (with the CA bundle, if any) is given to the
 /// loader too, so credential providers that call out (SSO, STS) trust the same roots.
 async fn setup() -> Result<Setup, String> {
     let profiles = profile_set().await;
+    let s3 = ProfileS3::from_profiles(profiles.as_ref())?;
     let ca = ca_bundle(profiles.as_ref());
     let tls = ca.as_ref().map(load_ca_bundle).transpose()?;
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -613,20 +658,28 @@ async fn setup() -> Result<Setup, String> {
         .load()
         .await;
     let endpoint = custom_endpoint(&sdk);
+    check_s3_settings(&s3, endpoint.as_deref())?;
     let user_retries = retries_configured().await;
     Ok(Setup {
         sdk,
         endpoint,
         user_retries,
         ca,
+        s3,
     })
 }
 
 fn s3_config(setup: &Setup) -> aws_sdk_s3::Config {
     let sdk = &setup.sdk;
     let mut builder = aws_sdk_s3::config::Builder::from(sdk);
-    if setup.endpoint.is_some() {
+    if path_style(&setup.s3, setup.endpoint.as_deref()) {
         builder = builder.force_path_style(true);
+    }
+    if setup.s3.use_accelerate_endpoint == Some(true) {
+        builder = builder.accelerate(true);
+    }
+    if let Some(on) = setup.s3.use_dualstack_endpoint {
+        builder = builder.use_dual_stack(on);
     }
     if !setup.user_retries {
         builder = builder.retry_config(
@@ -671,13 +724,29 @@ pub async fn client() -> Result<Client, String> {
 /// [`client`], and the custom endpoint it talks to (`None`: AWS itself), which the run lock
 /// needs to tell targets apart.
 pub async fn client_with_endpoint() -> Result<(Client, Option<String>), String> {
+    client_for_run()
+        .await
+        .map(|(client, endpoint, _)| (client, endpoint))
+}
+
+/// [`client_with_endpoint`], and the profile's `s3` settings that the run applies itself
+/// (concurrency, multipart sizes, bandwidth). A value the AWS CLI would refuse, or one that
+/// cannot go with the endpoint, is an error (one line).
+pub async fn client_for_run() -> Result<(Client, Option<String>, ProfileS3), String> {
     let problem = missing_profile().await;
     if let Ok(mut p) = CONFIG_PROBLEM.lock() {
         *p = problem;
     }
     let setup = setup().await?;
     if let Some(url) = &setup.endpoint {
-        log::debug!(target: OUTPUT, "S3 endpoint {url} (path-style addressing)");
+        log::debug!(target: OUTPUT, "S3 endpoint {url}");
+    }
+    let path = path_style(&setup.s3, setup.endpoint.as_deref());
+    log::debug!(target: OUTPUT, "S3 addressing: {}{}{}", if path { "path-style" } else { "virtual-hosted" },
+        if setup.s3.use_accelerate_endpoint == Some(true) { ", Transfer Acceleration" } else { "" },
+        if setup.s3.use_dualstack_endpoint == Some(true) { ", dual-stack" } else { "" });
+    for key in &setup.s3.not_used {
+        log::debug!(target: OUTPUT, "s3 setting {key} of profile {} is not used by this tool", setup.s3.profile);
     }
     if let Some(ca) = &setup.ca {
         log::debug!(target: OUTPUT, "Trusting only the CA bundle {} (from {})", ca.path.display(), ca.source);
@@ -686,16 +755,17 @@ pub async fn client_with_endpoint() -> Result<(Client, Option<String>), String> 
     if let Some(r) = conf.retry_config() {
         log::debug!(target: OUTPUT, "S3 retries: {:?} mode, {} attempts, backoff {:?} to {:?}", r.mode(), r.max_attempts(), r.initial_backoff(), r.max_backoff());
     }
-    Ok((Client::from_conf(conf), setup.endpoint.clone()))
+    Ok((Client::from_conf(conf), setup.endpoint.clone(), setup.s3))
 }
 
 /// The configuration a run would use, as (title, value) lines for `-D`: where the profile,
 /// region, endpoint and CA bundle come from, addressing, sizes, checksums, retries and
 /// timeouts, and whether credentials were found and from which kind of source. Never a
-/// secret: no key, token or credential value is shown. `max_concurrency` is the command
-/// line's `--maxConcurrency`, if given.
+/// secret: no key, token or credential value is shown. `max_concurrency` and
+/// `max_bandwidth` are the command line's `--maxConcurrency` and `--maxBandwidth`, if given.
 pub async fn effective_configuration(
     max_concurrency: Option<usize>,
+    max_bandwidth: Option<u64>,
 ) -> Vec<(&'static str, String)> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
     let mut out = Vec::new();
@@ -746,10 +816,12 @@ pub async fn effective_configuration(
             },
         },
     ));
+    let s3 = ProfileS3::from_profiles(profiles.as_ref());
     let setup = match setup().await {
         Ok(s) => s,
         Err(_) => {
-            // The CA bundle is unusable (shown above): resolve the rest without it.
+            // The CA bundle or the s3 settings are unusable (each shown): resolve the rest
+            // without them.
             let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
                 .load()
                 .await;
@@ -758,7 +830,19 @@ pub async fn effective_configuration(
                 sdk,
                 user_retries: retries_configured().await,
                 ca,
+                s3: s3.clone().unwrap_or_default(),
             }
+        }
+    };
+    if let Err(e) = s3.and_then(|s| check_s3_settings(&s, setup.endpoint.as_deref())) {
+        out.push(("s3 settings", format!("UNUSABLE (a run fails): {e}")));
+    }
+    let s3 = &setup.s3;
+    let from_profile = |set: bool, key: &str| {
+        if set {
+            format!("s3 {key} of profile {profile_name}")
+        } else {
+            "default".to_string()
         }
     };
     let conf = s3_config(&setup);
@@ -785,33 +869,84 @@ pub async fn effective_configuration(
         .find(|k| env(k).is_some())
         .map(|k| format!("from {k}"))
         .unwrap_or_else(|| format!("from profile {profile_name}"));
+    let style = format!(
+        "{} addressing ({})",
+        if path_style(s3, setup.endpoint.as_deref()) {
+            "path-style"
+        } else {
+            "virtual-hosted"
+        },
+        match s3.addressing_style {
+            Some(a) => format!(
+                "s3 addressing_style = {} of profile {profile_name}",
+                format!("{a:?}").to_lowercase()
+            ),
+            None => "auto: path-style with a custom endpoint".into(),
+        }
+    );
+    let mut extras = String::new();
+    if s3.use_accelerate_endpoint == Some(true) {
+        extras += &format!(
+            ", Transfer Acceleration (s3 use_accelerate_endpoint of profile {profile_name})"
+        );
+    }
+    if s3.use_dualstack_endpoint == Some(true) {
+        extras += &format!(", dual-stack (s3 use_dualstack_endpoint of profile {profile_name})");
+    }
     out.push((
         "endpoint",
         match &setup.endpoint {
-            Some(url) => format!("{url} ({endpoint_from}), path-style addressing"),
-            None => "AWS S3 for the region, virtual-hosted addressing".into(),
+            Some(url) => format!("{url} ({endpoint_from}), {style}{extras}"),
+            None => format!("AWS S3 for the region, {style}{extras}"),
         },
     ));
     out.push((
         "max concurrency",
-        match max_concurrency {
-            Some(n) => format!("{n} requests (--maxConcurrency)"),
-            None => format!(
+        match (max_concurrency, s3.max_concurrent_requests) {
+            (Some(n), _) => format!("{n} requests (--maxConcurrency)"),
+            (None, Some(n)) => format!(
+                "{n} requests ({})",
+                from_profile(true, "max_concurrent_requests")
+            ),
+            (None, None) => format!(
                 "{} requests (default)",
                 crate::options::DEFAULT_MAX_CONCURRENCY
             ),
         },
     ));
-    const MIB: u64 = 1024 * 1024;
+    let multipart = Multipart::from_profile(s3);
     out.push((
         "multipart",
         format!(
-            "files of {} MiB or more, in parts of {} MiB (more for files over {} GiB: at most {MAX_PARTS} parts)",
-            MULTIPART_THRESHOLD / MIB,
-            MIN_PART_SIZE / MIB,
-            MIN_PART_SIZE * MAX_PARTS / (1024 * MIB)
+            "files of {} or more ({}), in parts of {} ({}; more for files over {}: at most {MAX_PARTS} parts)",
+            crate::s3_settings::show_size(multipart.threshold),
+            from_profile(s3.multipart_threshold.is_some(), "multipart_threshold"),
+            crate::s3_settings::show_size(multipart.part_size),
+            from_profile(s3.multipart_chunksize.is_some(), "multipart_chunksize"),
+            crate::s3_settings::show_size(multipart.part_size * MAX_PARTS)
         ),
     ));
+    out.push((
+        "max bandwidth",
+        match (max_bandwidth, s3.max_bandwidth) {
+            (Some(r), _) => format!(
+                "{} for all uploads together (--maxBandwidth)",
+                crate::s3_settings::show_rate(r)
+            ),
+            (None, Some(r)) => format!(
+                "{} for all uploads together ({})",
+                crate::s3_settings::show_rate(r),
+                from_profile(true, "max_bandwidth")
+            ),
+            (None, None) => "no limit (default)".into(),
+        },
+    ));
+    if !s3.not_used.is_empty() {
+        out.push((
+            "s3 settings not used",
+            format!("{} (see the README)", s3.not_used.join(", ")),
+        ));
+    }
     let request = match conf.request_checksum_calculation() {
         Some(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired) => {
             "when_required (uploads carry no checksum)"
@@ -919,11 +1054,12 @@ async fn credentials_source(sdk: &aws_types::SdkConfig) -> String {
     }
 }
 
-/// Part size for a file: at least [`MIN_PART_SIZE`], large enough to stay within 10,000 parts.
-pub fn part_size(size: u64) -> u64 {
+/// Part size for a file: at least `min` (the configured part size), large enough to stay
+/// within 10,000 parts.
+pub fn part_size(size: u64, min: u64) -> u64 {
     const MIB: u64 = 1024 * 1024;
     let needed = size.div_ceil(MAX_PARTS).div_ceil(MIB) * MIB;
-    needed.max(MIN_PART_SIZE)
+    needed.max(min)
 }
 
 /// Bytes per positioned read of a streamed body.
@@ -932,11 +1068,16 @@ const BODY_CHUNK: u64 = 256 * 1024;
 /// A request body of `remaining` bytes of an open file from `offset`, read by positioned
 /// reads (`pread`) on a blocking thread. It reads the file the upload opened and checked,
 /// whatever happens to its path meanwhile (the SDK's path body reopens by name).
+/// With a bandwidth limit, each chunk is read once the limit grants it (waiting on a timer).
 struct FileRange {
     file: Arc<File>,
     offset: u64,
     remaining: u64,
     reading: Option<tokio::task::JoinHandle<std::io::Result<bytes::Bytes>>>,
+    bandwidth: Option<Arc<Bandwidth>>,
+    /// Bytes the limit granted for the next read (0: none asked yet).
+    granted: u64,
+    waiting: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl http_body::Body for FileRange {
@@ -951,13 +1092,29 @@ impl http_body::Body for FileRange {
         if this.remaining == 0 {
             return Poll::Ready(None);
         }
+        if let (None, Some(bw)) = (&this.reading, &this.bandwidth) {
+            if this.granted == 0 {
+                this.granted = this.remaining.min(bw.chunk());
+                this.waiting = bw
+                    .reserve(this.granted)
+                    .map(|when| Box::pin(tokio::time::sleep_until(when)));
+            }
+            if let Some(w) = &mut this.waiting {
+                std::task::ready!(w.as_mut().poll(cx));
+                this.waiting = None;
+            }
+        }
         let reading = this.reading.get_or_insert_with(|| {
             let (file, offset) = (this.file.clone(), this.offset);
-            let len = this.remaining.min(BODY_CHUNK) as usize;
+            let len = match this.granted {
+                0 => this.remaining.min(BODY_CHUNK),
+                n => n,
+            } as usize;
             tokio::task::spawn_blocking(move || read_exact_at(&file, offset, len).map(Into::into))
         });
         let done = std::task::ready!(Pin::new(reading).poll(cx));
         this.reading = None;
+        this.granted = 0;
         Poll::Ready(Some(match done {
             Ok(Ok(bytes)) => {
                 this.offset += bytes.len() as u64;
@@ -998,15 +1155,25 @@ fn read_exact_at(file: &File, offset: u64, len: usize) -> std::io::Result<Vec<u8
     Ok(buf)
 }
 
-/// A retryable body of `len` bytes of `file` from `offset` (each attempt reads afresh).
-fn stream(file: &Arc<File>, offset: u64, len: u64) -> ByteStream {
+/// A retryable body of `len` bytes of `file` from `offset` (each attempt reads afresh, and
+/// counts against the bandwidth limit again).
+fn stream(
+    file: &Arc<File>,
+    offset: u64,
+    len: u64,
+    bandwidth: Option<&Arc<Bandwidth>>,
+) -> ByteStream {
     let file = file.clone();
+    let bandwidth = bandwidth.cloned();
     ByteStream::new(aws_smithy_types::body::SdkBody::retryable(move || {
         aws_smithy_types::body::SdkBody::from_body_1_x(FileRange {
             file: file.clone(),
             offset,
             remaining: len,
             reading: None,
+            bandwidth: bandwidth.clone(),
+            granted: 0,
+            waiting: None,
         })
     }))
 }
@@ -1104,6 +1271,10 @@ pub async fn put(
             .map_err(|e| OpError::local(path, e.to_string()))?
             .map_err(|e| OpError::local(path, e.to_string()))?;
         (src.unchanged)()?;
+        // The whole body is handed over at once: it waits for its share of the limit first.
+        if let Some(bw) = &settings.bandwidth {
+            bw.take(size).await;
+        }
         Some(bytes::Bytes::from(bytes))
     } else {
         None
@@ -1112,7 +1283,7 @@ pub async fn put(
     loop {
         let body = match &in_memory {
             Some(b) => ByteStream::from(b.clone()),
-            None => stream(&src.file, 0, size),
+            None => stream(&src.file, 0, size, settings.bandwidth.as_ref()),
         };
         let request = client
             .put_object()
@@ -1287,6 +1458,8 @@ async fn multipart_once(
         level,
         progress: settings.progress.clone(),
         rejected: Default::default(),
+        part_size: part_size(size, settings.multipart.part_size),
+        bandwidth: settings.bandwidth.clone(),
     };
     let result = upload_parts(
         client,
@@ -1305,7 +1478,7 @@ async fn multipart_once(
     match result {
         Ok(parts) => {
             let full = full_object
-                .then(|| full_object_crc64nvme(&parts, size))
+                .then(|| full_object_crc64nvme(&parts, size, part_settings.part_size))
                 .flatten();
             let done = client
                 .complete_multipart_upload()
@@ -1485,8 +1658,7 @@ async fn abort(client: &Client, bucket: &str, key: &str, upload_id: &str) {
 
 /// The full-object CRC64NVME of a multipart upload, combined from the parts' values (in part
 /// order) without reading the file again; `None` if the server did not return them all.
-fn full_object_crc64nvme(parts: &[CompletedPart], size: u64) -> Option<String> {
-    let psize = part_size(size);
+fn full_object_crc64nvme(parts: &[CompletedPart], size: u64, psize: u64) -> Option<String> {
     let mut whole: Option<u64> = None;
     let mut offset = 0u64;
     for p in parts {
@@ -1507,6 +1679,9 @@ struct PartSettings {
     progress: Option<Arc<Progress>>,
     /// Set by a part the server answered with a rejection of its checksum.
     rejected: Arc<std::sync::Mutex<Option<(Rejected, String)>>>,
+    /// The part size of this file.
+    part_size: u64,
+    bandwidth: Option<Arc<Bandwidth>>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1522,7 +1697,7 @@ async fn upload_parts(
     limit: Arc<Semaphore>,
     cancel: &CancellationToken,
 ) -> Result<Vec<CompletedPart>, OpError> {
-    let psize = part_size(size);
+    let psize = settings.part_size;
     let count = size.div_ceil(psize).max(1);
     let mut tasks = tokio::task::JoinSet::new();
     let mut parts: Vec<CompletedPart> = Vec::with_capacity(count as usize);
@@ -1548,7 +1723,7 @@ async fn upload_parts(
                 key.to_string(),
                 upload_id.to_string(),
             );
-            let body = stream(file, offset, len);
+            let body = stream(file, offset, len, settings.bandwidth.as_ref());
             let (level, progress) = (settings.level, settings.progress.clone());
             let rejected = settings.rejected.clone();
             tasks.spawn(async move {
@@ -1935,12 +2110,15 @@ mod tests {
     #[test]
     fn part_sizes_stay_within_limits() {
         const MIB: u64 = 1024 * 1024;
-        assert_eq!(part_size(20 * MIB), MIN_PART_SIZE);
-        assert_eq!(part_size(1024 * MIB), MIN_PART_SIZE);
-        for size in [MIN_PART_SIZE * MAX_PARTS + 1, 5 << 40, MAX_OBJECT_SIZE] {
-            let p = part_size(size);
-            assert!(size.div_ceil(p) <= MAX_PARTS, "{size}");
-            assert!(p <= MAX_PART_SIZE, "{size}");
+        assert_eq!(part_size(20 * MIB, MIN_PART_SIZE), MIN_PART_SIZE);
+        assert_eq!(part_size(1024 * MIB, MIN_PART_SIZE), MIN_PART_SIZE);
+        assert_eq!(part_size(12 * MIB, S3_MIN_PART_SIZE), S3_MIN_PART_SIZE);
+        for min in [S3_MIN_PART_SIZE, MIN_PART_SIZE, MAX_PART_SIZE] {
+            for size in [MIN_PART_SIZE * MAX_PARTS + 1, 5 << 40, MAX_OBJECT_SIZE] {
+                let p = part_size(size, min);
+                assert!(size.div_ceil(p) <= MAX_PARTS, "{size}");
+                assert!(p <= MAX_PART_SIZE, "{size}");
+            }
         }
     }
 }

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bucket_url::BucketUrl;
 use crate::plan::Plan;
-use crate::s3::{self, Interrupted, OpError, UploadSettings, MULTIPART_THRESHOLD};
+use crate::s3::{self, Interrupted, OpError, UploadSettings};
 use crate::walk::{display_bytes, FileVersion, LocalFile, SourceTree};
 use crate::{FLOW, OUTPUT};
 
@@ -167,7 +167,7 @@ async fn attempt(
         gid: version.gid,
         unchanged: &unchanged,
     };
-    let multipart = size >= MULTIPART_THRESHOLD;
+    let multipart = size >= t.settings.multipart.threshold;
     if multipart {
         // A multipart upload takes a permit per part, so it must not hold one itself.
         *permit = None;
@@ -350,7 +350,7 @@ pub async fn upload(
         }
         log::info!(target: OUTPUT, "upload: {} to s3://{}/{}{} ({reason})", display_bytes(file.rel.as_bytes()), url.bucket, url.prefix, display_bytes(file.rel.as_bytes()));
         // A multipart upload takes a permit per part, so it must not hold one itself.
-        let permit = (file.size < MULTIPART_THRESHOLD).then_some(permit);
+        let permit = (file.size < settings.multipart.threshold).then_some(permit);
         let fut = upload_one(
             client.clone(),
             url.clone(),

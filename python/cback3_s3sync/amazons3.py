@@ -121,8 +121,8 @@ class Options:
     Python ``getopt`` semantics), or empty and fill the properties one by one. Each
     property setter checks its own value (``ValueError``); :meth:`validate` checks the
     whole. Extra properties (``maxConcurrency``, ``allowEmptySource``, ``verifyContent``,
-    ``dryRun``, ``summaryFile``, ``maxDeletes``, ``storageClass``, ``sse``, ``sseKmsKeyId``,
-    ``restore``, ``overwrite``)
+    ``dryRun``, ``summaryFile``, ``maxDeletes``, ``maxBandwidth``, ``storageClass``, ``sse``,
+    ``sseKmsKeyId``, ``restore``, ``overwrite``)
     carry this implementation's own long switches and are left out of the output when unset.
     """
 
@@ -156,6 +156,7 @@ class Options:
         self._dryRun = False
         self._summaryFile: str | None = None
         self._maxDeletes: int | None = None
+        self._maxBandwidth: int | None = None
         self._storageClass: str | None = None
         self._sse: str | None = None
         self._sseKmsKeyId: str | None = None
@@ -186,7 +187,7 @@ class Options:
             mine, theirs = getattr(self, name), getattr(other, name)
             if mine == theirs:
                 continue
-            if name in ("mode", "maxConcurrency", "maxDeletes"):
+            if name in ("mode", "maxConcurrency", "maxDeletes", "maxBandwidth"):
                 less = int(mine or 0) < int(theirs or 0)
             elif isinstance(mine, bool) and isinstance(theirs, bool):
                 less = mine < theirs
@@ -436,6 +437,20 @@ class Options:
         self._maxDeletes = number
 
     @property
+    def maxBandwidth(self) -> int | None:
+        """``--maxBandwidth``: upload at most this many bytes per second over the whole run."""
+        return self._maxBandwidth
+
+    @maxBandwidth.setter
+    def maxBandwidth(self, value: int | str | None) -> None:
+        if value is None:
+            self._maxBandwidth = None
+            return
+        # The core's parser: the AWS CLI's rate syntax ("10MB/s", "800KB/s", bytes per second).
+        parsed = _core.parse_options([f"--maxBandwidth={value}"], validate=False)
+        self._maxBandwidth = parsed["maxBandwidth"]
+
+    @property
     def storageClass(self) -> str | None:
         """``--storageClass``: the storage class of uploaded objects."""
         return self._storageClass
@@ -527,6 +542,7 @@ _FIELDS = (
     "dryRun",
     "summaryFile",
     "maxDeletes",
+    "maxBandwidth",
     "storageClass",
     "sse",
     "sseKmsKeyId",

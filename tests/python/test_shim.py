@@ -275,12 +275,17 @@ def test_cli_without_cedar_backup_writes_the_same_format(
 def test_our_switches_survive_the_options_object(tmp_path: Path) -> None:
     args = [
         "--verifyContent", "--dryRun", f"--summaryFile={tmp_path / 's.json'}", "--maxDeletes=3",
-        "--storageClass=STANDARD_IA", "--sse=aws:kms", "--sseKmsKeyId=k1", "src", "s3://bkt/p",
+        "--storageClass=STANDARD_IA", "--sse=aws:kms", "--sseKmsKeyId=k1", "--maxBandwidth=2MB/s",
+        "src", "s3://bkt/p",
     ]  # fmt: skip
     opts = shim.Options(argumentList=args)
     assert opts.verifyContent and opts.dryRun
-    got = (opts.maxDeletes, opts.storageClass, opts.sse, opts.sseKmsKeyId)
-    assert got == (3, "STANDARD_IA", "aws:kms", "k1")
+    got = (opts.maxDeletes, opts.storageClass, opts.sse, opts.sseKmsKeyId, opts.maxBandwidth)
+    assert got == (3, "STANDARD_IA", "aws:kms", "k1", 2 * 1024 * 1024)
+    opts.maxBandwidth = "800KB/s"
+    assert opts.maxBandwidth == 800 * 1024
+    with pytest.raises(ValueError, match="not a rate"):
+        opts.maxBandwidth = "fast"
     assert shim.Options(argumentList=opts.buildArgumentList()) == opts
     opts.sse = None
     with pytest.raises(ValueError):

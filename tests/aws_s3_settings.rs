@@ -1,0 +1,247 @@
+//! The AWS CLI's `s3 =` settings of the selected profile (in a scratch `AWS_CONFIG_FILE`) and
+//! `--maxBandwidth`, against the real test server: multipart threshold and part size,
+//! concurrency, the bandwidth limit over the whole run, and one-line errors for bad values.
+
+mod common;
+
+use std::ffi::OsStr;
+use std::process::{Command, Output};
+
+use common::*;
+
+const MIB: usize = 1024 * 1024;
+
+/// `command` with `AWS_CONFIG_FILE` holding a default profile with this `s3` block (the
+/// endpoint, region and keys still come from the server's environment variables).
+fn with_s3_block(s: &Scratch, block: &str) -> Command {
+    let config = s.dir.path().join("aws-config");
+    std::fs::write(&config, format!("[default]\ns3 =\n{block}\n")).unwrap();
+    let mut c = command(s);
+    c.env("AWS_CONFIG_FILE", &config);
+    c
+}
+
+fn sync_args<'a>(extra: &'a [&'a str], s: &Scratch, u: &'a str) -> Vec<&'a OsStr> {
+    let mut v: Vec<&OsStr> = extra.iter().map(OsStr::new).collect();
+    v.push(s.src().into_os_string().leak());
+    v.push(OsStr::new(u));
+    v
+}
+
+/// The `-D` line that starts with `title`.
+fn diag_line(o: &Output, title: &str) -> String {
+    let out = String::from_utf8_lossy(&o.stdout);
+    out.lines()
+        .find(|l| l.trim_start().starts_with(title))
+        .unwrap_or_else(|| panic!("no {title} line in\n{out}"))
+        .to_string()
+}
+
+#[test]
+fn the_profiles_multipart_threshold_and_chunksize_decide_how_a_file_goes_up() {
+    let s = Scratch::new();
+    // 12 MiB: one PutObject with our defaults (16 MiB threshold).
+    let body: Vec<u8> = (0..12 * MIB).map(|i| (i % 251) as u8).collect();
+    s.write("twelve.bin", &body);
+    let block = "  multipart_threshold = 8MB\n  multipart_chunksize = 5MB";
+    let o = with_s3_block(&s, block).arg("-D").output().unwrap();
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    let line = diag_line(&o, "Multipart");
+    assert!(
+        line.contains("files of 8 MiB or more (s3 multipart_threshold of profile default)")
+            && line.contains("in parts of 5 MiB (s3 multipart_chunksize of profile default"),
+        "{line}"
+    );
+
+    let b = bucket("profmp");
+    let u = format!("s3://{b}/p");
+    let o = with_s3_block(&s, block)
+        .args(sync_args(&[], &s, &u))
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    let etag = head(&b, "p/twelve.bin").e_tag().unwrap().to_string();
+    assert!(
+        etag.trim_matches('"').ends_with("-3"),
+        "3 parts of 5, 5, 2 MiB: {etag}"
+    );
+    assert_eq!(get_object(&b, "p/twelve.bin"), body);
+
+    // A chunk size under S3's minimum is raised to 5 MiB, as the AWS CLI does.
+    let o = with_s3_block(&s, "  multipart_chunksize = 1MB")
+        .arg("-D")
+        .output()
+        .unwrap();
+    assert!(
+        diag_line(&o, "Multipart").contains("in parts of 5 MiB"),
+        "{}",
+        show(&o)
+    );
+}
+
+#[test]
+fn the_profiles_max_concurrent_requests_is_the_default_concurrency() {
+    let s = Scratch::new();
+    let block = "  max_concurrent_requests = 3";
+    let o = with_s3_block(&s, block).arg("-D").output().unwrap();
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    assert!(
+        diag_line(&o, "Max concurrency")
+            .contains("3 requests (s3 max_concurrent_requests of profile default)"),
+        "{}",
+        show(&o)
+    );
+    // The switch wins.
+    let o = with_s3_block(&s, block)
+        .args(["-D", "--maxConcurrency", "7"])
+        .output()
+        .unwrap();
+    assert!(diag_line(&o, "Max concurrency").contains("7 requests (--maxConcurrency)"));
+
+    // And a run uses it.
+    for i in 0..5 {
+        s.write(format!("f{i}"), b"x");
+    }
+    let b = bucket("profconc");
+    let u = format!("s3://{b}/p");
+    let o = with_s3_block(&s, block)
+        .args(sync_args(&["-d"], &s, &u))
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    assert!(
+        s.logtext().contains("3 requests at a time"),
+        "{}",
+        s.logtext()
+    );
+    assert_eq!(objects(&b).len(), 5);
+}
+
+#[test]
+fn bad_s3_settings_fail_the_run_with_one_line() {
+    let s = Scratch::new();
+    s.write("f", b"x");
+    let b = bucket("profbad");
+    let u = format!("s3://{b}/p");
+    for (block, want) in [
+        (
+            "  max_concurrent_requests = 0",
+            "s3 setting max_concurrent_requests of profile default: needs a whole number from 1 to 1000, not \"0\"",
+        ),
+        (
+            "  multipart_chunksize = 5.5MB",
+            "s3 setting multipart_chunksize of profile default: \"5.5MB\" is not a size",
+        ),
+        (
+            "  max_bandwidth = fast",
+            "s3 setting max_bandwidth of profile default: \"fast\" is not a rate",
+        ),
+        // The test server is a custom endpoint: no Transfer Acceleration there.
+        (
+            "  use_accelerate_endpoint = true",
+            "s3 setting use_accelerate_endpoint = true of profile default cannot be used with the custom endpoint",
+        ),
+    ] {
+        let o = with_s3_block(&s, block)
+            .args(sync_args(&[], &s, &u))
+            .output()
+            .unwrap();
+        assert_eq!(code(&o), 6, "{block}: {}", show(&o));
+        let log = s.logtext();
+        let errors: Vec<&str> = log.lines().filter(|l| l.contains("ERROR")).collect();
+        let last = errors.last().copied().unwrap_or_default();
+        assert!(last.contains(want), "{block}: {log}");
+        assert!(objects(&b).is_empty(), "{block}: nothing is uploaded");
+        // -D names the problem instead of failing.
+        let o = with_s3_block(&s, block).arg("-D").output().unwrap();
+        assert_eq!(code(&o), 0, "{}", show(&o));
+        assert!(diag_line(&o, "S3 settings").contains(want), "{}", show(&o));
+    }
+}
+
+/// Seconds the synchronize phase took, from the summary file.
+fn synchronize_seconds(summary: &std::path::Path) -> f64 {
+    let text = std::fs::read_to_string(summary).unwrap();
+    let at = text.find("\"synchronize\":").expect("synchronize phase") + 14;
+    let rest = text[at..].trim_start();
+    let end = rest.find([',', '}']).unwrap();
+    rest[..end].trim().parse().unwrap()
+}
+
+#[test]
+fn max_bandwidth_limits_all_uploads_of_a_run_together() {
+    let s = Scratch::new();
+    // 6 MiB in all: two streamed files and two read whole, all going up at once.
+    s.write("a.bin", &vec![1u8; 2 * MIB]);
+    s.write("b.bin", &vec![2u8; 2 * MIB]);
+    s.write("c.bin", &vec![3u8; MIB]);
+    s.write("d.bin", &vec![4u8; MIB]);
+    // The profile's limit would take well over an hour: the switch must win.
+    let block = "  max_bandwidth = 1KB/s";
+    let o = with_s3_block(&s, block).arg("-D").output().unwrap();
+    assert!(
+        diag_line(&o, "Max bandwidth")
+            .contains("1 KiB/s for all uploads together (s3 max_bandwidth of profile default)"),
+        "{}",
+        show(&o)
+    );
+    let o = with_s3_block(&s, block)
+        .args(["-D", "--maxBandwidth", "2MB/s"])
+        .output()
+        .unwrap();
+    assert!(diag_line(&o, "Max bandwidth")
+        .contains("2 MiB/s for all uploads together (--maxBandwidth)"));
+
+    let b = bucket("bandwidth");
+    let u = format!("s3://{b}/p");
+    let summary = s.dir.path().join("summary.json");
+    let summary_arg = format!("--summaryFile={}", summary.display());
+    let o = with_s3_block(&s, block)
+        .args(sync_args(
+            &["--maxBandwidth", "2MB/s", &summary_arg],
+            &s,
+            &u,
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    assert_eq!(objects(&b).len(), 4);
+    let took = synchronize_seconds(&summary);
+    // 6 MiB at 2 MiB/s, less the bucket's burst (64 KiB at this rate): at least 2.97 s.
+    let least = (6 * MIB - 64 * 1024) as f64 / (2 * MIB) as f64;
+    assert!(took >= least - 0.05, "{took} s for 6 MiB at 2 MiB/s");
+    assert!(took < 10.0, "{took} s for 6 MiB at 2 MiB/s");
+    assert!(s
+        .logtext()
+        .contains("Uploads limited to 2 MiB/s in all (--maxBandwidth)."));
+}
+
+#[test]
+fn addressing_style_decides_path_or_virtual_hosted_addressing() {
+    let s = Scratch::new();
+    // The test server is a custom endpoint: auto (and no setting) means path style.
+    for (block, want) in [
+        (
+            "",
+            "path-style addressing (auto: path-style with a custom endpoint)",
+        ),
+        (
+            "  addressing_style = auto",
+            "path-style addressing (s3 addressing_style = auto of profile default)",
+        ),
+        (
+            "  addressing_style = virtual",
+            "virtual-hosted addressing (s3 addressing_style = virtual of profile default)",
+        ),
+    ] {
+        let o = with_s3_block(&s, block).arg("-D").output().unwrap();
+        assert_eq!(code(&o), 0, "{}", show(&o));
+        assert!(
+            diag_line(&o, "Endpoint").contains(want),
+            "{block}: {}",
+            show(&o)
+        );
+    }
+    // (A run cannot show it here: against an IP-address endpoint the SDK's endpoint rules
+    // fall back to path style whatever the setting.)
+}
