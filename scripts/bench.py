@@ -13,6 +13,7 @@ It is a benchmark, not a test: nothing here is timed in CI.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import shutil
@@ -39,6 +40,7 @@ class Result:
     seconds: list[float] = field(default_factory=list)
     rss_mib: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    handshakes: list[int] = field(default_factory=list)
 
 
 def make_small_tree(root: Path, count: int, seed: int = 7) -> None:
@@ -93,6 +95,64 @@ def timed(cmd: list[str], env: dict[str, str], cwd: str | None = None) -> tuple[
     return elapsed, usage.ru_maxrss / 1024, proc.returncode, tail
 
 
+def make_pki(d: Path) -> None:
+    """A private CA and a certificate for 127.0.0.1 signed by it (the `openssl` CLI)."""
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]
+    openssl(
+        "req",
+        "-x509",
+        "-nodes",
+        "-days",
+        "2",
+        *ec,
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-subj",
+        "/CN=cback3 bench CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    )
+    openssl("req", "-nodes", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-out",
+        "server.pem",
+        "-extfile",
+        "ext.cnf",
+    )
+
+
+def start_helper(cmd: list[str], ready: Path, what: str) -> tuple[subprocess.Popen[bytes], str]:
+    """Starts a proxy that writes its port to `ready`; returns it and the port."""
+    ready.unlink(missing_ok=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not (ready.exists() and ready.read_text().strip()):
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise SystemExit(f"{what} did not start")
+        time.sleep(0.05)
+    return proc, ready.read_text().strip()
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace, server: LocalS3, endpoint: str, work: Path) -> None:
         self.args = args
@@ -105,11 +165,15 @@ class Bench:
                 del self.env[k]
         self.env.update(server.env())
         self.env["AWS_ENDPOINT_URL"] = endpoint
+        if os.environ.get("AWS_CA_BUNDLE"):
+            self.env["AWS_CA_BUNDLE"] = os.environ["AWS_CA_BUNDLE"]
         self.env["HOME"] = str(work / "home")
         (work / "home").mkdir(exist_ok=True)
         self.bucket = f"bench-{int(time.time())}"
         self.counter = 0
         self.ours = args.ours or str(ROOT / "target" / "release" / "cback3-amazons3-sync")
+        # TLS mode: the TLS proxy's handshake counter (JSON), read around each measured run.
+        self.tls_stats: Path | None = None
         # Restore cases: one filled prefix per dataset, written once (not measured).
         self.filled: dict[Path, str] = {}
         s5 = shutil.which("s5cmd")
@@ -206,6 +270,8 @@ class Bench:
     def tool_env(self, tool: str) -> dict[str, str]:
         env = dict(self.env)
         if tool == "rclone":
+            if self.tls_stats:
+                env["RCLONE_CA_CERT"] = env["AWS_CA_BUNDLE"]
             env.update(
                 {
                     "RCLONE_CONFIG_BENCH_TYPE": "s3",
@@ -252,6 +318,11 @@ class Bench:
             shutil.rmtree(src, ignore_errors=True)
         return secs, rss, problem
 
+    def handshakes(self) -> int:
+        if not self.tls_stats:
+            return 0
+        return int(json.loads(self.tls_stats.read_text())["handshakes"])
+
 
 def change_one_percent(root: Path) -> None:
     files = sorted(p for p in root.rglob("*") if p.is_file())
@@ -270,6 +341,11 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--latency-ms", type=float, default=0.0, help="delay each way through a proxy")
+    p.add_argument(
+        "--tls",
+        action="store_true",
+        help="HTTPS through a TLS terminator, private CA (AWS_CA_BUNDLE, SSL_CERT_FILE, RCLONE_CA_CERT)",
+    )
     p.add_argument("--small-files", type=int, default=10_000)
     p.add_argument("--big-files", type=int, default=20)
     p.add_argument("--big-size-mib", type=int, default=64)
@@ -322,32 +398,60 @@ def main() -> int:
     results: dict[tuple[str, str], Result] = {}
     # A fresh server each time, removed afterwards (it keeps every object written: tens of GiB).
     with LocalS3() as server:
-        proxy = None
+        proxies: list[subprocess.Popen[bytes]] = []
         endpoint = server.endpoint
+        upstream = str(server.port)
         if args.latency_ms:
-            ready = work / "proxy.port"
-            ready.unlink(missing_ok=True)
-            proxy = subprocess.Popen(
+            proc, upstream = start_helper(
                 [
                     sys.executable,
                     str(ROOT / "tests" / "s3proxy.py"),
                     "--upstream",
-                    str(server.port),
+                    upstream,
                     "--delay-ms",
                     str(args.latency_ms),
                     "--ready-file",
-                    str(ready),
+                    str(work / "proxy.port"),
                 ],
-                stdout=subprocess.DEVNULL,
+                work / "proxy.port",
+                "latency proxy",
             )
-            deadline = time.monotonic() + 10
-            while not ready.exists():
-                if time.monotonic() > deadline or proxy.poll() is not None:
-                    raise SystemExit("latency proxy did not start")
-                time.sleep(0.05)
-            endpoint = f"http://127.0.0.1:{ready.read_text()}"
+            proxies.append(proc)
+            endpoint = f"http://127.0.0.1:{upstream}"
+        tls_stats = None
+        if args.tls:
+            pki = work / "pki"
+            pki.mkdir(exist_ok=True)
+            make_pki(pki)
+            tls_stats = work / "tls-stats.json"
+            proc, port = start_helper(
+                [
+                    sys.executable,
+                    str(ROOT / "tests" / "tlsproxy.py"),
+                    "--upstream",
+                    upstream,
+                    "--cert",
+                    str(pki / "server.pem"),
+                    "--key",
+                    str(pki / "server.key"),
+                    "--ready-file",
+                    str(work / "tls.port"),
+                    "--stats",
+                    str(tls_stats),
+                ],
+                work / "tls.port",
+                "TLS proxy",
+            )
+            proxies.append(proc)
+            endpoint = f"https://127.0.0.1:{port}"
         try:
+            if tls_stats:
+                # Ours and aws read AWS_CA_BUNDLE, s5cmd (Go) SSL_CERT_FILE, rclone RCLONE_CA_CERT.
+                ca = str(work / "pki" / "ca.pem")
+                os.environ["AWS_CA_BUNDLE"] = ca
+                os.environ["SSL_CERT_FILE"] = ca
             bench = Bench(args, server, endpoint, work)
+            bench.tls_stats = tls_stats
             if args.warmup:
                 # The server grows its volumes on first use; whoever wrote first would pay for it.
                 for case in cases:
@@ -362,14 +466,18 @@ def main() -> int:
                     for tool in tools[shift:] + tools[:shift]:
                         if tool == "s5cmd-cp" and kind != "initial":
                             continue
+                        if kind == "restore" and tool not in ("ours", "s5cmd", "rclone"):
+                            continue
+                        before = bench.handshakes()
                         if kind == "restore":
-                            if tool not in ("ours", "s5cmd", "rclone"):
-                                continue
                             secs, rss, problem = bench.run_restore(tool, ds)
                         else:
                             mutate = change_one_percent if kind == "change" else None
                             secs, rss, problem = bench.run_case(tool, ds, kind, mutate)
+                        # Includes the unmeasured preparing run of noop/change cases and the listing check.
+                        shakes = bench.handshakes() - before
                         r = results.setdefault((case, tool), Result())
+                        r.handshakes.append(shakes)
                         if problem:
                             r.failures.append(problem)
                             print(f"round {rnd + 1} {case} {tool}: FAILED {problem}", file=sys.stderr)
@@ -380,9 +488,9 @@ def main() -> int:
                                 f"round {rnd + 1} {case} {tool}: {secs:.2f} s, {rss:.0f} MiB", file=sys.stderr
                             )
         finally:
-            if proxy:
-                proxy.terminate()
-                proxy.wait()
+            for proc in proxies:
+                proc.terminate()
+                proc.wait()
 
     print_table(results, cases, tools, args)
     return 0
@@ -392,6 +500,8 @@ def print_table(
     results: dict[tuple[str, str], Result], cases: list[str], tools: list[str], args: argparse.Namespace
 ) -> None:
     mode = f"latency {args.latency_ms:g} ms each way" if args.latency_ms else "direct"
+    if args.tls:
+        mode += ", HTTPS (TLS handshakes per run, median, after the RSS)"
     print(f"\n### {mode}; {args.rounds} interleaved rounds; seconds median (min-max) / peak RSS MiB median\n")
     print("| case | " + " | ".join(tools) + " |")
     print("|---|" + "---|" * len(tools))
@@ -411,6 +521,8 @@ def print_table(
             med = statistics.median(r.seconds)
             rss = statistics.median(r.rss_mib)
             cell = f"{med:.2f} ({min(r.seconds):.2f}-{max(r.seconds):.2f}) / {rss:.0f}"
+            if args.tls:
+                cell += f" / {statistics.median(r.handshakes):.0f} TLS"
             if tool != "ours" and ours_med:
                 cell += f" · ours/peer {ours_med / med:.2f}, RSS {ours_rss / rss:.2f}"
             if r.failures:

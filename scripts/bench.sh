@@ -5,6 +5,7 @@
 #   scripts/bench.sh --latency-ms 20      # through a proxy adding 20 ms each way
 #   scripts/bench.sh --million 1000000 --cases small-noop --tools ours,s5cmd
 #   scripts/bench.sh --cases small-restore,huge-restore --tools ours,s5cmd,rclone
+#   scripts/bench.sh --tls --tools ours,s5cmd,rclone   # HTTPS with a private CA; counts TLS handshakes
 # Any argument is passed to scripts/bench.py (see --help). Not a test: nothing here is timed in CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
