@@ -1,0 +1,84 @@
+//! Red-team findings after the field hardening: each test is one class of fault that the
+//! merged tool still had, against the real server (and tests/s3proxy.py where timing matters).
+
+mod common;
+
+use std::os::unix::ffi::OsStrExt;
+use std::process::{Child, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn url(bucket: &str) -> String {
+    format!("s3://{bucket}/p")
+}
+
+/// Waits for the child, failing the test (and killing it) after `limit`.
+fn wait_bounded(mut child: Child, limit: Duration) -> Output {
+    let start = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("the run did not end within {limit:?}\n{}", show(&out));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn mkfifo(path: &std::path::Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+}
+
+/// `--verifyContent` hashed each file through a blocking `open`: a FIFO put in the place of a
+/// walked file hung the run for ever (no writer ever comes), with `-v` as in a sync run.
+#[test]
+fn verify_content_never_blocks_on_a_fifo_that_replaced_a_walked_file() {
+    let s = Scratch::new();
+    let bucket = bucket("rt-vc-fifo");
+    let victim = s.write("victim.txt", b"a regular file at walk time");
+    s.write("other.txt", b"other");
+    let o = run(&s, [s.src().to_str().unwrap(), &url(&bucket)]);
+    assert_eq!(code(&o), 0, "{}", show(&o));
+
+    let proxy = Proxy::start(1);
+    // The listing (a GET) is held until the walk is done and the file is replaced.
+    proxy.set(r#"{"fault_rate": 1, "faults": ["stall"], "fault_methods": ["GET"], "stall_s": 30}"#);
+    let child = command_via(&s, &proxy.endpoint())
+        .env("CBACK3_RESPONSE_TIMEOUT", "1")
+        .args([
+            "-v",
+            "--verifyContent",
+            s.src().to_str().unwrap(),
+            &url(&bucket),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    poll_until(
+        "the walk to end and the listing to stall",
+        Duration::from_secs(30),
+        || {
+            s.logtext()
+                .contains("Completed checking source filename encoding")
+                && proxy.stats().get("stall").is_some_and(|n| *n >= 1)
+        },
+    );
+    std::fs::remove_file(&victim).unwrap();
+    mkfifo(&victim);
+    proxy.set(r#"{"fault_rate": 0}"#);
+    let out = wait_bounded(child, Duration::from_secs(60));
+    assert_eq!(code(&out), 6, "{}", show(&out));
+    let log = s.logtext();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("Cannot verify the content of [victim.txt]")
+                && l.contains("no longer a regular file")),
+        "{log}"
+    );
+}
