@@ -161,7 +161,7 @@ pub fn prepare(
     ignore_warnings: bool,
     summary: &mut Summary,
 ) -> Result<SourceTree, RunError> {
-    prepare_noting(source, url, ignore_warnings, summary, &[]).map(|(tree, _)| tree)
+    prepare_noting(source, url, ignore_warnings, summary, &[], &|| false).map(|(tree, _)| tree)
 }
 
 /// [`prepare`], also returning the indices of the files that are one of `own` (device and
@@ -172,9 +172,14 @@ pub fn prepare_noting(
     ignore_warnings: bool,
     summary: &mut Summary,
     own: &[(u64, u64)],
+    stop: &dyn Fn() -> bool,
 ) -> Result<(SourceTree, Vec<usize>), RunError> {
-    let (tree, own) =
-        walk::walk_noting(source, url.prefix.len(), own).map_err(|e| failed(e.to_string()))?;
+    let (tree, own) = walk::walk_noting_until(source, url.prefix.len(), own, stop)
+        .map_err(|e| failed(e.to_string()))?;
+    if stop() {
+        // A signal: the tree is only partly walked, so nothing of it is reported.
+        return Err(RunError::Interrupted);
+    }
     summary.local_files = tree.files.len();
     summary.local_bytes = tree.total_bytes();
     summary.skipped = tree.skipped.len();
@@ -742,8 +747,10 @@ pub async fn run_phases(
     let own = own_identities(opts, lock.as_ref());
     let mut s = Summary::default();
     let started = Instant::now();
+    let walk_cancel = cancel.clone();
     let walking = tokio::task::spawn_blocking(move || {
-        let r = prepare_noting(&source, &url, ignore, &mut s, &own);
+        let stop = || walk_cancel.is_cancelled();
+        let r = prepare_noting(&source, &url, ignore, &mut s, &own, &stop);
         (r, s)
     });
     let listing_task = {

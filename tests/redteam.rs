@@ -82,3 +82,38 @@ fn verify_content_never_blocks_on_a_fifo_that_replaced_a_walked_file() {
         "{log}"
     );
 }
+
+/// SIGTERM during the walk waited for the whole tree to be walked (seconds for 10^5 files,
+/// minutes for a large or slow file system: a service manager's stop timeout then kills the
+/// run before its summary is written). The walk now stops at the signal.
+#[test]
+fn sigterm_during_the_walk_stops_it() {
+    let s = Scratch::new();
+    let bucket = bucket("rt-walk-term");
+    for d in 0..300 {
+        let dir = s.src().join(format!("d{d}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..200 {
+            std::fs::File::create(dir.join(f.to_string())).unwrap();
+        }
+    }
+    let summary = s.home().join("summary.json");
+    let child = command(&s)
+        .args(["--summaryFile", summary.to_str().unwrap()])
+        .args([s.src().to_str().unwrap(), &url(&bucket)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Logged just before the walk starts.
+    poll_until("the walk to start", Duration::from_secs(30), || {
+        s.logtext().contains("Source ")
+    });
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = wait_bounded(child, Duration::from_secs(60));
+    assert_eq!(code(&out), 5, "{}", show(&out));
+    let text = std::fs::read_to_string(&summary).expect("summary written");
+    // The whole tree of 60,000 files was not walked after the signal.
+    assert!(text.contains(r#""local": {"files": 0,"#), "{text}");
+    assert!(objects(&bucket).is_empty());
+}
