@@ -316,6 +316,20 @@ pub async fn synchronize(
             )));
         }
     }
+    // An object that a new file's upload may have been stored as (the server rewrote its key)
+    // is not deleted: it may be that file's only copy. The run fails, as verification would.
+    let aliased = plan::aliased_deletes(&tree.files, &plan);
+    for (key, i) in &aliased {
+        let (shown, file) = (
+            display_bytes(key.as_bytes()),
+            display_bytes(tree.files[*i].rel.as_bytes()),
+        );
+        let why = format!("not deleted: the server may store the upload of {file} under this key (it rewrites keys)");
+        log::error!(target: FLOW, "s3://{}/{}{shown} {why}", url.bucket, url.prefix);
+        summary.failures.push((shown, why));
+    }
+    plan.deletes
+        .retain(|k| !aliased.iter().any(|(a, _)| a == k));
     deletes_allowed(job, tree, &plan)?;
     if !plan.deletes.is_empty() {
         log::info!(target: FLOW, "Deleting {} objects that have no local file.", plan.deletes.len());
@@ -335,6 +349,9 @@ pub async fn synchronize(
         if !out.failures.is_empty() {
             return Err(failed(format!("{} deletes failed.", out.failures.len())));
         }
+    }
+    if !aliased.is_empty() {
+        return Err(failed(format!("{} objects were not deleted: the server stores some uploaded keys under another name (as a backslash made a slash); rename those files.", aliased.len())));
     }
     Ok(Synced {
         listing,
