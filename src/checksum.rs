@@ -204,8 +204,23 @@ pub fn digest_reader(mut reader: impl Read, method: &Method) -> std::io::Result<
 
 /// Streams the file at `path` through the hash that `method` needs and returns the value in
 /// the same form as [`Method::expected`]. Blocking; run it off the async workers.
+///
+/// Opened without blocking and refused unless it is a regular file: a FIFO put in the place
+/// of a walked file would block `open` for ever, and a device (`/dev/zero` behind a symlink
+/// retargeted after the walk) would be read for ever.
 pub fn digest_file(path: &Path, method: &Method) -> std::io::Result<String> {
-    digest_reader(std::fs::File::open(path)?, method)
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "it is no longer a regular file (a FIFO, device, socket or directory is in its place)",
+        ));
+    }
+    digest_reader(file, method)
 }
 
 #[cfg(test)]

@@ -161,7 +161,7 @@ pub fn prepare(
     ignore_warnings: bool,
     summary: &mut Summary,
 ) -> Result<SourceTree, RunError> {
-    prepare_noting(source, url, ignore_warnings, summary, &[]).map(|(tree, _)| tree)
+    prepare_noting(source, url, ignore_warnings, summary, &[], &|| false).map(|(tree, _)| tree)
 }
 
 /// [`prepare`], also returning the indices of the files that are one of `own` (device and
@@ -172,9 +172,14 @@ pub fn prepare_noting(
     ignore_warnings: bool,
     summary: &mut Summary,
     own: &[(u64, u64)],
+    stop: &dyn Fn() -> bool,
 ) -> Result<(SourceTree, Vec<usize>), RunError> {
-    let (tree, own) =
-        walk::walk_noting(source, url.prefix.len(), own).map_err(|e| failed(e.to_string()))?;
+    let (tree, own) = walk::walk_noting_until(source, url.prefix.len(), own, stop)
+        .map_err(|e| failed(e.to_string()))?;
+    if stop() {
+        // A signal: the tree is only partly walked, so nothing of it is reported.
+        return Err(RunError::Interrupted);
+    }
     summary.local_files = tree.files.len();
     summary.local_bytes = tree.total_bytes();
     summary.skipped = tree.skipped.len();
@@ -311,6 +316,20 @@ pub async fn synchronize(
             )));
         }
     }
+    // An object that a new file's upload may have been stored as (the server rewrote its key)
+    // is not deleted: it may be that file's only copy. The run fails, as verification would.
+    let aliased = plan::aliased_deletes(&tree.files, &plan);
+    for (key, i) in &aliased {
+        let (shown, file) = (
+            display_bytes(key.as_bytes()),
+            display_bytes(tree.files[*i].rel.as_bytes()),
+        );
+        let why = format!("not deleted: the server may store the upload of {file} under this key (it rewrites keys)");
+        log::error!(target: FLOW, "s3://{}/{}{shown} {why}", url.bucket, url.prefix);
+        summary.failures.push((shown, why));
+    }
+    plan.deletes
+        .retain(|k| !aliased.iter().any(|(a, _)| a == k));
     deletes_allowed(job, tree, &plan)?;
     if !plan.deletes.is_empty() {
         log::info!(target: FLOW, "Deleting {} objects that have no local file.", plan.deletes.len());
@@ -330,6 +349,9 @@ pub async fn synchronize(
         if !out.failures.is_empty() {
             return Err(failed(format!("{} deletes failed.", out.failures.len())));
         }
+    }
+    if !aliased.is_empty() {
+        return Err(failed(format!("{} objects were not deleted: the server stores some uploaded keys under another name (as a backslash made a slash); rename those files.", aliased.len())));
     }
     Ok(Synced {
         listing,
@@ -742,8 +764,10 @@ pub async fn run_phases(
     let own = own_identities(opts, lock.as_ref());
     let mut s = Summary::default();
     let started = Instant::now();
+    let walk_cancel = cancel.clone();
     let walking = tokio::task::spawn_blocking(move || {
-        let r = prepare_noting(&source, &url, ignore, &mut s, &own);
+        let stop = || walk_cancel.is_cancelled();
+        let r = prepare_noting(&source, &url, ignore, &mut s, &own, &stop);
         (r, s)
     });
     let listing_task = {

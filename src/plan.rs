@@ -188,6 +188,38 @@ pub fn plan(files: &[LocalFile], listing: &Listing, mode: Mode) -> Plan {
     out
 }
 
+/// A key as a server that rewrites keys may store it: `\` as `/` (SeaweedFS) and runs of `/`
+/// as one.
+fn server_form(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for c in key.chars() {
+        let c = if c == '\\' { '/' } else { c };
+        if !(c == '/' && out.ends_with('/')) {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Planned deletes that a planned upload of a new file may write (or have written on an
+/// earlier run) under the server's form of its name: `a\b` stored as `a/b`. Deleting such
+/// an object would remove the only copy of that file, every run. As (object, file index).
+pub fn aliased_deletes(files: &[LocalFile], plan: &Plan) -> Vec<(Box<str>, usize)> {
+    let uploads: HashMap<String, usize> = plan
+        .uploads
+        .iter()
+        .filter(|(i, _)| server_form(&files[*i].rel) != *files[*i].rel)
+        .map(|&(i, _)| (server_form(&files[i].rel), i))
+        .collect();
+    if uploads.is_empty() {
+        return Vec::new();
+    }
+    plan.deletes
+        .iter()
+        .filter_map(|k| uploads.get(&server_form(k)).map(|&i| (k.clone(), i)))
+        .collect()
+}
+
 /// Objects under the prefix that no local file accounts for (for verification), sorted.
 pub fn extras<'a>(files: &[LocalFile], listing: &'a Listing) -> Vec<&'a str> {
     let local: std::collections::HashSet<&str> = files.iter().map(|f| &*f.rel).collect();
@@ -203,6 +235,23 @@ pub fn extras<'a>(files: &[LocalFile], listing: &'a Listing) -> Vec<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deletes_a_rewritten_upload_key_may_hit_are_found() {
+        let f = |rel: &str| LocalFile {
+            rel: rel.into(),
+            size: 1,
+            mtime_ns: 0,
+        };
+        let files = [f("a\\b"), f("c"), f("x\\y")];
+        let plan = Plan {
+            uploads: vec![(0, UploadReason::New), (1, UploadReason::New)],
+            deletes: vec!["a/b".into(), "a//b".into(), "d".into(), "x/y".into()],
+            ..Plan::default()
+        };
+        let got = aliased_deletes(&files, &plan);
+        assert_eq!(got, vec![("a/b".into(), 0), ("a//b".into(), 0)]);
+    }
 
     const S: i64 = 1_000_000_000;
 

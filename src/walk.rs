@@ -185,6 +185,17 @@ pub fn walk_noting(
     prefix_len: usize,
     noted: &[(u64, u64)],
 ) -> Result<(SourceTree, Vec<usize>), SourceError> {
+    walk_noting_until(root, prefix_len, noted, &|| false)
+}
+
+/// [`walk_noting`] that ends early, with the part walked so far, once `stop` says so (a
+/// signal: the walk of a large tree must not delay the run's exit).
+pub fn walk_noting_until(
+    root: &Path,
+    prefix_len: usize,
+    noted: &[(u64, u64)],
+    stop: &dyn Fn() -> bool,
+) -> Result<(SourceTree, Vec<usize>), SourceError> {
     use std::os::unix::fs::MetadataExt;
     let mut found = Vec::new();
     let shown = display_path(root);
@@ -206,6 +217,9 @@ pub fn walk_noting(
         ..SourceTree::default()
     };
     for entry in WalkDir::new(root).follow_links(true).min_depth(1) {
+        if stop() {
+            break;
+        }
         let entry = match entry {
             Ok(e) => e,
             Err(err) => {
