@@ -1,7 +1,7 @@
 //! `--restore`: the objects under the prefix back into a directory, each checked against the
 //! checksum S3 keeps for it before it takes its final name.
 //!
-//! The prefix is listed ([`crate::listing::list`]); every key is mapped to a path the way the
+//! The prefix is listed ([`crate::s3::listing::list`]); every key is mapped to a path the way the
 //! sync maps paths to keys (`prefix + relative path joined with '/'`), refused one by one when
 //! it cannot be a safe path ([`path_problem`], [`conflicting_keys`]). Directories are opened
 //! component by component relative to their parent's descriptor with `O_NOFOLLOW`, so nothing
@@ -1002,7 +1002,7 @@ pub async fn run_phases(
     let started = Instant::now();
     let root = open_target(&target, opts.dry_run)?;
     let client = s3::client().await.map_err(failed)?;
-    let listing = crate::listing::list(&client, &url, cancel).await?;
+    let listing = crate::s3::listing::list(&client, &url, cancel).await?;
     summary.phases.push(("prepare", started.elapsed()));
     let started = Instant::now();
     let counts_result =

@@ -24,8 +24,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::checksum::{self, StoredChecksums};
 use crate::progress::Progress;
-use crate::s3_settings::{Addressing, Bandwidth, Multipart, ProfileS3};
+use crate::s3::settings::{Addressing, Bandwidth, Multipart, ProfileS3};
 use crate::OUTPUT;
+
+pub mod http;
+pub mod listing;
+pub mod settings;
 
 /// How objects are written, beyond their content: storage class and server-side encryption
 /// (`--storageClass`, `--sse`, `--sseKmsKeyId`), and the counters that progress reads.
@@ -504,7 +508,7 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// A TCP (and TLS) connection that is not up by then is a failed attempt.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A request whose body has been sent and that gets no response headers by then is a failed
-/// attempt (the AWS CLI's read timeout is also 60 s). See [`crate::http_timeout`].
+/// attempt (the AWS CLI's read timeout is also 60 s). See [`crate::s3::http`].
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Overrides [`RESPONSE_TIMEOUT`] (seconds, fractions allowed); the fault tests use it.
 pub const RESPONSE_TIMEOUT_ENV: &str = "CBACK3_RESPONSE_TIMEOUT";
@@ -654,7 +658,7 @@ async fn setup() -> Result<Setup, String> {
     let ca = ca_bundle(profiles.as_ref());
     let tls = ca.as_ref().map(load_ca_bundle).transpose()?;
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(crate::http_timeout::default_https_client(tls))
+        .http_client(crate::s3::http::default_https_client(tls))
         .load()
         .await;
     let endpoint = custom_endpoint(&sdk);
@@ -696,8 +700,8 @@ fn s3_config(setup: &Setup) -> aws_sdk_s3::Config {
     );
     let http = sdk
         .http_client()
-        .unwrap_or_else(|| crate::http_timeout::default_https_client(None));
-    builder = builder.http_client(crate::http_timeout::with_response_timeout(
+        .unwrap_or_else(|| crate::s3::http::default_https_client(None));
+    builder = builder.http_client(crate::s3::http::with_response_timeout(
         http,
         response_timeout(),
     ));
@@ -919,11 +923,11 @@ pub async fn effective_configuration(
         "multipart",
         format!(
             "files of {} or more ({}), in parts of {} ({}; more for files over {}: at most {MAX_PARTS} parts)",
-            crate::s3_settings::show_size(multipart.threshold),
+            crate::s3::settings::show_size(multipart.threshold),
             from_profile(s3.multipart_threshold.is_some(), "multipart_threshold"),
-            crate::s3_settings::show_size(multipart.part_size),
+            crate::s3::settings::show_size(multipart.part_size),
             from_profile(s3.multipart_chunksize.is_some(), "multipart_chunksize"),
-            crate::s3_settings::show_size(multipart.part_size * MAX_PARTS)
+            crate::s3::settings::show_size(multipart.part_size * MAX_PARTS)
         ),
     ));
     out.push((
@@ -931,11 +935,11 @@ pub async fn effective_configuration(
         match (max_bandwidth, s3.max_bandwidth) {
             (Some(r), _) => format!(
                 "{} for all uploads together (--maxBandwidth)",
-                crate::s3_settings::show_rate(r)
+                crate::s3::settings::show_rate(r)
             ),
             (None, Some(r)) => format!(
                 "{} for all uploads together ({})",
-                crate::s3_settings::show_rate(r),
+                crate::s3::settings::show_rate(r),
                 from_profile(true, "max_bandwidth")
             ),
             (None, None) => "no limit (default)".into(),
@@ -1551,7 +1555,7 @@ async fn abort_strays(client: &Client, bucket: &str, key: &str, ours: &str) {
         let (Some(raw), Some(id)) = (u.key(), u.upload_id()) else {
             continue;
         };
-        if id != ours && crate::listing::decode_key(raw) == key {
+        if id != ours && crate::s3::listing::decode_key(raw) == key {
             abort(client, bucket, key, id).await;
         }
     }
@@ -1602,7 +1606,7 @@ pub async fn abort_prefix_strays(
             let (Some(raw), Some(id)) = (u.key(), u.upload_id()) else {
                 continue;
             };
-            let key = crate::listing::decode_key(raw);
+            let key = crate::s3::listing::decode_key(raw);
             if !key.starts_with(prefix) {
                 continue;
             }
@@ -1625,7 +1629,7 @@ pub async fn abort_prefix_strays(
         if page.is_truncated() != Some(true) {
             return Ok(found);
         }
-        key_marker = page.next_key_marker().map(crate::listing::decode_key);
+        key_marker = page.next_key_marker().map(crate::s3::listing::decode_key);
         id_marker = page.next_upload_id_marker().map(str::to_string);
         if key_marker.is_none() && id_marker.is_none() {
             return Ok(found);
