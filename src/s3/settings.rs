@@ -249,8 +249,8 @@ pub struct Multipart {
 impl Default for Multipart {
     fn default() -> Self {
         Multipart {
-            threshold: crate::s3::MULTIPART_THRESHOLD,
-            part_size: crate::s3::MIN_PART_SIZE,
+            threshold: super::limits::MULTIPART_THRESHOLD,
+            part_size: super::limits::MIN_PART_SIZE,
         }
     }
 }
@@ -262,10 +262,10 @@ impl Multipart {
         let d = Multipart::default();
         Multipart {
             threshold: s3.multipart_threshold.unwrap_or(d.threshold),
-            part_size: s3
-                .multipart_chunksize
-                .unwrap_or(d.part_size)
-                .clamp(crate::s3::S3_MIN_PART_SIZE, crate::s3::MAX_PART_SIZE),
+            part_size: s3.multipart_chunksize.unwrap_or(d.part_size).clamp(
+                super::limits::S3_MIN_PART_SIZE,
+                super::limits::MAX_PART_SIZE,
+            ),
         }
     }
 }
