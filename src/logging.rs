@@ -250,7 +250,7 @@ pub fn open_logfile(path: &Path, mode: u32, owner: (&str, &str)) -> Result<File,
 /// Installs the process-wide logger for the binary. Fails (exit 3) when the logfile cannot
 /// be opened or created. Also records whether failures are described in full (`-s`).
 pub fn init(opts: &Options) -> Result<(), LoggingError> {
-    crate::diagnostics::set_full_chain(opts.stacktrace);
+    crate::s3::error::set_full_chain(opts.stacktrace);
     let owner = opts
         .owner
         .as_ref()

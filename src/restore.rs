@@ -35,44 +35,13 @@ use crate::engine::RunError;
 use crate::options::Options;
 use crate::plan::{Listing, RemoteObject};
 use crate::progress::{self, Progress};
-use crate::report::{ExitStatus, Summary};
+use crate::report::{ExitStatus, RestoreCounts, Summary};
 use crate::s3::{self, s3_error, OpError, MULTIPART_THRESHOLD};
 use crate::walk::{display_bytes, display_path};
 use crate::{FLOW, OUTPUT};
 
 /// Longest file name most Linux file systems take.
 const NAME_MAX: usize = 255;
-
-/// What a restore did, for the log and the summary file.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct RestoreCounts {
-    /// Objects under the prefix (directory markers included).
-    pub objects: usize,
-    /// Files written (for a dry run: that would be written).
-    pub restored: usize,
-    pub restored_bytes: u64,
-    /// Local files already identical to their object (same size and mtime): left alone.
-    pub unchanged: usize,
-    /// Files whose content matched a checksum, and those checked by size only.
-    pub checksum_verified: usize,
-    pub size_only: usize,
-    /// Keys that cannot be safe paths.
-    pub refused: usize,
-    /// Objects in an archive storage class without a restored copy.
-    pub archived: usize,
-    /// Local files that differ from their object and were not overwritten.
-    pub conflicts: usize,
-    /// Downloads, checks or writes that failed.
-    pub failed: usize,
-    /// Zero-byte keys ending in `/` (folders made by S3 consoles): nothing to write.
-    pub directory_markers: usize,
-}
-
-impl RestoreCounts {
-    fn problems(&self) -> usize {
-        self.refused + self.archived + self.conflicts + self.failed
-    }
-}
 
 /// Logs the reason a run stops, in the words the sync uses, and makes the error.
 fn failed(msg: String) -> RunError {

@@ -473,7 +473,7 @@ pub async fn effective_configuration(
             ),
             (None, None) => format!(
                 "{} requests (default)",
-                crate::options::DEFAULT_MAX_CONCURRENCY
+                super::settings::DEFAULT_MAX_CONCURRENCY
             ),
         },
     ));

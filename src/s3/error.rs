@@ -2,8 +2,22 @@
 //! server's code and message, or the innermost cause of a failure without an answer).
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+
+static FULL_CHAIN: AtomicBool = AtomicBool::new(false);
+
+/// Turns on (`-s`) or off the full description of failures by [`crate::diagnostics::describe`] and of
+/// S3 failures without an answer (see [`s3_error`]).
+pub fn set_full_chain(on: bool) {
+    FULL_CHAIN.store(on, Ordering::Relaxed);
+}
+
+/// Whether failures are described in full (`-s`).
+pub fn full_chain() -> bool {
+    FULL_CHAIN.load(Ordering::Relaxed)
+}
 
 /// One S3 failure, as one line: the operation, the key, and the server's code and message.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -65,11 +79,7 @@ where
             // wrapper): the logfile gets it at -d, the screen with -s; otherwise one line.
             let full = one_line(&DisplayErrorContext(err).to_string());
             log::debug!(target: crate::FLOW, "{op} {}: {full}", crate::walk::display_bytes(target.as_bytes()));
-            let detail = if crate::diagnostics::full_chain() {
-                full
-            } else {
-                brief(err)
-            };
+            let detail = if full_chain() { full } else { brief(err) };
             (err.code().map(str::to_string), detail)
         }
     };
