@@ -304,10 +304,10 @@ impl Temp {
         if fd < 0 {
             return Err(last_os_error());
         }
-        // SAFETY: valid descriptor. A new file: nobody else holds a lock on it.
-        unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) };
         // SAFETY: fd was just opened and is owned by nothing else.
         let file = unsafe { std::fs::File::from_raw_fd(fd) };
+        // A new file: nobody else holds a lock on it.
+        let _ = file.try_lock();
         Ok(Temp {
             dir,
             name,
@@ -373,8 +373,7 @@ fn held_by_another_run(dir: &OwnedFd, name: &CString) -> bool {
     }
     // SAFETY: fd was just opened and is owned by nothing else.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: valid descriptor.
-    unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) != 0 }
+    std::fs::File::from(fd).try_lock().is_err()
 }
 
 /// What is at a final name now.
@@ -677,11 +676,8 @@ fn finish_file(
 ) -> std::io::Result<()> {
     let fd = file.as_raw_fd();
     if as_root && (rec.uid.is_some() || rec.gid.is_some()) {
-        let (u, g) = (rec.uid.unwrap_or(u32::MAX), rec.gid.unwrap_or(u32::MAX));
-        // SAFETY: valid descriptor; -1 (u32::MAX) leaves that id unchanged.
-        if unsafe { libc::fchown(fd, u, g) } != 0 {
-            return Err(last_os_error());
-        }
+        // None leaves that id unchanged.
+        std::os::unix::fs::fchown(file, rec.uid, rec.gid)?;
     }
     // SAFETY: valid descriptor.
     if unsafe { libc::fchmod(fd, mode as libc::mode_t) } != 0 {
