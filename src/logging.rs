@@ -11,6 +11,8 @@
 //!   `-O` or `-d`, as bare message lines like Cedar Backup's command output.
 //! * Records of any other target are dropped.
 
+#![allow(clippy::print_stdout, clippy::print_stderr)] // the screen sink
+
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
