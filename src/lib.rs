@@ -3,10 +3,11 @@
 //! A run flows through these modules, in order:
 //!
 //! argv ([`options`]) → logging ([`logging`]) → source walk and filename check ([`walk`]) →
-//! bucket listing ([`s3`]) → plan ([`plan`], pure) → uploads, then deletes ([`transfer`]) →
-//! verification ([`verify`]) → exit status ([`report`]).
+//! bucket listing ([`s3::listing`]) → plan ([`plan`], pure) → uploads, then deletes ([`transfer`]) →
+//! verification ([`verify`]) → exit status ([`report`]). Every S3 request goes through [`s3`]
+//! (client, listing, uploads, deletes, errors); `--restore` is [`restore`].
 //!
-//! [`cli::run`] ties them together and is shared by the binary and the Python extension.
+//! [`engine`] runs the phases; [`cli::run`] ties them together and is shared by the binary and the Python extension.
 //! The library never exits the process and never prints: it logs through the `log` facade
 //! under Cedar Backup's logger names ([`FLOW`], [`OUTPUT`]).
 
