@@ -3,6 +3,8 @@
 //! [`main`] is the binary's whole life (parse, logging, signals, run); [`execute`] is one
 //! run given parsed options and a cancellation token, used by both front ends.
 
+#![allow(clippy::print_stdout, clippy::print_stderr)] // printing usage, -V, -D and early errors is this module's job
+
 use std::ffi::OsString;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::Instant;

@@ -4,7 +4,6 @@
 use std::error::Error;
 use std::ffi::CStr;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Name of the program as users call it.
 pub const PROGRAM: &str = "cback3-amazons3-sync";
@@ -153,18 +152,6 @@ pub fn configuration_text(max_concurrency: Option<usize>, max_bandwidth: Option<
     s
 }
 
-static FULL_CHAIN: AtomicBool = AtomicBool::new(false);
-
-/// Turns on (`-s`) or off the full description of failures by [`describe`].
-pub fn set_full_chain(on: bool) {
-    FULL_CHAIN.store(on, Ordering::Relaxed);
-}
-
-/// Whether failures are described in full (`-s`).
-pub fn full_chain() -> bool {
-    FULL_CHAIN.load(Ordering::Relaxed)
-}
-
 /// Every cause of an error, outermost first, one per line after the first.
 pub fn error_chain(e: &dyn Error) -> String {
     let mut s = e.to_string();
@@ -178,7 +165,7 @@ pub fn error_chain(e: &dyn Error) -> String {
 
 /// How a failure is reported: its one-line message, or with `-s` the whole chain of causes.
 pub fn describe(e: &dyn Error) -> String {
-    if FULL_CHAIN.load(Ordering::Relaxed) {
+    if crate::s3::error::full_chain() {
         error_chain(e)
     } else {
         e.to_string()

@@ -99,15 +99,15 @@ impl Features {
 }
 
 impl Job {
-    /// Applies the profile's `s3` settings (see [`crate::s3_settings`]) where the command
+    /// Applies the profile's `s3` settings (see [`crate::s3::settings`]) where the command
     /// line did not decide: concurrency, multipart sizes, bandwidth.
     pub fn apply_s3_settings(
         &mut self,
-        s3: &crate::s3_settings::ProfileS3,
+        s3: &crate::s3::settings::ProfileS3,
         max_concurrency: Option<usize>,
         max_bandwidth: Option<u64>,
     ) {
-        use crate::s3_settings::{show_rate, Bandwidth, Multipart};
+        use crate::s3::settings::{show_rate, Bandwidth, Multipart};
         if let (None, Some(n)) = (max_concurrency, s3.max_concurrent_requests) {
             self.concurrency = n;
         }
@@ -481,7 +481,7 @@ pub async fn verify(
 ) -> Result<(), RunError> {
     let listing = match known {
         Some(l) => l,
-        None => crate::listing::list(client, &job.url, cancel).await?,
+        None => crate::s3::listing::list(client, &job.url, cancel).await?,
     };
     let v = verify::verify(tree, &listing, job.mode, &job.features.own_files);
     summary.verified = v.verified;
@@ -772,7 +772,7 @@ pub async fn run_phases(
     });
     let listing_task = {
         let (client, url, cancel) = (client.clone(), job.url.clone(), cancel.clone());
-        tokio::spawn(async move { crate::listing::list(&client, &url, &cancel).await })
+        tokio::spawn(async move { crate::s3::listing::list(&client, &url, &cancel).await })
     };
     // Open multipart uploads under the prefix are leftovers of killed runs (the lock excludes
     // other runs here, and this run's uploads start later): aborted while the listing runs.

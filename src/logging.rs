@@ -11,11 +11,12 @@
 //!   `-O` or `-d`, as bare message lines like Cedar Backup's command output.
 //! * Records of any other target are dropped.
 
+#![allow(clippy::print_stdout, clippy::print_stderr)] // the screen sink
+
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
@@ -241,8 +242,8 @@ pub fn open_logfile(path: &Path, mode: u32, owner: (&str, &str)) -> Result<File,
     file.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777))
         .map_err(err)?;
     if let Some((uid, gid)) = lookup_owner(owner.0, owner.1) {
-        // SAFETY: fchown on a descriptor we own; failure is deliberately ignored.
-        let _ = unsafe { libc::fchown(file.as_raw_fd(), uid, gid) };
+        // Failure is deliberately ignored.
+        let _ = std::os::unix::fs::fchown(&file, Some(uid), Some(gid));
     }
     Ok(file)
 }
@@ -250,7 +251,7 @@ pub fn open_logfile(path: &Path, mode: u32, owner: (&str, &str)) -> Result<File,
 /// Installs the process-wide logger for the binary. Fails (exit 3) when the logfile cannot
 /// be opened or created. Also records whether failures are described in full (`-s`).
 pub fn init(opts: &Options) -> Result<(), LoggingError> {
-    crate::diagnostics::set_full_chain(opts.stacktrace);
+    crate::s3::error::set_full_chain(opts.stacktrace);
     let owner = opts
         .owner
         .as_ref()

@@ -5,7 +5,7 @@
 //! ([`allow`]: not `-q`, and stderr is a terminal). The library itself never enables it, so the
 //! Python extension and the logfile never see progress.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,8 +23,7 @@ pub fn allow(on: bool) {
 
 /// Whether a progress line would be shown now.
 pub fn enabled() -> bool {
-    // SAFETY: isatty only inspects the descriptor.
-    ALLOWED.load(Ordering::Relaxed) && unsafe { libc::isatty(libc::STDERR_FILENO) } == 1
+    ALLOWED.load(Ordering::Relaxed) && std::io::stderr().is_terminal()
 }
 
 /// Counters of one phase's work.

@@ -58,7 +58,7 @@ pub struct Summary {
     /// Why the run stopped, if it failed.
     pub error: Option<String>,
     /// What a `--restore` run did (`None` for a sync).
-    pub restore: Option<crate::restore::RestoreCounts>,
+    pub restore: Option<RestoreCounts>,
 }
 
 impl std::fmt::Display for Summary {
@@ -80,6 +80,37 @@ impl std::fmt::Display for Summary {
             self.extra_objects,
             self.elapsed.as_secs_f64()
         )
+    }
+}
+
+/// What a restore did, for the log and the summary file.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RestoreCounts {
+    /// Objects under the prefix (directory markers included).
+    pub objects: usize,
+    /// Files written (for a dry run: that would be written).
+    pub restored: usize,
+    pub restored_bytes: u64,
+    /// Local files already identical to their object (same size and mtime): left alone.
+    pub unchanged: usize,
+    /// Files whose content matched a checksum, and those checked by size only.
+    pub checksum_verified: usize,
+    pub size_only: usize,
+    /// Keys that cannot be safe paths.
+    pub refused: usize,
+    /// Objects in an archive storage class without a restored copy.
+    pub archived: usize,
+    /// Local files that differ from their object and were not overwritten.
+    pub conflicts: usize,
+    /// Downloads, checks or writes that failed.
+    pub failed: usize,
+    /// Zero-byte keys ending in `/` (folders made by S3 consoles): nothing to write.
+    pub directory_markers: usize,
+}
+
+impl RestoreCounts {
+    pub(crate) fn problems(&self) -> usize {
+        self.refused + self.archived + self.conflicts + self.failed
     }
 }
 

@@ -1,7 +1,7 @@
 //! `--restore`: the objects under the prefix back into a directory, each checked against the
 //! checksum S3 keeps for it before it takes its final name.
 //!
-//! The prefix is listed ([`crate::listing::list`]); every key is mapped to a path the way the
+//! The prefix is listed ([`crate::s3::listing::list`]); every key is mapped to a path the way the
 //! sync maps paths to keys (`prefix + relative path joined with '/'`), refused one by one when
 //! it cannot be a safe path ([`path_problem`], [`conflicting_keys`]). Directories are opened
 //! component by component relative to their parent's descriptor with `O_NOFOLLOW`, so nothing
@@ -35,44 +35,13 @@ use crate::engine::RunError;
 use crate::options::Options;
 use crate::plan::{Listing, RemoteObject};
 use crate::progress::{self, Progress};
-use crate::report::{ExitStatus, Summary};
+use crate::report::{ExitStatus, RestoreCounts, Summary};
 use crate::s3::{self, s3_error, OpError, MULTIPART_THRESHOLD};
 use crate::walk::{display_bytes, display_path};
 use crate::{FLOW, OUTPUT};
 
 /// Longest file name most Linux file systems take.
 const NAME_MAX: usize = 255;
-
-/// What a restore did, for the log and the summary file.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct RestoreCounts {
-    /// Objects under the prefix (directory markers included).
-    pub objects: usize,
-    /// Files written (for a dry run: that would be written).
-    pub restored: usize,
-    pub restored_bytes: u64,
-    /// Local files already identical to their object (same size and mtime): left alone.
-    pub unchanged: usize,
-    /// Files whose content matched a checksum, and those checked by size only.
-    pub checksum_verified: usize,
-    pub size_only: usize,
-    /// Keys that cannot be safe paths.
-    pub refused: usize,
-    /// Objects in an archive storage class without a restored copy.
-    pub archived: usize,
-    /// Local files that differ from their object and were not overwritten.
-    pub conflicts: usize,
-    /// Downloads, checks or writes that failed.
-    pub failed: usize,
-    /// Zero-byte keys ending in `/` (folders made by S3 consoles): nothing to write.
-    pub directory_markers: usize,
-}
-
-impl RestoreCounts {
-    fn problems(&self) -> usize {
-        self.refused + self.archived + self.conflicts + self.failed
-    }
-}
 
 /// Logs the reason a run stops, in the words the sync uses, and makes the error.
 fn failed(msg: String) -> RunError {
@@ -335,10 +304,10 @@ impl Temp {
         if fd < 0 {
             return Err(last_os_error());
         }
-        // SAFETY: valid descriptor. A new file: nobody else holds a lock on it.
-        unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) };
         // SAFETY: fd was just opened and is owned by nothing else.
         let file = unsafe { std::fs::File::from_raw_fd(fd) };
+        // A new file: nobody else holds a lock on it.
+        let _ = file.try_lock();
         Ok(Temp {
             dir,
             name,
@@ -404,8 +373,7 @@ fn held_by_another_run(dir: &OwnedFd, name: &CString) -> bool {
     }
     // SAFETY: fd was just opened and is owned by nothing else.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: valid descriptor.
-    unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) != 0 }
+    std::fs::File::from(fd).try_lock().is_err()
 }
 
 /// What is at a final name now.
@@ -708,11 +676,8 @@ fn finish_file(
 ) -> std::io::Result<()> {
     let fd = file.as_raw_fd();
     if as_root && (rec.uid.is_some() || rec.gid.is_some()) {
-        let (u, g) = (rec.uid.unwrap_or(u32::MAX), rec.gid.unwrap_or(u32::MAX));
-        // SAFETY: valid descriptor; -1 (u32::MAX) leaves that id unchanged.
-        if unsafe { libc::fchown(fd, u, g) } != 0 {
-            return Err(last_os_error());
-        }
+        // None leaves that id unchanged.
+        std::os::unix::fs::fchown(file, rec.uid, rec.gid)?;
     }
     // SAFETY: valid descriptor.
     if unsafe { libc::fchmod(fd, mode as libc::mode_t) } != 0 {
@@ -1002,7 +967,7 @@ pub async fn run_phases(
     let started = Instant::now();
     let root = open_target(&target, opts.dry_run)?;
     let client = s3::client().await.map_err(failed)?;
-    let listing = crate::listing::list(&client, &url, cancel).await?;
+    let listing = crate::s3::listing::list(&client, &url, cancel).await?;
     summary.phases.push(("prepare", started.elapsed()));
     let started = Instant::now();
     let counts_result =

@@ -3,6 +3,8 @@
 //! WARNING, and every object still equals its file. A rejection of something else is not
 //! taken for one.
 
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a test may show what it saw
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -2,6 +2,8 @@
 //! cannot complete. A failed run exits 6 with a clear last line and deletes nothing; the
 //! next run once the fault is gone completes and verifies.
 
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a test may show what it saw
+
 mod common;
 
 use std::time::{Duration, Instant};

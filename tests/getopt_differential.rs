@@ -8,6 +8,8 @@
 //! word. Each line is also parsed by us with one of our own switches put in front, which must
 //! change nothing else.
 
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a test may show what it saw
+
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::Write;

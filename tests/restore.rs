@@ -1,6 +1,8 @@
 //! `--restore` against a real S3-compatible server (SeaweedFS on 127.0.0.1): round trips,
 //! recorded times and modes, checksums, resuming, hostile keys and symlinks, archive classes.
 
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a test may show what it saw
+
 mod common;
 
 use std::collections::HashMap;

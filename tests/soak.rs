@@ -7,6 +7,8 @@
 //! `cargo test` runs a short form. The long form:
 //! `SOAK_RUNS=200 SOAK_SEED=1 cargo test --test soak -- --nocapture` (prints figures).
 
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a test may show what it saw
+
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -647,7 +647,7 @@ fn parallel_listing_covers_a_large_prefix_exactly_once() {
             }
             cback3_s3sync::s3::client().await.unwrap()
         };
-        cback3_s3sync::listing::list(&sdk_client, &url, &Default::default())
+        cback3_s3sync::s3::listing::list(&sdk_client, &url, &Default::default())
             .await
             .unwrap()
     });

@@ -20,6 +20,14 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+/// Default bound on concurrent S3 requests. The same number as
+/// `crate::options::DEFAULT_MAX_CONCURRENCY` (a test keeps them equal): the S3 layer must not
+/// import the switch table, which imports this module.
+pub const DEFAULT_MAX_CONCURRENCY: usize = 64;
+/// The most concurrent requests `max_concurrent_requests` (and `--maxConcurrency`) may ask for;
+/// why 1,000 is told at `crate::options::MAX_CONCURRENCY`, which a test keeps equal to this.
+pub const MAX_CONCURRENCY: usize = 1000;
+
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * 1024;
 
@@ -177,7 +185,7 @@ impl ProfileS3 {
             let err = |why: String| format!("s3 setting {key} of profile {profile}: {why}");
             match key.as_str() {
                 "max_concurrent_requests" => {
-                    let max = crate::options::MAX_CONCURRENCY;
+                    let max = MAX_CONCURRENCY;
                     match value.parse::<usize>() {
                         Ok(n) if (1..=max).contains(&n) => out.max_concurrent_requests = Some(n),
                         _ => {
@@ -249,8 +257,8 @@ pub struct Multipart {
 impl Default for Multipart {
     fn default() -> Self {
         Multipart {
-            threshold: crate::s3::MULTIPART_THRESHOLD,
-            part_size: crate::s3::MIN_PART_SIZE,
+            threshold: super::limits::MULTIPART_THRESHOLD,
+            part_size: super::limits::MIN_PART_SIZE,
         }
     }
 }
@@ -262,10 +270,10 @@ impl Multipart {
         let d = Multipart::default();
         Multipart {
             threshold: s3.multipart_threshold.unwrap_or(d.threshold),
-            part_size: s3
-                .multipart_chunksize
-                .unwrap_or(d.part_size)
-                .clamp(crate::s3::S3_MIN_PART_SIZE, crate::s3::MAX_PART_SIZE),
+            part_size: s3.multipart_chunksize.unwrap_or(d.part_size).clamp(
+                super::limits::S3_MIN_PART_SIZE,
+                super::limits::MAX_PART_SIZE,
+            ),
         }
     }
 }
@@ -358,6 +366,15 @@ pub fn show_size(size: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn concurrency_bounds_equal_the_switch_table_s() {
+        assert_eq!(MAX_CONCURRENCY, crate::options::MAX_CONCURRENCY);
+        assert_eq!(
+            DEFAULT_MAX_CONCURRENCY,
+            crate::options::DEFAULT_MAX_CONCURRENCY
+        );
+    }
 
     #[test]
     fn sizes_are_read_as_the_aws_cli_reads_them() {

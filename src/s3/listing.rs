@@ -12,9 +12,9 @@ use aws_sdk_s3::Client;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::error::{s3_error, Interrupted, OpError};
 use crate::bucket_url::BucketUrl;
 use crate::plan::{Listing, RemoteObject};
-use crate::s3::{s3_error, Interrupted, OpError};
 use crate::OUTPUT;
 
 /// Listing requests in flight at once for a large prefix.

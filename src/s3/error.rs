@@ -1,0 +1,168 @@
+//! The error type of S3 operations: one readable line per failure (operation, key, the
+//! server's code and message, or the innermost cause of a failure without an answer).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+
+static FULL_CHAIN: AtomicBool = AtomicBool::new(false);
+
+/// Turns on (`-s`) or off the full description of failures by [`crate::diagnostics::describe`] and of
+/// S3 failures without an answer (see [`s3_error`]).
+pub fn set_full_chain(on: bool) {
+    FULL_CHAIN.store(on, Ordering::Relaxed);
+}
+
+/// Whether failures are described in full (`-s`).
+pub fn full_chain() -> bool {
+    FULL_CHAIN.load(Ordering::Relaxed)
+}
+
+/// One S3 failure, as one line: the operation, the key, and the server's code and message.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{op} {target}: {detail}")]
+pub struct S3Error {
+    pub op: &'static str,
+    pub target: String,
+    pub detail: String,
+    /// The service's error code, when it sent one (for example `NoSuchBucket`).
+    pub code: Option<String>,
+}
+
+/// The work was cancelled (Ctrl-C, SIGTERM, or Python's KeyboardInterrupt).
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("interrupted")]
+pub struct Interrupted;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    #[error(transparent)]
+    S3(#[from] S3Error),
+    #[error(transparent)]
+    Interrupted(#[from] Interrupted),
+    #[error("{path}: {message}")]
+    Local { path: String, message: String },
+}
+
+impl OpError {
+    /// A failure of a local file, named as log lines show paths.
+    pub fn local(path: &Path, message: impl Into<String>) -> Self {
+        OpError::Local {
+            path: crate::walk::display_path(path),
+            message: message.into(),
+        }
+    }
+}
+
+pub(crate) fn s3_error<E, R>(op: &'static str, target: &str, err: &SdkError<E, R>) -> S3Error
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    if is_transport(err) {
+        crate::health::transport_failure();
+    } else if matches!(err, SdkError::ServiceError(_)) {
+        crate::health::answered();
+    }
+    let (code, detail) = match err.as_service_error() {
+        Some(service) if service.code().is_some() => {
+            let code = service.code().unwrap_or_default().to_string();
+            let msg = service.message().unwrap_or_default();
+            (
+                Some(code.clone()),
+                format!("{code}: {msg}").trim_end_matches(": ").to_string(),
+            )
+        }
+        _ => {
+            // The SDK's whole context is long (every credential provider tried, every
+            // wrapper): the logfile gets it at -d, the screen with -s; otherwise one line.
+            let full = one_line(&DisplayErrorContext(err).to_string());
+            log::debug!(target: crate::FLOW, "{op} {}: {full}", crate::walk::display_bytes(target.as_bytes()));
+            let detail = if full_chain() { full } else { brief(err) };
+            (err.code().map(str::to_string), detail)
+        }
+    };
+    S3Error {
+        op,
+        target: target.to_string(),
+        detail,
+        code,
+    }
+}
+
+/// Did the request fail without an answer from the server (timeout, refused or reset
+/// connection, cut-off response), after the SDK's own retries?
+fn is_transport<E, R>(err: &SdkError<E, R>) -> bool {
+    match err {
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
+        SdkError::DispatchFailure(d) => d.is_io() || d.is_timeout(),
+        _ => false,
+    }
+}
+
+/// Set when the client is built: a configuration problem that explains errors before any
+/// request is sent (a profile named by `AWS_PROFILE` that does not exist).
+pub(super) static CONFIG_PROBLEM: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// One readable line for an error the service did not describe: what failed, and the
+/// innermost cause (which is the specific one: "Connection refused", "A region must be set").
+fn brief<E, R>(err: &SdkError<E, R>) -> String
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let mut causes: Vec<&(dyn std::error::Error + 'static)> = Vec::new();
+    let mut next = std::error::Error::source(err);
+    while let Some(c) = next {
+        causes.push(c);
+        next = c.source();
+    }
+    let innermost = one_line(&causes.last().map_or(err.to_string(), |c| c.to_string()));
+    let credentials = causes
+        .iter()
+        .any(|c| format!("{c:?}").starts_with("CredentialsNotLoaded"));
+    let problem = CONFIG_PROBLEM.lock().ok().and_then(|p| p.clone());
+    match err {
+        SdkError::DispatchFailure(d) if d.is_io() => {
+            format!("cannot reach the endpoint: {innermost}")
+        }
+        SdkError::DispatchFailure(d) if d.is_timeout() => {
+            format!("no connection to the endpoint in time: {innermost}")
+        }
+        SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_) => {
+            if let Some(p) = problem {
+                format!("no credentials: {p}")
+            } else if credentials {
+                "no credentials: none in the environment (AWS_ACCESS_KEY_ID), in the profile's \
+                 ~/.aws/credentials or ~/.aws/config entries, from web identity, the container \
+                 or the instance metadata service"
+                    .to_string()
+            } else if innermost.contains("region") {
+                format!("no region: set AWS_REGION or `region` in the profile ({innermost})")
+            } else {
+                format!("the request could not be sent: {innermost}")
+            }
+        }
+        SdkError::TimeoutError(_) => format!("no answer in time: {innermost}"),
+        SdkError::ResponseError(_) => {
+            format!("the response was cut off or unreadable: {innermost}")
+        }
+        _ => innermost,
+    }
+}
+
+pub(super) fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The server's code and message of an error answer, as one line.
+pub(super) fn s3_error_detail<E: ProvideErrorMetadata>(
+    err: &SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>,
+) -> String {
+    let code = err.code().unwrap_or_default();
+    let msg = err.message().unwrap_or_default();
+    one_line(&format!("{code}: {msg}"))
+        .trim_end_matches(": ")
+        .to_string()
+}
