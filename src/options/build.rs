@@ -10,7 +10,7 @@ use super::{Options, SWITCHES};
 pub fn build_argument_list(o: &Options) -> Vec<String> {
     let mut out = Vec::new();
     for sw in SWITCHES {
-        match (sw.emit)(o) {
+        match sw.emit(o) {
             Emit::Absent => {}
             Emit::Flag => out.push(format!("--{}", sw.long)),
             Emit::Value { text, .. } => {
@@ -33,7 +33,7 @@ pub fn build_argument_list(o: &Options) -> Vec<String> {
 pub fn build_argument_string(o: &Options) -> String {
     let mut out = String::new();
     for sw in SWITCHES {
-        match (sw.emit)(o) {
+        match sw.emit(o) {
             Emit::Absent => {}
             Emit::Flag => out += &format!("--{} ", sw.long),
             Emit::Value { text, quoted: true } => out += &format!("--{} \"{text}\" ", sw.long),
@@ -50,4 +50,50 @@ pub fn build_argument_string(o: &Options) -> String {
         out += &format!("\"{u}\" ");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsString;
+
+    use super::*;
+    use crate::options::{parse_unvalidated, Kind, Value};
+
+    /// A value every switch of the kind accepts.
+    fn sample(kind: Kind) -> Value {
+        match kind {
+            Kind::Flag => Value::Flag(true),
+            Kind::Path => Value::Path(Some("/tmp/a b/\u{e9}".into())),
+            Kind::Owner => Value::Owner(Some(("backup".into(), "adm".into()))),
+            Kind::Mode => Value::Int(Some(0o604)),
+            Kind::Count | Kind::Rate => Value::Int(Some(7)),
+            Kind::Choice => Value::Text(Some("AES256".into())),
+            Kind::Text => Value::Text(Some("alias/my key".into())),
+        }
+    }
+
+    #[test]
+    fn every_switch_round_trips_through_the_argument_list() {
+        for sw in SWITCHES {
+            let mut o = Options::default();
+            let mut value = sample(sw.field.kind());
+            if sw.long == "storageClass" {
+                value = Value::Text(Some("GLACIER_IR".into()));
+            }
+            sw.field.set(&mut o, value.clone()).unwrap();
+            assert_eq!(sw.field.get(&o), value, "{}", sw.long);
+            assert_eq!(
+                sw.field.kind() == Kind::Flag,
+                !sw.takes_value(),
+                "{}",
+                sw.long
+            );
+            let args: Vec<OsString> = build_argument_list(&o)
+                .into_iter()
+                .map(Into::into)
+                .collect();
+            assert!(!args.is_empty(), "{} not written", sw.long);
+            assert_eq!(parse_unvalidated(&args), Ok(o), "{}: {args:?}", sw.long);
+        }
+    }
 }

@@ -178,7 +178,7 @@ pub fn parse_unvalidated(args: &[OsString]) -> Result<Options, OptionsError> {
     let mut o = Options::default();
     for (sw, spellings) in SWITCHES.iter().zip(&last) {
         for v in spellings.iter().flatten() {
-            (sw.apply)(&mut o, v)?;
+            sw.apply(&mut o, v)?;
         }
     }
     // Like the original: positionals count only when there are exactly two, and an empty one

@@ -25,7 +25,9 @@ mod usage;
 pub use build::{build_argument_list, build_argument_string};
 pub use getopt::{getopt, parse, parse_unvalidated, Found};
 pub use pyint::parse_octal_mode;
-pub use switches::{short_switches, Emit, Switch, SWITCHES};
+pub use switches::{
+    fields, short_switches, Emit, Field, Kind, Slot, Switch, Value, POSITIONALS, SWITCHES,
+};
 pub use usage::{usage, ABBREVIATIONS, ARGUMENTS, DESCRIPTION, EXAMPLE, EXIT_STATUS};
 
 use std::path::PathBuf;

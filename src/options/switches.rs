@@ -1,4 +1,6 @@
-//! The switch table: every switch, how its value is read and how it is written back.
+//! The switch table: every switch, the field of [`Options`] it sets, how its value is read
+//! and (derived from the field's kind) how it is written back. The Python extension exports
+//! the same table, and converts options to and from Python by looping over [`fields`].
 
 use std::ffi::OsStr;
 use std::path::PathBuf;
@@ -7,7 +9,7 @@ use super::{
     parse_octal_mode, Options, OptionsError, MAX_CONCURRENCY, SSE_ALGORITHMS, STORAGE_CLASSES,
 };
 
-/// How a switch appears in [`build_argument_list`] for given options.
+/// How a switch appears in [`build_argument_list`](super::build_argument_list) for given options.
 pub enum Emit {
     /// Not given (or at its "off" value): not written.
     Absent,
@@ -17,7 +19,145 @@ pub enum Emit {
     Value { text: String, quoted: bool },
 }
 
-/// One command-line switch. Adding a switch means adding one entry to [`SWITCHES`].
+/// What a field holds. Decides its Python type and how the switch is written back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `bool`; written as the bare switch when set.
+    Flag,
+    /// A path (Python `str`, surrogateescape); quoted in the argument string.
+    Path,
+    /// `(user, group)`; written `USER:GROUP`, quoted.
+    Owner,
+    /// A file mode (Python `int`); written in octal.
+    Mode,
+    /// A count (Python `int`, 0 or more); written in decimal.
+    Count,
+    /// Bytes per second (Python `int`); written in decimal.
+    Rate,
+    /// One of a fixed list of words (Python `str`); not quoted.
+    Choice,
+    /// Free text (Python `str`); quoted.
+    Text,
+}
+
+impl Kind {
+    /// The name the Python side knows the kind by.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Flag => "flag",
+            Kind::Path => "path",
+            Kind::Owner => "owner",
+            Kind::Mode => "mode",
+            Kind::Count => "count",
+            Kind::Rate => "rate",
+            Kind::Choice => "choice",
+            Kind::Text => "str",
+        }
+    }
+}
+
+/// A field's value, independent of the field: what crosses to and from Python.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Flag(bool),
+    Path(Option<PathBuf>),
+    Owner(Option<(String, String)>),
+    /// Mode, count and rate.
+    Int(Option<u64>),
+    /// Choice and text.
+    Text(Option<String>),
+}
+
+/// Where a field lives in [`Options`]; the variant is the field's [`Kind`].
+pub enum Slot<'a> {
+    Flag(&'a mut bool),
+    Path(&'a mut Option<PathBuf>),
+    Owner(&'a mut Option<(String, String)>),
+    Mode(&'a mut Option<u32>),
+    Count(&'a mut Option<usize>),
+    Rate(&'a mut Option<u64>),
+    Choice(&'a mut Option<String>),
+    Text(&'a mut Option<String>),
+}
+
+/// One field of [`Options`] as the Python `Options` object names it.
+pub struct Field {
+    /// The Python property name (the original's, camelCase).
+    pub name: &'static str,
+    /// The field itself.
+    pub slot: for<'a> fn(&'a mut Options) -> Slot<'a>,
+}
+
+macro_rules! field {
+    ($name:literal, $kind:ident, $member:ident) => {
+        Field {
+            name: $name,
+            slot: |o| Slot::$kind(&mut o.$member),
+        }
+    };
+}
+
+impl Field {
+    pub fn kind(&self) -> Kind {
+        match (self.slot)(&mut Options::default()) {
+            Slot::Flag(_) => Kind::Flag,
+            Slot::Path(_) => Kind::Path,
+            Slot::Owner(_) => Kind::Owner,
+            Slot::Mode(_) => Kind::Mode,
+            Slot::Count(_) => Kind::Count,
+            Slot::Rate(_) => Kind::Rate,
+            Slot::Choice(_) => Kind::Choice,
+            Slot::Text(_) => Kind::Text,
+        }
+    }
+
+    /// The field's value in `o`.
+    pub fn get(&self, o: &Options) -> Value {
+        let mut o = o.clone();
+        match (self.slot)(&mut o) {
+            Slot::Flag(b) => Value::Flag(*b),
+            Slot::Path(p) => Value::Path(p.take()),
+            Slot::Owner(v) => Value::Owner(v.take()),
+            Slot::Mode(m) => Value::Int(m.map(u64::from)),
+            Slot::Count(n) => Value::Int(n.map(|n| n as u64)),
+            Slot::Rate(n) => Value::Int(*n),
+            Slot::Choice(t) | Slot::Text(t) => Value::Text(t.take()),
+        }
+    }
+
+    /// Stores `v` into `o`; a value of another kind, or too large for the field, is an error.
+    pub fn set(&self, o: &mut Options, v: Value) -> Result<(), OptionsError> {
+        let name = self.name;
+        let too_large = |n: u64| OptionsError::Value(format!("{name}: {n} is too large."));
+        match ((self.slot)(o), v) {
+            (Slot::Flag(f), Value::Flag(b)) => *f = b,
+            (Slot::Path(f), Value::Path(p)) => *f = p,
+            (Slot::Owner(f), Value::Owner(p)) => *f = p,
+            (Slot::Mode(f), Value::Int(n)) => {
+                *f = n
+                    .map(|n| u32::try_from(n).map_err(|_| too_large(n)))
+                    .transpose()?
+            }
+            (Slot::Count(f), Value::Int(n)) => {
+                *f = n
+                    .map(|n| usize::try_from(n).map_err(|_| too_large(n)))
+                    .transpose()?
+            }
+            (Slot::Rate(f), Value::Int(n)) => *f = n,
+            (Slot::Choice(f) | Slot::Text(f), Value::Text(t)) => *f = t,
+            (_, v) => {
+                return Err(OptionsError::Value(format!(
+                    "{name} cannot hold {v:?}: it is a {} field.",
+                    self.kind().name()
+                )))
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One command-line switch. Adding a switch means adding one entry to [`SWITCHES`] (and a
+/// field to [`Options`]); the Python side follows from the table.
 pub struct Switch {
     /// Long name without the leading `--`.
     pub long: &'static str,
@@ -29,29 +169,67 @@ pub struct Switch {
     pub original: bool,
     /// One line (or a few, separated by `\n`) of usage text.
     pub help: &'static str,
-    /// Stores the value (flags get an empty value) into the options.
-    pub apply: fn(&mut Options, &OsStr) -> Result<(), OptionsError>,
-    /// Writes the switch back for [`build_argument_list`].
-    pub emit: fn(&Options) -> Emit,
+    /// The field the switch sets.
+    pub field: Field,
+    /// Reads the switch's value from the command line (flags get an empty value).
+    pub parse: fn(&OsStr) -> Result<Value, OptionsError>,
 }
 
 impl Switch {
     pub(super) fn takes_value(&self) -> bool {
         self.value_name.is_some()
     }
+
+    /// Stores the switch's command-line value into `o`.
+    pub fn apply(&self, o: &mut Options, v: &OsStr) -> Result<(), OptionsError> {
+        self.field.set(o, (self.parse)(v)?)
+    }
+
+    /// How the switch is written back for `o`.
+    pub fn emit(&self, o: &Options) -> Emit {
+        let kind = self.field.kind();
+        let (text, quoted) = match self.field.get(o) {
+            Value::Flag(true) => return Emit::Flag,
+            Value::Flag(false)
+            | Value::Path(None)
+            | Value::Owner(None)
+            | Value::Int(None)
+            | Value::Text(None) => return Emit::Absent,
+            Value::Path(Some(p)) => (p.to_string_lossy().into_owned(), true),
+            Value::Owner(Some((u, g))) => (format!("{u}:{g}"), true),
+            Value::Int(Some(n)) if kind == Kind::Mode => (format!("{n:o}"), false),
+            Value::Int(Some(n)) => (n.to_string(), false),
+            Value::Text(Some(t)) => (t, kind == Kind::Text),
+        };
+        Emit::Value { text, quoted }
+    }
 }
 
-fn flag(b: bool) -> Emit {
-    if b {
-        Emit::Flag
-    } else {
-        Emit::Absent
-    }
+/// The value of every flag given on the command line.
+fn on(_: &OsStr) -> Result<Value, OptionsError> {
+    Ok(Value::Flag(true))
 }
 
 pub(super) fn utf8<'a>(what: &str, v: &'a OsStr) -> Result<&'a str, OptionsError> {
     v.to_str()
         .ok_or_else(|| OptionsError::Value(format!("The {what} is not valid UTF-8: {v:?}")))
+}
+
+/// The positional arguments, as fields (they are set by position, not by a switch).
+pub static POSITIONALS: &[Field] = &[
+    field!("sourceDir", Path, source_dir),
+    field!("s3BucketUrl", Text, s3_bucket_url),
+];
+
+/// Every field of [`Options`] in the original's order (its switches, then its two positional
+/// arguments), then ours: the order Python's `Options` compares in.
+pub fn fields() -> impl Iterator<Item = &'static Field> {
+    let (original, ours): (Vec<_>, Vec<_>) = SWITCHES.iter().partition(|s| s.original);
+    original
+        .into_iter()
+        .map(|s| &s.field)
+        .chain(POSITIONALS)
+        .chain(ours.into_iter().map(|s| &s.field))
 }
 
 /// Every switch, in the order in which values are applied and written back. The original's
@@ -63,11 +241,8 @@ pub static SWITCHES: &[Switch] = &[
         value_name: None,
         original: true,
         help: "Print this help text (to stderr) and exit",
-        apply: |o, _| {
-            o.help = true;
-            Ok(())
-        },
-        emit: |o| flag(o.help),
+        field: field!("help", Flag, help),
+        parse: on,
     },
     Switch {
         long: "version",
@@ -75,11 +250,8 @@ pub static SWITCHES: &[Switch] = &[
         value_name: None,
         original: true,
         help: "Print the version (to stdout) and exit",
-        apply: |o, _| {
-            o.version = true;
-            Ok(())
-        },
-        emit: |o| flag(o.version),
+        field: field!("version", Flag, version),
+        parse: on,
     },
     Switch {
         long: "verbose",
@@ -87,11 +259,8 @@ pub static SWITCHES: &[Switch] = &[
         value_name: None,
         original: true,
         help: "Show the log on the screen too (INFO; DEBUG with -d)",
-        apply: |o, _| {
-            o.verbose = true;
-            Ok(())
-        },
-        emit: |o| flag(o.verbose),
+        field: field!("verbose", Flag, verbose),
+        parse: on,
     },
     Switch {
         long: "quiet",
@@ -99,11 +268,8 @@ pub static SWITCHES: &[Switch] = &[
         value_name: None,
         original: true,
         help: "Show nothing on the screen, not even errors",
-        apply: |o, _| {
-            o.quiet = true;
-            Ok(())
-        },
-        emit: |o| flag(o.quiet),
+        field: field!("quiet", Flag, quiet),
+        parse: on,
     },
     Switch {
         long: "logfile",
@@ -111,19 +277,12 @@ pub static SWITCHES: &[Switch] = &[
         value_name: Some("FILE"),
         original: true,
         help: "Append the log to FILE (default /var/log/cback3.log)",
-        apply: |o, v| {
+        field: field!("logfile", Path, logfile),
+        parse: |v| {
             if v.is_empty() {
                 return Err(OptionsError::Value("The logfile path may not be empty.".into()));
             }
-            o.logfile = Some(PathBuf::from(v));
-            Ok(())
-        },
-        emit: |o| match &o.logfile {
-            Some(p) => Emit::Value {
-                text: p.to_string_lossy().into_owned(),
-                quoted: true,
-            },
-            None => Emit::Absent,
+            Ok(Value::Path(Some(PathBuf::from(v))))
         },
     },
     Switch {
@@ -132,7 +291,8 @@ pub static SWITCHES: &[Switch] = &[
         value_name: Some("USER:GROUP"),
         original: true,
         help: "Owner of a logfile this run creates (default root:adm);\nan existing logfile keeps its owner",
-        apply: |o, v| {
+        field: field!("owner", Owner, owner),
+        parse: |v| {
             let v = utf8("owner", v)?;
             let Some((user, group)) = v.split_once(':') else {
                 return Err(OptionsError::Value(format!(
@@ -144,15 +304,7 @@ pub static SWITCHES: &[Switch] = &[
                     "Neither the user nor the group of the owner may be empty: {v:?}."
                 )));
             }
-            o.owner = Some((user.to_owned(), group.to_owned()));
-            Ok(())
-        },
-        emit: |o| match &o.owner {
-            Some((u, g)) => Emit::Value {
-                text: format!("{u}:{g}"),
-                quoted: true,
-            },
-            None => Emit::Absent,
+            Ok(Value::Owner(Some((user.to_owned(), group.to_owned()))))
         },
     },
     Switch {
@@ -161,17 +313,10 @@ pub static SWITCHES: &[Switch] = &[
         value_name: Some("MODE"),
         original: true,
         help: "Octal mode of a logfile this run creates (default 640,\numask not applied); an existing one keeps its mode",
-        apply: |o, v| {
+        field: field!("mode", Mode, mode),
+        parse: |v| {
             let text = utf8("mode", v)?;
-            o.mode = Some(parse_octal_mode(text)?);
-            Ok(())
-        },
-        emit: |o| match o.mode {
-            Some(m) => Emit::Value {
-                text: format!("{m:o}"),
-                quoted: false,
-            },
-            None => Emit::Absent,
+            Ok(Value::Int(Some(parse_octal_mode(text)?.into())))
         },
     },
     Switch {
@@ -180,11 +325,8 @@ pub static SWITCHES: &[Switch] = &[
         value_name: None,
         original: true,
         help: "Also record each S3 request to the logfile",
-        apply: |o, _| {
-            o.output = true;
-            Ok(())
-        },
-        emit: |o| flag(o.output),
+        field: field!("output", Flag, output),
+        parse: on,
     },
     Switch {
         long: "debug",
@@ -192,11 +334,8 @@ pub static SWITCHES: &[Switch] = &[
         value_name: None,
         original: true,
         help: "Write DEBUG detail to the logfile (implies --output)",
-        apply: |o, _| {
-            o.debug = true;
-            Ok(())
-        },
-        emit: |o| flag(o.debug),
+        field: field!("debug", Flag, debug),
+        parse: on,
     },
     Switch {
         long: "stack",
@@ -204,11 +343,8 @@ pub static SWITCHES: &[Switch] = &[
         value_name: None,
         original: true,
         help: "On failure, report the whole chain of causes",
-        apply: |o, _| {
-            o.stacktrace = true;
-            Ok(())
-        },
-        emit: |o| flag(o.stacktrace),
+        field: field!("stacktrace", Flag, stacktrace),
+        parse: on,
     },
     Switch {
         long: "diagnostics",
@@ -216,11 +352,8 @@ pub static SWITCHES: &[Switch] = &[
         value_name: None,
         original: true,
         help: "Print runtime diagnostics (to stdout) and exit",
-        apply: |o, _| {
-            o.diagnostics = true;
-            Ok(())
-        },
-        emit: |o| flag(o.diagnostics),
+        field: field!("diagnostics", Flag, diagnostics),
+        parse: on,
     },
     Switch {
         long: "verifyOnly",
@@ -228,11 +361,8 @@ pub static SWITCHES: &[Switch] = &[
         value_name: None,
         original: true,
         help: "Only check the bucket against the source; change nothing",
-        apply: |o, _| {
-            o.verify_only = true;
-            Ok(())
-        },
-        emit: |o| flag(o.verify_only),
+        field: field!("verifyOnly", Flag, verify_only),
+        parse: on,
     },
     Switch {
         long: "uploadOnly",
@@ -240,11 +370,8 @@ pub static SWITCHES: &[Switch] = &[
         value_name: None,
         original: true,
         help: "Upload new and changed files; delete nothing in S3",
-        apply: |o, _| {
-            o.upload_only = true;
-            Ok(())
-        },
-        emit: |o| flag(o.upload_only),
+        field: field!("uploadOnly", Flag, upload_only),
+        parse: on,
     },
     Switch {
         long: "ignoreWarnings",
@@ -252,11 +379,8 @@ pub static SWITCHES: &[Switch] = &[
         value_name: None,
         original: true,
         help: "Skip files whose names cannot be S3 keys, do not fail",
-        apply: |o, _| {
-            o.ignore_warnings = true;
-            Ok(())
-        },
-        emit: |o| flag(o.ignore_warnings),
+        field: field!("ignoreWarnings", Flag, ignore_warnings),
+        parse: on,
     },
     // ---- Our own switches: long names only, never abbreviated. ----
     Switch {
@@ -265,24 +389,15 @@ pub static SWITCHES: &[Switch] = &[
         value_name: Some("N"),
         original: false,
         help: "At most N S3 requests at a time (default 64, 1 to 1000)",
-        apply: |o, v| {
+        field: field!("maxConcurrency", Count, max_concurrency),
+        parse: |v| {
             let text = utf8("maxConcurrency value", v)?;
             match text.parse::<usize>() {
-                Ok(n) if (1..=MAX_CONCURRENCY).contains(&n) => {
-                    o.max_concurrency = Some(n);
-                    Ok(())
-                }
+                Ok(n) if (1..=MAX_CONCURRENCY).contains(&n) => Ok(Value::Int(Some(n as u64))),
                 _ => Err(OptionsError::Value(format!(
                     "--maxConcurrency needs a whole number from 1 to {MAX_CONCURRENCY}, not {text:?}."
                 ))),
             }
-        },
-        emit: |o| match o.max_concurrency {
-            Some(n) => Emit::Value {
-                text: n.to_string(),
-                quoted: false,
-            },
-            None => Emit::Absent,
         },
     },
     Switch {
@@ -291,11 +406,8 @@ pub static SWITCHES: &[Switch] = &[
         value_name: None,
         original: false,
         help: "Let a full sync of an empty source directory delete\nevery object under the prefix (refused otherwise)",
-        apply: |o, _| {
-            o.allow_empty_source = true;
-            Ok(())
-        },
-        emit: |o| flag(o.allow_empty_source),
+        field: field!("allowEmptySource", Flag, allow_empty_source),
+        parse: on,
     },
     Switch {
         long: "verifyContent",
@@ -303,11 +415,8 @@ pub static SWITCHES: &[Switch] = &[
         value_name: None,
         original: false,
         help: "Also compare each file's checksum with the one the\nbucket stores (CRC64NVME, CRC32 or the MD5 ETag)",
-        apply: |o, _| {
-            o.verify_content = true;
-            Ok(())
-        },
-        emit: |o| flag(o.verify_content),
+        field: field!("verifyContent", Flag, verify_content),
+        parse: on,
     },
     Switch {
         long: "dryRun",
@@ -315,11 +424,8 @@ pub static SWITCHES: &[Switch] = &[
         value_name: None,
         original: false,
         help: "Show what would be uploaded and deleted, and why;\nchange nothing (the name check still runs)",
-        apply: |o, _| {
-            o.dry_run = true;
-            Ok(())
-        },
-        emit: |o| flag(o.dry_run),
+        field: field!("dryRun", Flag, dry_run),
+        parse: on,
     },
     Switch {
         long: "summaryFile",
@@ -327,21 +433,14 @@ pub static SWITCHES: &[Switch] = &[
         value_name: Some("FILE"),
         original: false,
         help: "At the end of the run, write a JSON summary to FILE\n(schema/summary.schema.json)",
-        apply: |o, v| {
+        field: field!("summaryFile", Path, summary_file),
+        parse: |v| {
             if v.is_empty() {
                 return Err(OptionsError::Value(
                     "The summary file path may not be empty.".into(),
                 ));
             }
-            o.summary_file = Some(PathBuf::from(v));
-            Ok(())
-        },
-        emit: |o| match &o.summary_file {
-            Some(p) => Emit::Value {
-                text: p.to_string_lossy().into_owned(),
-                quoted: true,
-            },
-            None => Emit::Absent,
+            Ok(Value::Path(Some(PathBuf::from(v))))
         },
     },
     Switch {
@@ -350,21 +449,15 @@ pub static SWITCHES: &[Switch] = &[
         value_name: Some("N"),
         original: false,
         help: "Delete nothing, and fail, if a full sync would delete\nmore than N objects (uploads still happen)",
-        apply: |o, v| {
+        field: field!("maxDeletes", Count, max_deletes),
+        parse: |v| {
             let text = utf8("maxDeletes value", v)?;
-            o.max_deletes = Some(text.parse::<usize>().map_err(|_| {
+            let n = text.parse::<usize>().map_err(|_| {
                 OptionsError::Value(format!(
                     "--maxDeletes needs a whole number (0 or more), not {text:?}."
                 ))
-            })?);
-            Ok(())
-        },
-        emit: |o| match o.max_deletes {
-            Some(n) => Emit::Value {
-                text: n.to_string(),
-                quoted: false,
-            },
-            None => Emit::Absent,
+            })?;
+            Ok(Value::Int(Some(n as u64)))
         },
     },
     Switch {
@@ -373,19 +466,12 @@ pub static SWITCHES: &[Switch] = &[
         value_name: Some("RATE"),
         original: false,
         help: "Upload at most RATE for the whole run: bytes per second,\nor as 10MB/s, 500KB/s, 8Mb/s (K, M, G = powers of 1024)\n(default: the profile's s3 max_bandwidth, else no limit)",
-        apply: |o, v| {
+        field: field!("maxBandwidth", Rate, max_bandwidth),
+        parse: |v| {
             let text = utf8("maxBandwidth value", v)?;
-            o.max_bandwidth = Some(crate::s3_settings::parse_rate(text).map_err(|e| {
-                OptionsError::Value(format!("--maxBandwidth: {e}."))
-            })?);
-            Ok(())
-        },
-        emit: |o| match o.max_bandwidth {
-            Some(n) => Emit::Value {
-                text: n.to_string(),
-                quoted: false,
-            },
-            None => Emit::Absent,
+            let rate = crate::s3_settings::parse_rate(text)
+                .map_err(|e| OptionsError::Value(format!("--maxBandwidth: {e}.")))?;
+            Ok(Value::Int(Some(rate)))
         },
     },
     Switch {
@@ -394,7 +480,8 @@ pub static SWITCHES: &[Switch] = &[
         value_name: Some("CLASS"),
         original: false,
         help: "Storage class of uploaded objects: STANDARD,\nREDUCED_REDUNDANCY, STANDARD_IA, ONEZONE_IA,\nINTELLIGENT_TIERING, GLACIER, DEEP_ARCHIVE or GLACIER_IR\n(default: the bucket's)",
-        apply: |o, v| {
+        field: field!("storageClass", Choice, storage_class),
+        parse: |v| {
             let text = utf8("storage class", v)?;
             if !STORAGE_CLASSES.contains(&text) {
                 return Err(OptionsError::Value(format!(
@@ -402,15 +489,7 @@ pub static SWITCHES: &[Switch] = &[
                     STORAGE_CLASSES.join(", ")
                 )));
             }
-            o.storage_class = Some(text.to_owned());
-            Ok(())
-        },
-        emit: |o| match &o.storage_class {
-            Some(c) => Emit::Value {
-                text: c.clone(),
-                quoted: false,
-            },
-            None => Emit::Absent,
+            Ok(Value::Text(Some(text.to_owned())))
         },
     },
     Switch {
@@ -419,7 +498,8 @@ pub static SWITCHES: &[Switch] = &[
         value_name: Some("ALG"),
         original: false,
         help: "Server-side encryption of uploaded objects: AES256,\naws:kms or aws:kms:dsse (default: the bucket's)",
-        apply: |o, v| {
+        field: field!("sse", Choice, sse),
+        parse: |v| {
             let text = utf8("sse value", v)?;
             if !SSE_ALGORITHMS.contains(&text) {
                 return Err(OptionsError::Value(format!(
@@ -427,15 +507,7 @@ pub static SWITCHES: &[Switch] = &[
                     SSE_ALGORITHMS.join(", ")
                 )));
             }
-            o.sse = Some(text.to_owned());
-            Ok(())
-        },
-        emit: |o| match &o.sse {
-            Some(a) => Emit::Value {
-                text: a.clone(),
-                quoted: false,
-            },
-            None => Emit::Absent,
+            Ok(Value::Text(Some(text.to_owned())))
         },
     },
     Switch {
@@ -444,20 +516,13 @@ pub static SWITCHES: &[Switch] = &[
         value_name: Some("ID"),
         original: false,
         help: "KMS key (id, ARN or alias) for --sse aws:kms\n(default: the account's aws/s3 key)",
-        apply: |o, v| {
+        field: field!("sseKmsKeyId", Text, sse_kms_key_id),
+        parse: |v| {
             let text = utf8("KMS key id", v)?;
             if text.is_empty() {
                 return Err(OptionsError::Value("--sseKmsKeyId may not be empty.".into()));
             }
-            o.sse_kms_key_id = Some(text.to_owned());
-            Ok(())
-        },
-        emit: |o| match &o.sse_kms_key_id {
-            Some(k) => Emit::Value {
-                text: k.clone(),
-                quoted: true,
-            },
-            None => Emit::Absent,
+            Ok(Value::Text(Some(text.to_owned())))
         },
     },
     Switch {
@@ -466,11 +531,8 @@ pub static SWITCHES: &[Switch] = &[
         value_name: None,
         original: false,
         help: "Restore instead: copy every object under s3BucketUrl\ninto sourceDir (created if missing), each checked\nagainst its checksum, with recorded times and modes",
-        apply: |o, _| {
-            o.restore = true;
-            Ok(())
-        },
-        emit: |o| flag(o.restore),
+        field: field!("restore", Flag, restore),
+        parse: on,
     },
     Switch {
         long: "overwrite",
@@ -478,11 +540,8 @@ pub static SWITCHES: &[Switch] = &[
         value_name: None,
         original: false,
         help: "With --restore: replace local files that differ from\ntheir object (refused otherwise)",
-        apply: |o, _| {
-            o.overwrite = true;
-            Ok(())
-        },
-        emit: |o| flag(o.overwrite),
+        field: field!("overwrite", Flag, overwrite),
+        parse: on,
     },
 ];
 
@@ -504,6 +563,58 @@ mod tests {
     #[test]
     fn short_string_is_the_originals() {
         assert_eq!(short_switches(), "hVbql:o:m:OdsDvuw");
+    }
+
+    #[test]
+    fn fields_are_every_field_once_in_the_originals_order() {
+        let names: Vec<&str> = fields().map(|f| f.name).collect();
+        assert_eq!(names.len(), SWITCHES.len() + POSITIONALS.len());
+        assert_eq!(
+            &names[..16],
+            [
+                "help",
+                "version",
+                "verbose",
+                "quiet",
+                "logfile",
+                "owner",
+                "mode",
+                "output",
+                "debug",
+                "stacktrace",
+                "diagnostics",
+                "verifyOnly",
+                "uploadOnly",
+                "ignoreWarnings",
+                "sourceDir",
+                "s3BucketUrl"
+            ]
+        );
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len());
+        // Setting a field through the table changes exactly one member of Options.
+        for f in fields() {
+            let mut o = Options::default();
+            let v = match f.kind() {
+                Kind::Flag => Value::Flag(true),
+                Kind::Path => Value::Path(Some("x".into())),
+                Kind::Owner => Value::Owner(Some(("u".into(), "g".into()))),
+                Kind::Mode | Kind::Count | Kind::Rate => Value::Int(Some(1)),
+                Kind::Choice | Kind::Text => Value::Text(Some("x".into())),
+            };
+            f.set(&mut o, v).unwrap();
+            assert_ne!(o, Options::default(), "{}", f.name);
+            assert!(
+                fields()
+                    .filter(|g| g.get(&o) != g.get(&Options::default()))
+                    .count()
+                    == 1,
+                "{}",
+                f.name
+            );
+        }
     }
 
     #[test]
