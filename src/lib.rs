@@ -23,6 +23,7 @@ pub mod lock;
 pub mod logging;
 pub mod manpage;
 pub mod options;
+pub mod phases;
 pub mod plan;
 pub mod progress;
 pub mod report;

@@ -2,14 +2,16 @@
 
 from collections.abc import Sequence
 from os import PathLike
-from typing import Any, final
+from typing import TypedDict, final
 
 __all__ = [
     "DEFAULT_LOGFILE",
     "DEFAULT_MODE",
     "DEFAULT_OWNER",
+    "FIELDS",
     "FLOW_LOGGER",
     "OUTPUT_LOGGER",
+    "SWITCHES",
     "SourceTree",
     "__version__",
     "build_argument_list",
@@ -34,6 +36,42 @@ OUTPUT_LOGGER: str
 DEFAULT_LOGFILE: str
 DEFAULT_OWNER: tuple[str, str]
 DEFAULT_MODE: int
+# One record per switch: (long, short, value name, original?, Options field, kind, help).
+SWITCHES: tuple[tuple[str, str | None, str | None, bool, str, str, str], ...]
+# Every Options field with its kind, in the comparison order.
+FIELDS: tuple[tuple[str, str], ...]
+
+class OptionsDict(TypedDict):
+    """The options as they cross to and from the core: exactly one key per entry of FIELDS."""
+
+    help: bool
+    version: bool
+    verbose: bool
+    quiet: bool
+    logfile: str | None
+    owner: tuple[str, str] | None
+    mode: int | None
+    output: bool
+    debug: bool
+    stacktrace: bool
+    diagnostics: bool
+    verifyOnly: bool
+    uploadOnly: bool
+    ignoreWarnings: bool
+    sourceDir: str | None
+    s3BucketUrl: str | None
+    maxConcurrency: int | None
+    allowEmptySource: bool
+    verifyContent: bool
+    dryRun: bool
+    summaryFile: str | None
+    maxDeletes: int | None
+    maxBandwidth: int | None
+    storageClass: str | None
+    sse: str | None
+    sseKmsKeyId: str | None
+    restore: bool
+    overwrite: bool
 
 _Path = str | PathLike[str]
 
@@ -46,16 +84,16 @@ class SourceTree:
     def restrict(self, paths: Sequence[_Path]) -> SourceTree: ...
     def __len__(self) -> int: ...
 
-def parse_options(argv: Sequence[str], validate: bool = True) -> dict[str, Any]: ...
-def validate_options(options: dict[str, Any]) -> None: ...
-def build_argument_list(options: dict[str, Any]) -> list[str]: ...
-def build_argument_string(options: dict[str, Any]) -> str: ...
+def parse_options(argv: Sequence[str], validate: bool = True) -> OptionsDict: ...
+def validate_options(options: OptionsDict) -> None: ...
+def build_argument_list(options: OptionsDict) -> list[str]: ...
+def build_argument_string(options: OptionsDict) -> str: ...
 def usage() -> str: ...
 def version() -> str: ...
 def diagnostics() -> list[str]: ...
 def reset_log_cache() -> None: ...
-def execute(options: dict[str, Any]) -> int: ...
-def run_action(options: dict[str, Any]) -> None: ...
+def execute(options: OptionsDict) -> int: ...
+def run_action(options: OptionsDict) -> None: ...
 def walk(source_dir: _Path) -> SourceTree: ...
 def check_source_files(source_dir: _Path) -> None: ...
 def synchronize(
