@@ -274,16 +274,44 @@ fn usage() -> String {
     options::usage()
 }
 
-/// The one-line version string.
+/// What a bad command line prints to stderr: the usage, then the error.
 #[pyfunction]
-fn version() -> String {
-    crate::cli::version_line()
+fn usage_error(message: &str) -> String {
+    options::usage_error(&message)
 }
 
-/// The sorted `Title....: value` diagnostics lines.
+/// What `-V` prints to stdout.
 #[pyfunction]
-fn diagnostics() -> Vec<String> {
-    crate::cli::diagnostics()
+fn version_text() -> String {
+    crate::diagnostics::version_text()
+}
+
+/// What `-D` prints to stdout for these options, with `extra` `(title, value)` lines among
+/// the diagnostics.
+#[pyfunction]
+fn diagnostics_report(
+    py: Python<'_>,
+    options: &Bound<'_, PyDict>,
+    extra: Vec<(String, String)>,
+) -> PyResult<String> {
+    let opts = options_from_dict(py, options)?;
+    Ok(py.detach(|| crate::diagnostics::report(&opts, &extra)))
+}
+
+/// The `logging` level of the screen for these options (what -b, -q, -d and --dryRun show).
+#[pyfunction]
+fn screen_level(py: Python<'_>, options: &Bound<'_, PyDict>) -> PyResult<u32> {
+    let opts = options_from_dict(py, options)?;
+    Ok(crate::logging::Levels::from_options(&opts).screen_python_level())
+}
+
+/// Creates or opens the logfile as the binary does (mode, owner); `OSError` with the
+/// binary's reason text if it cannot.
+#[pyfunction]
+fn prepare_logfile(py: Python<'_>, options: &Bound<'_, PyDict>) -> PyResult<()> {
+    let opts = options_from_dict(py, options)?;
+    crate::logging::prepare_logfile(&opts)
+        .map_err(|e| PyOSError::new_err(crate::logging::setup_error_text(&e)))
 }
 
 /// Forgets pyo3-log's cached loggers and levels; call after (re)configuring `logging`.
@@ -475,8 +503,11 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(build_argument_list, m)?)?;
     m.add_function(wrap_pyfunction!(build_argument_string, m)?)?;
     m.add_function(wrap_pyfunction!(usage, m)?)?;
-    m.add_function(wrap_pyfunction!(version, m)?)?;
-    m.add_function(wrap_pyfunction!(diagnostics, m)?)?;
+    m.add_function(wrap_pyfunction!(usage_error, m)?)?;
+    m.add_function(wrap_pyfunction!(version_text, m)?)?;
+    m.add_function(wrap_pyfunction!(diagnostics_report, m)?)?;
+    m.add_function(wrap_pyfunction!(screen_level, m)?)?;
+    m.add_function(wrap_pyfunction!(prepare_logfile, m)?)?;
     m.add_function(wrap_pyfunction!(reset_log_cache, m)?)?;
     m.add_function(wrap_pyfunction!(execute, m)?)?;
     m.add_function(wrap_pyfunction!(run_action, m)?)?;

@@ -279,7 +279,8 @@ def cli() -> int:
     """The ``cback3-amazons3-sync`` command: returns the exit status.
 
     0 success, 1 unsupported Python, 2 bad command line, 3 logging could not be set up,
-    5 interrupted (Ctrl-C), 6 any other failure.
+    5 interrupted (Ctrl-C), 6 any other failure. What it prints is the core's, as the
+    binary's: only ``-D`` adds lines of its own (which program the command name runs).
     """
     if sys.version_info[:2] < _MIN_PYTHON:
         sys.stderr.write("Python {}.{} or newer is required.\n".format(*_MIN_PYTHON))
@@ -287,8 +288,7 @@ def cli() -> int:
     try:
         options = Options(argumentList=sys.argv[1:])
     except Exception as e:
-        _usage()
-        sys.stderr.write(f"\nError: {e}\n")
+        sys.stderr.write(_core.usage_error(str(e)))
         return 2
     if options.help:
         _usage()
@@ -297,22 +297,15 @@ def cli() -> int:
         _version()
         return 0
     if options.diagnostics:
-        _diagnostics()
+        _diagnostics_for(options)
         return 0
-    if options.stacktrace:
+    try:
+        _core.prepare_logfile(options._as_dict())  # created (mode, owner) as the binary does
         _setup_logging(options)
-    else:
-        try:
-            _setup_logging(options)
-        except Exception as e:
-            sys.stderr.write(f"Error setting up logging: {e}\n")
-            return 3
-    status = _core.execute(options._as_dict())
-    if options.stacktrace and status == 5:
-        raise KeyboardInterrupt
-    if options.stacktrace and status != 0:
-        raise RuntimeError(f"Amazon S3 sync failed with exit status {status}; the log has the details.")
-    return status
+    except Exception as e:
+        sys.stderr.write(f"Error setting up logging: {e}\n")
+        return 3
+    return _core.execute(options._as_dict())
 
 
 def main() -> None:
@@ -329,33 +322,18 @@ def _setup_logging(options: Options) -> str:
         logfile = _setup_own_logging(options)
     else:
         logfile = str(setupLogging(options))
+        # The screen shows what the binary's does (--dryRun's plan, say): the core's rule.
+        level = _core.screen_level(options._as_dict())
+        for handler in logging.getLogger("CedarBackup3.log").handlers:
+            if type(handler) is logging.StreamHandler:
+                handler.setLevel(level)
     # Handlers and levels changed: the core must look its Python loggers up again.
     _core.reset_log_cache()
     return logfile
 
 
-def _create_logfile(path: str, options: Options) -> None:
-    if os.path.exists(path):
-        return
-    mode = DEFAULT_MODE if options.mode is None else options.mode
-    saved = os.umask(0)  # the mode is meant exactly as given
-    try:
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, mode))
-    finally:
-        os.umask(saved)
-    user, group = options.owner or DEFAULT_OWNERSHIP
-    try:
-        import grp
-        import pwd
-
-        os.chown(path, pwd.getpwnam(user).pw_uid, grp.getgrnam(group).gr_gid)
-    except (KeyError, OSError):
-        pass  # as Cedar Backup: ownership is best effort
-
-
 def _setup_own_logging(options: Options) -> str:
     path = options.logfile or DEFAULT_LOGFILE
-    _create_logfile(path, options)
 
     flow = logging.getLogger("CedarBackup3.log")
     flow.setLevel(logging.DEBUG)
@@ -365,12 +343,7 @@ def _setup_own_logging(options: Options) -> str:
     flow.addHandler(disk)
     screen = logging.StreamHandler(sys.stdout)
     screen.setFormatter(logging.Formatter(fmt="%(message)s"))
-    if options.quiet:
-        screen.setLevel(logging.CRITICAL)
-    elif options.verbose:
-        screen.setLevel(logging.DEBUG if options.debug else logging.INFO)
-    else:
-        screen.setLevel(logging.ERROR)
+    screen.setLevel(_core.screen_level(options._as_dict()))
     flow.addHandler(screen)
 
     output = logging.getLogger("CedarBackup3.output")
@@ -388,21 +361,21 @@ def _usage(fd: IO[str] | None = None) -> None:
 
 
 def _version(fd: IO[str] | None = None) -> None:
-    """Writes the version line to ``fd`` (default: standard output at call time)."""
-    (fd or sys.stdout).write(_core.version() + "\n")
+    """Writes the version text to ``fd`` (default: standard output at call time)."""
+    (fd or sys.stdout).write(_core.version_text())
 
 
 def _diagnostics(fd: IO[str] | None = None) -> None:
-    """Writes the runtime diagnostics to ``fd`` (default: standard output at call time),
-    one ``Title....: value`` line each, with what ``cback3-amazons3-sync`` runs. When that
-    is Cedar Backup's original, one WARNING line on standard error says how to fix it."""
-    out = fd or sys.stdout
-    lines = _core.diagnostics()
-    width = lines[0].index(":") if lines and ":" in lines[0] else 14
+    """Writes the runtime diagnostics to ``fd`` (default: standard output at call time)."""
+    _diagnostics_for(Options(), fd)
+
+
+def _diagnostics_for(options: Options, fd: IO[str] | None = None) -> None:
+    """What ``-D`` prints (the core's diagnostics and effective configuration), with what
+    ``cback3-amazons3-sync`` runs among the diagnostics. When that is Cedar Backup's
+    original, one WARNING line on standard error says how to fix it."""
     found, warning = _command_check()
-    lines += [f"{title:.<{width}}: {value}" for title, value in found]
-    for line in sorted(lines):
-        out.write(line + "\n")
+    (fd or sys.stdout).write(_core.diagnostics_report(options._as_dict(), found))
     if warning:
         sys.stderr.write(f"WARNING: {warning}\n")
 

@@ -28,7 +28,7 @@ pub use pyint::parse_octal_mode;
 pub use switches::{
     fields, short_switches, Emit, Field, Kind, Slot, Switch, Value, POSITIONALS, SWITCHES,
 };
-pub use usage::{usage, ABBREVIATIONS, ARGUMENTS, DESCRIPTION, EXAMPLE, EXIT_STATUS};
+pub use usage::{usage, usage_error, ABBREVIATIONS, ARGUMENTS, DESCRIPTION, EXAMPLE, EXIT_STATUS};
 
 use std::path::PathBuf;
 

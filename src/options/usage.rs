@@ -41,6 +41,11 @@ pub fn usage() -> String {
     s
 }
 
+/// What a bad command line prints to stderr (exit 2): the usage, then the error.
+pub fn usage_error(e: &dyn std::fmt::Display) -> String {
+    format!("{} *** Error: {e}\n", usage())
+}
+
 // Texts shared by the usage above and the man page (`manpage.rs`); lines as -h prints them.
 
 /// What the tool does.
