@@ -13,6 +13,7 @@
 pub mod bucket_url;
 pub mod checksum;
 pub mod cli;
+pub mod command_check;
 pub mod content;
 pub mod diagnostics;
 pub mod engine;

@@ -268,6 +268,12 @@ fn build_argument_string(py: Python<'_>, options: &Bound<'_, PyDict>) -> PyResul
     )?))
 }
 
+/// An argument string split into arguments, as Cedar Backup splits it.
+#[pyfunction]
+fn split_argument_string(text: &str) -> Vec<String> {
+    options::split_argument_string(text)
+}
+
 /// The usage text (`-h`, and on a bad command line).
 #[pyfunction]
 fn usage() -> String {
@@ -312,6 +318,17 @@ fn prepare_logfile(py: Python<'_>, options: &Bound<'_, PyDict>) -> PyResult<()> 
     let opts = options_from_dict(py, options)?;
     crate::logging::prepare_logfile(&opts)
         .map_err(|e| PyOSError::new_err(crate::logging::setup_error_text(&e)))
+}
+
+/// Which program the command name runs: `(title, value)` diagnostics and at most one warning.
+#[pyfunction]
+fn command_check(
+    py: Python<'_>,
+    script: PathBuf,
+    search_path: &str,
+    python: &str,
+) -> (Vec<(String, String)>, Option<String>) {
+    py.detach(|| crate::command_check::check(&script, search_path, python))
 }
 
 /// Forgets pyo3-log's cached loggers and levels; call after (re)configuring `logging`.
@@ -487,6 +504,8 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DEFAULT_LOGFILE", options::DEFAULT_LOGFILE)?;
     m.add("DEFAULT_OWNER", options::DEFAULT_OWNER)?;
     m.add("DEFAULT_MODE", options::DEFAULT_MODE)?;
+    m.add("COMMAND", crate::command_check::COMMAND)?;
+    m.add("OWN_COMMAND", crate::command_check::OWN_COMMAND)?;
     m.add("SWITCHES", PyTuple::new(py, switch_records())?)?;
     m.add(
         "FIELDS",
@@ -502,12 +521,14 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(validate_options, m)?)?;
     m.add_function(wrap_pyfunction!(build_argument_list, m)?)?;
     m.add_function(wrap_pyfunction!(build_argument_string, m)?)?;
+    m.add_function(wrap_pyfunction!(split_argument_string, m)?)?;
     m.add_function(wrap_pyfunction!(usage, m)?)?;
     m.add_function(wrap_pyfunction!(usage_error, m)?)?;
     m.add_function(wrap_pyfunction!(version_text, m)?)?;
     m.add_function(wrap_pyfunction!(diagnostics_report, m)?)?;
     m.add_function(wrap_pyfunction!(screen_level, m)?)?;
     m.add_function(wrap_pyfunction!(prepare_logfile, m)?)?;
+    m.add_function(wrap_pyfunction!(command_check, m)?)?;
     m.add_function(wrap_pyfunction!(reset_log_cache, m)?)?;
     m.add_function(wrap_pyfunction!(execute, m)?)?;
     m.add_function(wrap_pyfunction!(run_action, m)?)?;

@@ -5,18 +5,21 @@ from os import PathLike
 from typing import TypedDict, final
 
 __all__ = [
+    "COMMAND",
     "DEFAULT_LOGFILE",
     "DEFAULT_MODE",
     "DEFAULT_OWNER",
     "FIELDS",
     "FLOW_LOGGER",
     "OUTPUT_LOGGER",
+    "OWN_COMMAND",
     "SWITCHES",
     "SourceTree",
     "__version__",
     "build_argument_list",
     "build_argument_string",
     "check_source_files",
+    "command_check",
     "diagnostics_report",
     "execute",
     "parse_options",
@@ -24,6 +27,7 @@ __all__ = [
     "reset_log_cache",
     "run_action",
     "screen_level",
+    "split_argument_string",
     "synchronize",
     "usage",
     "usage_error",
@@ -39,6 +43,8 @@ OUTPUT_LOGGER: str
 DEFAULT_LOGFILE: str
 DEFAULT_OWNER: tuple[str, str]
 DEFAULT_MODE: int
+COMMAND: str
+OWN_COMMAND: str
 # One record per switch: (long, short, value name, original?, Options field, kind, help).
 SWITCHES: tuple[tuple[str, str | None, str | None, bool, str, str, str], ...]
 # Every Options field with its kind, in the comparison order.
@@ -91,12 +97,16 @@ def parse_options(argv: Sequence[str], validate: bool = True) -> OptionsDict: ..
 def validate_options(options: OptionsDict) -> None: ...
 def build_argument_list(options: OptionsDict) -> list[str]: ...
 def build_argument_string(options: OptionsDict) -> str: ...
+def split_argument_string(text: str) -> list[str]: ...
 def usage() -> str: ...
 def usage_error(message: str) -> str: ...
 def version_text() -> str: ...
 def diagnostics_report(options: OptionsDict, extra: Sequence[tuple[str, str]]) -> str: ...
 def screen_level(options: OptionsDict) -> int: ...
 def prepare_logfile(options: OptionsDict) -> None: ...
+def command_check(
+    script: _Path, search_path: str, python: str
+) -> tuple[list[tuple[str, str]], str | None]: ...
 def reset_log_cache() -> None: ...
 def execute(options: OptionsDict) -> int: ...
 def run_action(options: OptionsDict) -> None: ...

@@ -14,9 +14,6 @@ import functools
 import importlib.metadata
 import logging
 import os
-import re
-import shutil
-import subprocess
 import sys
 import sysconfig
 from collections.abc import Sequence
@@ -63,49 +60,10 @@ _DATE_FORMAT = "%Y-%m-%dT%H:%M:%S %Z"
 _MIN_PYTHON = (3, 11)
 
 
-def _split_command_line(text: str | None) -> list[str]:
-    """Splits on spaces; a double-quoted run with at least one character is one field.
-
-    This is the rule Cedar Backup uses for ``argumentString``: only a plain space
-    separates, a quote pair must enclose something, stray quotes are dropped.
-    """
-    if text is None:
-        raise ValueError("Cannot split a command line of None.")
-    fields: list[str] = []
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if c == " ":
-            i += 1
-        elif c == '"':
-            end = text.find('"', i + 1)
-            if end > i + 1:
-                fields.append(text[i + 1 : end])
-                i = end + 1
-            else:
-                i += 1  # an empty or unterminated quote contributes nothing
-        else:
-            j = i
-            while j < n and text[j] not in ' "':
-                j += 1
-            fields.append(text[i:j])
-            i = j
-    return fields
-
-
-def _fs_text(value: str | bytes) -> str:
-    """A path as ``str``; bytes are decoded the way ``os.listdir`` would (surrogateescape)."""
-    return os.fsdecode(value) if isinstance(value, bytes) else value
-
-
-def _cmp_key(value: object) -> str:
-    return str(value or "")
-
-
 def _set_logfile(value: str | bytes | None) -> str | None:
     if value is not None and len(value) < 1:
         raise ValueError("The logfile parameter must be a non-empty string.")
-    return None if value is None else _fs_text(value)
+    return os.fsdecode(value) if isinstance(value, bytes) else value  # bytes as os.listdir decodes
 
 
 def _set_owner(value: Sequence[str] | None) -> tuple[str, str] | None:
@@ -190,7 +148,8 @@ class Options:
         self._values: dict[str, Any] = {n: (False if k == "flag" else None) for n, k in _core.FIELDS}
         if argumentList is not None and argumentString is not None:
             raise ValueError("Give argumentList or argumentString, not both.")
-        args = _split_command_line(argumentString) if argumentString is not None else argumentList
+        # Split as Cedar Backup splits it: plain spaces; a non-empty double-quoted run is one field.
+        args = _core.split_argument_string(argumentString) if argumentString is not None else argumentList
         if args is not None:
             parsed: dict[str, Any] = dict(_core.parse_options(list(args), validate=False))
             for name in _FIELDS:
@@ -201,8 +160,7 @@ class Options:
     def __repr__(self) -> str:
         return self.buildArgumentString(validate=False)
 
-    def __str__(self) -> str:
-        return self.__repr__()
+    __str__ = __repr__
 
     def _compare(self, other: Options | None) -> int:
         if other is None:
@@ -216,7 +174,7 @@ class Options:
             elif isinstance(mine, bool) and isinstance(theirs, bool):
                 less = mine < theirs
             else:
-                less = _cmp_key(mine) < _cmp_key(theirs)
+                less = str(mine or "") < str(theirs or "")
             return -1 if less else 1
         return 0
 
@@ -334,7 +292,6 @@ def _setup_logging(options: Options) -> str:
 
 def _setup_own_logging(options: Options) -> str:
     path = options.logfile or DEFAULT_LOGFILE
-
     flow = logging.getLogger("CedarBackup3.log")
     flow.setLevel(logging.DEBUG)
     disk = logging.FileHandler(path, mode="a", encoding="utf-8")
@@ -345,7 +302,6 @@ def _setup_own_logging(options: Options) -> str:
     screen.setFormatter(logging.Formatter(fmt="%(message)s"))
     screen.setLevel(_core.screen_level(options._as_dict()))
     flow.addHandler(screen)
-
     output = logging.getLogger("CedarBackup3.output")
     output.setLevel(logging.DEBUG)
     out_disk = logging.FileHandler(path, mode="a", encoding="utf-8")
@@ -380,34 +336,10 @@ def _diagnostics_for(options: Options, fd: IO[str] | None = None) -> None:
         sys.stderr.write(f"WARNING: {warning}\n")
 
 
-COMMAND = "cback3-amazons3-sync"
+COMMAND = _core.COMMAND
 """The command name both this package and Cedar Backup 3 install (the last one installed wins)."""
-OWN_COMMAND = "cback3-s3sync"
+OWN_COMMAND = _core.OWN_COMMAND
 """The command name only this package installs: the one to put in cron lines."""
-
-
-def _implementation(path: str) -> tuple[str, bool | None]:
-    """What the command at ``path`` is, by its ``-V`` output: a description, and True for
-    ours, False for Cedar Backup's original, None when neither."""
-    try:
-        done = subprocess.run(
-            [path, "-V"],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=60,
-        )
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return f"cannot run it ({e})", None
-    text = done.stdout + done.stderr
-    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    if OWN_COMMAND in first:
-        return first, True
-    if "Cedar Backup Amazon S3 sync tool" in text:
-        release = re.search(r"Cedar Backup version (\S+?)\.?\s", text)
-        return f"Cedar Backup {release.group(1) if release else '3'}'s original tool", False
-    return f"unknown (exit {done.returncode}: {first[:80]})", None
 
 
 def _installed_script() -> str:
@@ -430,55 +362,24 @@ def _command_check(
     """Which implementation ``cback3-amazons3-sync`` is: the one this package installed
     (``script``, default from its RECORD) and the first on ``search_path`` (default PATH).
     Returns ``(title, value)`` diagnostics and at most one warning, with the fix."""
-    here = script or _installed_script()
-    fix = f"{sys.executable} -m pip install --force-reinstall --no-deps cback3-s3sync"
-    found: list[tuple[str, str]] = []
-    warnings: list[str] = []
-    if not os.path.exists(here):
-        found.append(("Installed", f"{here} is missing"))
-        warnings.append(f"{here} is missing (uninstalling cedar-backup3 removes it); to fix it: {fix}")
-    else:
-        what, ours = _implementation(here)
-        found.append(("Installed", f"{here} runs {what}"))
-        if ours is False:
-            warnings.append(
-                f"{here} runs Cedar Backup's original, not cback3-s3sync (both packages install "
-                f"{COMMAND}; the one installed last owns it); to fix it: {fix}"
-            )
-    on_path = shutil.which(COMMAND, path=search_path)
-    if on_path is None:
-        found.append(("OnPath", f"{COMMAND} is not on PATH"))
-    elif os.path.exists(here) and os.path.samefile(on_path, here):
-        found.append(("OnPath", f"{on_path} (the same)"))
-    else:
-        what, ours = _implementation(on_path)
-        found.append(("OnPath", f"{on_path} runs {what}"))
-        if ours is False:
-            own = os.path.join(os.path.dirname(here), OWN_COMMAND)
-            warnings.append(
-                f"{COMMAND} on PATH ({on_path}) runs Cedar Backup's original from another installation; "
-                f"call {own} instead (see the README on switching a Cedar Backup install)"
-            )
-    return found, warnings[0] if warnings else None
+    if search_path is None:
+        search_path = os.environ.get("PATH") or os.defpath
+    return _core.command_check(script or _installed_script(), search_path, sys.executable)
 
 
 # The run, step by step ------------------------------------------------------------------
 
 
 def _executeAction(options: Options) -> None:
-    """The work of one run (name check, sync unless verify-only, verify).
-
-    Raises ``KeyboardInterrupt`` on Ctrl-C (after aborting open multipart uploads) and
-    ``RuntimeError`` on any failure; the details are in the log.
-    """
+    """The work of one run (name check, sync unless verify-only, verify). Raises
+    ``KeyboardInterrupt`` on Ctrl-C (after aborting open multipart uploads) and
+    ``RuntimeError`` on any failure; the details are in the log."""
     _core.run_action(options._as_dict())
 
 
 def _buildSourceFiles(sourceDir: str) -> SourceFiles:
-    """Walks ``sourceDir`` (symlinks followed, loops and broken links skipped).
-
-    Raises ``ValueError`` if it is missing or not a directory.
-    """
+    """Walks ``sourceDir`` (symlinks followed, loops and broken links skipped). Raises
+    ``ValueError`` if it is missing or not a directory."""
     return SourceFiles(_core.walk(sourceDir))
 
 

@@ -52,6 +52,33 @@ pub fn build_argument_string(o: &Options) -> String {
     out
 }
 
+/// Splits an argument string the way Cedar Backup splits `argumentString`: only a plain
+/// space separates, a double-quoted run with at least one character is one field, and an
+/// empty or unterminated quote contributes nothing.
+pub fn split_argument_string(text: &str) -> Vec<String> {
+    let c: Vec<char> = text.chars().collect();
+    let (mut fields, mut i) = (Vec::new(), 0);
+    while i < c.len() {
+        if c[i] == ' ' {
+            i += 1;
+        } else if c[i] == '"' {
+            match c[i + 1..].iter().position(|&x| x == '"') {
+                Some(len) if len > 0 => {
+                    fields.push(c[i + 1..i + 1 + len].iter().collect());
+                    i += len + 2;
+                }
+                _ => i += 1,
+            }
+        } else {
+            let len = c[i..].iter().position(|&x| x == ' ' || x == '"');
+            let end = len.map_or(c.len(), |n| i + n);
+            fields.push(c[i..end].iter().collect());
+            i = end;
+        }
+    }
+    fields
+}
+
 #[cfg(test)]
 mod tests {
     use std::ffi::OsString;
@@ -70,6 +97,17 @@ mod tests {
             Kind::Choice => Value::Text(Some("AES256".into())),
             Kind::Text => Value::Text(Some("alias/my key".into())),
         }
+    }
+
+    #[test]
+    fn argument_strings_split_as_cedar_backup_splits_them() {
+        let split = |t: &str| split_argument_string(t);
+        assert_eq!(
+            split(r#"-b  "a b" c"d"e "" "x"#),
+            ["-b", "a b", "c", "d", "e", " ", "x"]
+        );
+        assert_eq!(split(r#""""#), Vec::<String>::new());
+        assert_eq!(split("\u{e9}\t x"), ["\u{e9}\t", "x"]);
     }
 
     #[test]

@@ -22,7 +22,7 @@ mod pyint;
 mod switches;
 mod usage;
 
-pub use build::{build_argument_list, build_argument_string};
+pub use build::{build_argument_list, build_argument_string, split_argument_string};
 pub use getopt::{getopt, parse, parse_unvalidated, Found};
 pub use pyint::parse_octal_mode;
 pub use switches::{
