@@ -84,8 +84,7 @@ pub fn main(args: &[OsString]) -> ExitStatus {
     let opts = match options::parse(args) {
         Ok(o) => o,
         Err(e) => {
-            eprint!("{}", options::usage());
-            eprintln!(" *** Error: {e}");
+            eprint!("{}", options::usage_error(&e));
             return ExitStatus::Usage;
         }
     };
@@ -98,17 +97,13 @@ pub fn main(args: &[OsString]) -> ExitStatus {
         return ExitStatus::Success;
     }
     if opts.diagnostics {
-        print!("{}", diagnostics::diagnostics_text());
-        print!(
-            "{}",
-            diagnostics::configuration_text(opts.max_concurrency, opts.max_bandwidth)
-        );
+        print!("{}", diagnostics::report(&opts, &[]));
         return ExitStatus::Success;
     }
     if let Err(e) = crate::logging::init(&opts) {
         eprintln!(
             "Error setting up logging: {}",
-            diagnostics::describe(&e).replace('\n', "\n   ")
+            crate::logging::setup_error_text(&e)
         );
         if let Some(p) = &opts.summary_file {
             let summary = Summary {
@@ -196,6 +191,8 @@ pub fn diagnostics() -> Vec<String> {
 /// One run: check names, sync (unless verify-only), verify. Logs everything, returns the status.
 pub async fn execute(opts: &Options, cancel: CancellationToken) -> ExitStatus {
     let started = Instant::now();
+    // -s: failures are described with their whole chain of causes, from either front end.
+    crate::s3::error::set_full_chain(opts.stacktrace);
     log::info!(target: FLOW, "Cedar Backup Amazon S3 sync run started.");
     // The binary's logfile opened but refuses its first line (`-l /dev/full`): exit 3 now.
     if let Some(e) = crate::logging::startup_failure() {

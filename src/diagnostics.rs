@@ -105,12 +105,19 @@ pub fn lines() -> Vec<String> {
     format_lines(values())
 }
 
-fn format_lines(mut items: Vec<(&'static str, String)>) -> Vec<String> {
-    items.sort();
-    let width = items.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 3;
+fn format_lines<K: AsRef<str>>(mut items: Vec<(K, String)>) -> Vec<String> {
+    // By title as shown (first letter capitalised), so a front end's `Installed` sorts in.
+    items.sort_by_key(|(k, _)| k.as_ref().to_lowercase());
+    let width = items
+        .iter()
+        .map(|(k, _)| k.as_ref().len())
+        .max()
+        .unwrap_or(0)
+        + 3;
     items
         .into_iter()
         .map(|(k, v)| {
+            let k = k.as_ref();
             let mut title = k[..1].to_uppercase() + &k[1..];
             while title.len() < width {
                 title.push('.');
@@ -122,8 +129,19 @@ fn format_lines(mut items: Vec<(&'static str, String)>) -> Vec<String> {
 
 /// The block `-D` prints to stdout.
 pub fn diagnostics_text() -> String {
+    diagnostics_block(&[])
+}
+
+/// The diagnostics block with `extra` `(title, value)` lines a front end adds among them
+/// (the Python command's check of which program its command name runs).
+fn diagnostics_block(extra: &[(String, String)]) -> String {
+    let items: Vec<(String, String)> = values()
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .chain(extra.iter().cloned())
+        .collect();
     let mut s = String::from("\nDiagnostics:\n\n");
-    for l in lines() {
+    for l in format_lines(items) {
         let _ = writeln!(s, "   {l}");
     }
     s.push('\n');
@@ -150,6 +168,12 @@ pub fn configuration_text(max_concurrency: Option<usize>, max_bandwidth: Option<
     }
     s.push('\n');
     s
+}
+
+/// Everything `-D` prints to stdout, for both front ends: the diagnostics (with `extra`
+/// lines, see [`diagnostics_block`]) and the configuration a run with `opts` would use.
+pub fn report(opts: &crate::options::Options, extra: &[(String, String)]) -> String {
+    diagnostics_block(extra) + &configuration_text(opts.max_concurrency, opts.max_bandwidth)
 }
 
 /// Every cause of an error, outermost first, one per line after the first.

@@ -14,6 +14,7 @@
 pub mod bucket_url;
 pub mod checksum;
 pub mod cli;
+pub mod command_check;
 pub mod content;
 pub mod diagnostics;
 pub mod engine;
@@ -22,6 +23,7 @@ pub mod lock;
 pub mod logging;
 pub mod manpage;
 pub mod options;
+pub mod phases;
 pub mod plan;
 pub mod progress;
 pub mod report;

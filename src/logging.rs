@@ -66,6 +66,18 @@ impl Levels {
         }
     }
 
+    /// The screen's level as a Python `logging` level, for the Python command's screen
+    /// handler (CRITICAL when nothing is shown, as Cedar Backup does for `-q`).
+    pub fn screen_python_level(&self) -> u32 {
+        match self.screen {
+            LevelFilter::Off => 50,
+            LevelFilter::Error => 40,
+            LevelFilter::Warn => 30,
+            LevelFilter::Info => 20,
+            LevelFilter::Debug | LevelFilter::Trace => 10,
+        }
+    }
+
     /// The most detailed level any destination wants.
     pub fn max(&self) -> LevelFilter {
         let out = if self.output {
@@ -246,6 +258,30 @@ pub fn open_logfile(path: &Path, mode: u32, owner: (&str, &str)) -> Result<File,
         let _ = std::os::unix::fs::fchown(&file, Some(uid), Some(gid));
     }
     Ok(file)
+}
+
+/// Creates (with the `-m` mode and `-o` owner) or opens the logfile of `opts`, as [`init`]
+/// does, and notes whether failures are described in full (`-s`): the Python command's
+/// first step of logging setup, so that both front ends fail the same way (exit 3).
+pub fn prepare_logfile(opts: &Options) -> Result<(), LoggingError> {
+    crate::s3::error::set_full_chain(opts.stacktrace);
+    let owner = opts
+        .owner
+        .as_ref()
+        .map(|(u, g)| (u.as_str(), g.as_str()))
+        .unwrap_or(DEFAULT_OWNER);
+    open_logfile(
+        &opts.logfile_path(),
+        opts.mode.unwrap_or(DEFAULT_MODE),
+        owner,
+    )
+    .map(drop)
+}
+
+/// The reason in "Error setting up logging: REASON" (stderr, exit 3): one line, or with
+/// `-s` the chain of causes on indented lines.
+pub fn setup_error_text(e: &LoggingError) -> String {
+    crate::diagnostics::describe(e).replace('\n', "\n   ")
 }
 
 /// Installs the process-wide logger for the binary. Fails (exit 3) when the logfile cannot

@@ -23,11 +23,10 @@ use tokio::runtime::Runtime;
 use tokio_util::sync::CancellationToken;
 
 use crate::bucket_url::BucketUrl;
-use crate::engine::{self, Job, RunError};
-use crate::options::{self, Options, OptionsError};
-use crate::plan::Mode;
-use crate::report::{ExitStatus, Summary};
-use crate::{s3, walk};
+use crate::engine::RunError;
+use crate::options::{self, Kind, Options, OptionsError, Value};
+use crate::report::ExitStatus;
+use crate::walk;
 
 static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();
 static LOG_RESET: OnceLock<Option<pyo3_log::ResetHandle>> = OnceLock::new();
@@ -111,6 +110,10 @@ fn os_error(msg: String) -> PyErr {
     PyOSError::new_err(msg)
 }
 
+fn runtime_error(msg: String) -> PyErr {
+    PyRuntimeError::new_err(msg)
+}
+
 fn options_error(py: Python<'_>, e: OptionsError) -> PyErr {
     match e {
         OptionsError::Getopt(msg) => match py
@@ -125,103 +128,104 @@ fn options_error(py: Python<'_>, e: OptionsError) -> PyErr {
     }
 }
 
-fn os_str(path: &std::path::Path) -> &std::ffi::OsStr {
-    path.as_os_str()
+/// One field's value as Python sees it.
+fn value_to_py<'py>(py: Python<'py>, v: Value) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match v {
+        Value::Flag(b) => b.into_pyobject(py)?.to_owned().into_any(),
+        Value::Path(p) => p.map(PathBuf::into_os_string).into_pyobject(py)?,
+        Value::Owner(o) => o.into_pyobject(py)?,
+        Value::Int(n) => n.into_pyobject(py)?,
+        Value::Text(t) => t.into_pyobject(py)?,
+    })
 }
 
-/// Rust options → the dict the shim turns into its `Options`.
+/// One field's value from Python, read as its kind says; `ValueError` naming the key if it
+/// is not of that type.
+fn value_from_py(key: &str, kind: Kind, v: &Bound<'_, PyAny>) -> PyResult<Value> {
+    let bad = |e: PyErr| PyValueError::new_err(format!("{key}: {e}"));
+    if kind == Kind::Flag {
+        return Ok(Value::Flag(v.is_truthy()?));
+    }
+    if v.is_none() {
+        return Ok(match kind {
+            Kind::Flag => unreachable!(),
+            Kind::Path => Value::Path(None),
+            Kind::Owner => Value::Owner(None),
+            Kind::Mode | Kind::Count | Kind::Rate => Value::Int(None),
+            Kind::Choice | Kind::Text => Value::Text(None),
+        });
+    }
+    Ok(match kind {
+        Kind::Flag => unreachable!(),
+        Kind::Path => Value::Path(Some(v.extract::<PathBuf>().map_err(bad)?)),
+        Kind::Owner => Value::Owner(Some(v.extract::<(String, String)>().map_err(bad)?)),
+        Kind::Mode | Kind::Count | Kind::Rate => Value::Int(Some(v.extract::<u64>().map_err(bad)?)),
+        Kind::Choice | Kind::Text => Value::Text(Some(v.extract::<String>().map_err(bad)?)),
+    })
+}
+
+/// Rust options → the dict the shim turns into its `Options`: one key per field of the table.
 fn options_to_dict<'py>(py: Python<'py>, o: &Options) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
-    d.set_item("help", o.help)?;
-    d.set_item("version", o.version)?;
-    d.set_item("verbose", o.verbose)?;
-    d.set_item("quiet", o.quiet)?;
-    d.set_item("logfile", o.logfile.as_deref().map(os_str))?;
-    match &o.owner {
-        Some((u, g)) => d.set_item("owner", PyTuple::new(py, [u, g])?)?,
-        None => d.set_item("owner", py.None())?,
+    for f in options::fields() {
+        d.set_item(f.name, value_to_py(py, f.get(o))?)?;
     }
-    d.set_item("mode", o.mode)?;
-    d.set_item("output", o.output)?;
-    d.set_item("debug", o.debug)?;
-    d.set_item("stacktrace", o.stacktrace)?;
-    d.set_item("diagnostics", o.diagnostics)?;
-    d.set_item("verifyOnly", o.verify_only)?;
-    d.set_item("uploadOnly", o.upload_only)?;
-    d.set_item("ignoreWarnings", o.ignore_warnings)?;
-    d.set_item("sourceDir", o.source_dir.as_deref().map(os_str))?;
-    d.set_item("s3BucketUrl", o.s3_bucket_url.as_deref())?;
-    d.set_item("maxConcurrency", o.max_concurrency)?;
-    d.set_item("allowEmptySource", o.allow_empty_source)?;
-    d.set_item("verifyContent", o.verify_content)?;
-    d.set_item("dryRun", o.dry_run)?;
-    d.set_item("summaryFile", o.summary_file.as_deref().map(os_str))?;
-    d.set_item("maxDeletes", o.max_deletes)?;
-    d.set_item("maxBandwidth", o.max_bandwidth)?;
-    d.set_item("storageClass", o.storage_class.as_deref())?;
-    d.set_item("sse", o.sse.as_deref())?;
-    d.set_item("sseKmsKeyId", o.sse_kms_key_id.as_deref())?;
-    d.set_item("restore", o.restore)?;
-    d.set_item("overwrite", o.overwrite)?;
     Ok(d)
 }
 
-fn flag(d: &Bound<'_, PyDict>, key: &str) -> PyResult<bool> {
-    match d.get_item(key)? {
-        Some(v) => v.is_truthy(),
-        None => Ok(false),
+/// The shim's dict → Rust options. Every field of the table must be there and nothing else
+/// (`ValueError` naming the key); what Rust cannot represent (a mode beyond 32 bits, say) is
+/// a `ValueError` too.
+fn options_from_dict(py: Python<'_>, d: &Bound<'_, PyDict>) -> PyResult<Options> {
+    let mut o = Options::default();
+    for f in options::fields() {
+        let Some(v) = d.get_item(f.name)? else {
+            return Err(PyValueError::new_err(format!(
+                "options: the key {:?} is missing",
+                f.name
+            )));
+        };
+        f.set(&mut o, value_from_py(f.name, f.kind(), &v)?)
+            .map_err(|e| options_error(py, e))?;
     }
+    for key in d.keys() {
+        let known = key
+            .extract::<String>()
+            .is_ok_and(|k| options::fields().any(|f| f.name == k));
+        if !known {
+            return Err(PyValueError::new_err(format!("options: unknown key {key}")));
+        }
+    }
+    Ok(o)
 }
 
-fn field<'py, T: for<'a> FromPyObject<'a, 'py>>(
-    d: &Bound<'py, PyDict>,
-    key: &str,
-) -> PyResult<Option<T>>
-where
-    for<'a> <T as FromPyObject<'a, 'py>>::Error: Into<PyErr>,
-{
-    match d.get_item(key)? {
-        Some(v) if !v.is_none() => v.extract::<T>().map(Some).map_err(|e| {
-            let e: PyErr = e.into();
-            PyValueError::new_err(format!("{key}: {e}"))
-        }),
-        _ => Ok(None),
-    }
-}
+/// The switch table as Python reads it: one `(long, short, value_name, original, field,
+/// kind, help)` tuple per switch, in the table's order.
+type SwitchRecord = (
+    &'static str,
+    Option<String>,
+    Option<&'static str>,
+    bool,
+    &'static str,
+    &'static str,
+    &'static str,
+);
 
-/// The shim's dict → Rust options. Values were validated by the shim's property setters;
-/// what Rust cannot represent (a mode beyond 32 bits, say) is a `ValueError`.
-fn options_from_dict(d: &Bound<'_, PyDict>) -> PyResult<Options> {
-    Ok(Options {
-        help: flag(d, "help")?,
-        version: flag(d, "version")?,
-        verbose: flag(d, "verbose")?,
-        quiet: flag(d, "quiet")?,
-        logfile: field::<PathBuf>(d, "logfile")?,
-        owner: field::<(String, String)>(d, "owner")?,
-        mode: field::<u32>(d, "mode")?,
-        output: flag(d, "output")?,
-        debug: flag(d, "debug")?,
-        stacktrace: flag(d, "stacktrace")?,
-        diagnostics: flag(d, "diagnostics")?,
-        verify_only: flag(d, "verifyOnly")?,
-        upload_only: flag(d, "uploadOnly")?,
-        ignore_warnings: flag(d, "ignoreWarnings")?,
-        source_dir: field::<PathBuf>(d, "sourceDir")?,
-        s3_bucket_url: field::<String>(d, "s3BucketUrl")?,
-        max_concurrency: field::<usize>(d, "maxConcurrency")?,
-        allow_empty_source: flag(d, "allowEmptySource")?,
-        verify_content: flag(d, "verifyContent")?,
-        dry_run: flag(d, "dryRun")?,
-        summary_file: field::<PathBuf>(d, "summaryFile")?,
-        max_deletes: field::<usize>(d, "maxDeletes")?,
-        max_bandwidth: field::<u64>(d, "maxBandwidth")?,
-        storage_class: field::<String>(d, "storageClass")?,
-        sse: field::<String>(d, "sse")?,
-        sse_kms_key_id: field::<String>(d, "sseKmsKeyId")?,
-        restore: flag(d, "restore")?,
-        overwrite: flag(d, "overwrite")?,
-    })
+fn switch_records() -> Vec<SwitchRecord> {
+    options::SWITCHES
+        .iter()
+        .map(|s| {
+            (
+                s.long,
+                s.short.map(String::from),
+                s.value_name,
+                s.original,
+                s.field.name,
+                s.field.kind().name(),
+                s.help,
+            )
+        })
+        .collect()
 }
 
 /// Parses an argument list (without the program name) with the core's getopt-compatible
@@ -243,21 +247,31 @@ fn parse_options<'py>(
 /// `ValueError` unless a run could start from these options.
 #[pyfunction]
 fn validate_options(py: Python<'_>, options: &Bound<'_, PyDict>) -> PyResult<()> {
-    options_from_dict(options)?
+    options_from_dict(py, options)?
         .validate()
         .map_err(|e| options_error(py, e))
 }
 
 /// The options as an argument list (long switch names, fixed order). Does not validate.
 #[pyfunction]
-fn build_argument_list(options: &Bound<'_, PyDict>) -> PyResult<Vec<String>> {
-    Ok(options::build_argument_list(&options_from_dict(options)?))
+fn build_argument_list(py: Python<'_>, options: &Bound<'_, PyDict>) -> PyResult<Vec<String>> {
+    Ok(options::build_argument_list(&options_from_dict(
+        py, options,
+    )?))
 }
 
 /// The options as one argument string (values double-quoted). Does not validate.
 #[pyfunction]
-fn build_argument_string(options: &Bound<'_, PyDict>) -> PyResult<String> {
-    Ok(options::build_argument_string(&options_from_dict(options)?))
+fn build_argument_string(py: Python<'_>, options: &Bound<'_, PyDict>) -> PyResult<String> {
+    Ok(options::build_argument_string(&options_from_dict(
+        py, options,
+    )?))
+}
+
+/// An argument string split into arguments, as Cedar Backup splits it.
+#[pyfunction]
+fn split_argument_string(text: &str) -> Vec<String> {
+    options::split_argument_string(text)
 }
 
 /// The usage text (`-h`, and on a bad command line).
@@ -266,16 +280,55 @@ fn usage() -> String {
     options::usage()
 }
 
-/// The one-line version string.
+/// What a bad command line prints to stderr: the usage, then the error.
 #[pyfunction]
-fn version() -> String {
-    crate::cli::version_line()
+fn usage_error(message: &str) -> String {
+    options::usage_error(&message)
 }
 
-/// The sorted `Title....: value` diagnostics lines.
+/// What `-V` prints to stdout.
 #[pyfunction]
-fn diagnostics() -> Vec<String> {
-    crate::cli::diagnostics()
+fn version_text() -> String {
+    crate::diagnostics::version_text()
+}
+
+/// What `-D` prints to stdout for these options, with `extra` `(title, value)` lines among
+/// the diagnostics.
+#[pyfunction]
+fn diagnostics_report(
+    py: Python<'_>,
+    options: &Bound<'_, PyDict>,
+    extra: Vec<(String, String)>,
+) -> PyResult<String> {
+    let opts = options_from_dict(py, options)?;
+    Ok(py.detach(|| crate::diagnostics::report(&opts, &extra)))
+}
+
+/// The `logging` level of the screen for these options (what -b, -q, -d and --dryRun show).
+#[pyfunction]
+fn screen_level(py: Python<'_>, options: &Bound<'_, PyDict>) -> PyResult<u32> {
+    let opts = options_from_dict(py, options)?;
+    Ok(crate::logging::Levels::from_options(&opts).screen_python_level())
+}
+
+/// Creates or opens the logfile as the binary does (mode, owner); `OSError` with the
+/// binary's reason text if it cannot.
+#[pyfunction]
+fn prepare_logfile(py: Python<'_>, options: &Bound<'_, PyDict>) -> PyResult<()> {
+    let opts = options_from_dict(py, options)?;
+    crate::logging::prepare_logfile(&opts)
+        .map_err(|e| PyOSError::new_err(crate::logging::setup_error_text(&e)))
+}
+
+/// Which program the command name runs: `(title, value)` diagnostics and at most one warning.
+#[pyfunction]
+fn command_check(
+    py: Python<'_>,
+    script: PathBuf,
+    search_path: &str,
+    python: &str,
+) -> (Vec<(String, String)>, Option<String>) {
+    py.detach(|| crate::command_check::check(&script, search_path, python))
 }
 
 /// Forgets pyo3-log's cached loggers and levels; call after (re)configuring `logging`.
@@ -290,7 +343,7 @@ fn reset_log_cache() {
 /// final status line). Returns the exit status; Ctrl-C gives 5 after cleanup.
 #[pyfunction]
 fn execute(py: Python<'_>, options: &Bound<'_, PyDict>) -> PyResult<i32> {
-    let opts = options_from_dict(options)?;
+    let opts = options_from_dict(py, options)?;
     let outcome = run_cancellable(py, move |cancel| async move {
         crate::cli::execute(&opts, cancel).await
     })?;
@@ -304,23 +357,11 @@ fn execute(py: Python<'_>, options: &Bound<'_, PyDict>) -> PyResult<i32> {
 /// Ctrl-C and `RuntimeError` with the reason on any failure (each detail is in the log).
 #[pyfunction]
 fn run_action(py: Python<'_>, options: &Bound<'_, PyDict>) -> PyResult<()> {
-    let opts = options_from_dict(options)?;
+    let opts = options_from_dict(py, options)?;
     let outcome = run_cancellable(py, move |cancel| async move {
-        let mut summary = Summary::default();
-        if opts.restore {
-            crate::restore::run_phases(&opts, &cancel, &mut summary).await
-        } else {
-            engine::run_phases(&opts, &cancel, &mut summary).await
-        }
+        crate::phases::run_action(&opts, &cancel).await
     })?;
-    match outcome {
-        Outcome::Done(Ok(())) => Ok(()),
-        Outcome::Done(Err(engine::RunError::Interrupted)) => {
-            Err(PyKeyboardInterrupt::new_err("interrupted"))
-        }
-        Outcome::Done(Err(engine::RunError::Failed(msg))) => Err(PyRuntimeError::new_err(msg)),
-        Outcome::Interrupted(signal) => Err(signal),
-    }
+    phase_result(outcome, runtime_error)
 }
 
 /// The files of a source directory, as the core walked them.
@@ -385,24 +426,6 @@ impl SourceTree {
     }
 }
 
-/// Runs a blocking phase (the walk) off the async workers.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, RunError> + Send + 'static,
-) -> Result<T, RunError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|e| Err(RunError::Failed(format!("source walk failed: {e}"))))
-}
-
-/// Where a bucket URL is not needed (walking, the name check), names are checked as if
-/// the files went to the root of a bucket.
-fn bucket_root() -> BucketUrl {
-    BucketUrl {
-        bucket: "bucket".into(),
-        prefix: String::new(),
-    }
-}
-
 fn parse_url(url: &str) -> PyResult<BucketUrl> {
     BucketUrl::parse(url).map_err(|e| PyValueError::new_err(e.to_string()))
 }
@@ -423,11 +446,7 @@ fn walk_source(py: Python<'_>, source_dir: PathBuf) -> PyResult<SourceTree> {
 #[pyfunction]
 fn check_source_files(py: Python<'_>, source_dir: PathBuf) -> PyResult<()> {
     let outcome = run_cancellable(py, move |_cancel| async move {
-        blocking(move || {
-            let mut summary = Summary::default();
-            engine::prepare(&source_dir, &bucket_root(), false, &mut summary).map(|_| ())
-        })
-        .await
+        crate::phases::check_source_files(source_dir).await
     })?;
     phase_result(outcome, value_error)
 }
@@ -444,42 +463,15 @@ fn synchronize(
     max_concurrency: Option<usize>,
     allow_empty_source: bool,
 ) -> PyResult<()> {
-    if let Some(n) = max_concurrency {
-        if !(1..=options::MAX_CONCURRENCY).contains(&n) {
-            return Err(value_error(format!(
-                "max_concurrency must be from 1 to {}, not {n}",
-                options::MAX_CONCURRENCY
-            )));
-        }
-    }
-    let job = Job {
-        url: parse_url(s3_bucket_url)?,
-        mode: if upload_only {
-            Mode::UploadOnly
-        } else {
-            Mode::Full
-        },
-        concurrency: max_concurrency.unwrap_or(options::DEFAULT_MAX_CONCURRENCY),
+    let job = crate::phases::sync_job(
+        parse_url(s3_bucket_url)?,
+        upload_only,
+        max_concurrency,
         allow_empty_source,
-        ignore_warnings: true,
-        features: Default::default(),
-    };
+    )
+    .map_err(|e| options_error(py, e))?;
     let outcome = run_cancellable(py, move |cancel| async move {
-        let url = job.url.clone();
-        let tree =
-            blocking(move || engine::prepare(&source_dir, &url, true, &mut Summary::default()))
-                .await?;
-        let mut summary = Summary::default();
-        let (client, endpoint, s3_settings) = s3::client_for_run()
-            .await
-            .map_err(engine::RunError::Failed)?;
-        let mut job = job;
-        job.apply_s3_settings(&s3_settings, max_concurrency, None);
-        let lock = engine::lock(&job, endpoint.as_deref())?;
-        let listing = crate::listing::list(&client, &job.url, &cancel).await?;
-        engine::synchronize(&client, &job, &lock, &tree, listing, &mut summary, &cancel)
-            .await
-            .map(|_| ())
+        crate::phases::synchronize(source_dir, job, max_concurrency, cancel).await
     })?;
     phase_result(outcome, os_error)
 }
@@ -488,19 +480,10 @@ fn synchronize(
 /// `ValueError` listing nothing itself: one log line per difference.
 #[pyfunction]
 fn verify(py: Python<'_>, tree: &SourceTree, s3_bucket_url: &str) -> PyResult<()> {
-    let job = Job {
-        url: parse_url(s3_bucket_url)?,
-        mode: Mode::VerifyOnly,
-        concurrency: options::DEFAULT_MAX_CONCURRENCY,
-        allow_empty_source: false,
-        ignore_warnings: true,
-        features: Default::default(),
-    };
+    let url = parse_url(s3_bucket_url)?;
     let tree = Arc::clone(&tree.tree);
     let outcome = run_cancellable(py, move |cancel| async move {
-        let mut summary = Summary::default();
-        let client = s3::client().await.map_err(engine::RunError::Failed)?;
-        engine::verify(&client, &job, &tree, None, &mut summary, &cancel).await
+        crate::phases::verify(tree, url, cancel).await
     })?;
     phase_result(outcome, value_error)
 }
@@ -521,14 +504,31 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DEFAULT_LOGFILE", options::DEFAULT_LOGFILE)?;
     m.add("DEFAULT_OWNER", options::DEFAULT_OWNER)?;
     m.add("DEFAULT_MODE", options::DEFAULT_MODE)?;
+    m.add("COMMAND", crate::command_check::COMMAND)?;
+    m.add("OWN_COMMAND", crate::command_check::OWN_COMMAND)?;
+    m.add("SWITCHES", PyTuple::new(py, switch_records())?)?;
+    m.add(
+        "FIELDS",
+        PyTuple::new(
+            py,
+            options::fields()
+                .map(|f| (f.name, f.kind().name()))
+                .collect::<Vec<_>>(),
+        )?,
+    )?;
     m.add_class::<SourceTree>()?;
     m.add_function(wrap_pyfunction!(parse_options, m)?)?;
     m.add_function(wrap_pyfunction!(validate_options, m)?)?;
     m.add_function(wrap_pyfunction!(build_argument_list, m)?)?;
     m.add_function(wrap_pyfunction!(build_argument_string, m)?)?;
+    m.add_function(wrap_pyfunction!(split_argument_string, m)?)?;
     m.add_function(wrap_pyfunction!(usage, m)?)?;
-    m.add_function(wrap_pyfunction!(version, m)?)?;
-    m.add_function(wrap_pyfunction!(diagnostics, m)?)?;
+    m.add_function(wrap_pyfunction!(usage_error, m)?)?;
+    m.add_function(wrap_pyfunction!(version_text, m)?)?;
+    m.add_function(wrap_pyfunction!(diagnostics_report, m)?)?;
+    m.add_function(wrap_pyfunction!(screen_level, m)?)?;
+    m.add_function(wrap_pyfunction!(prepare_logfile, m)?)?;
+    m.add_function(wrap_pyfunction!(command_check, m)?)?;
     m.add_function(wrap_pyfunction!(reset_log_cache, m)?)?;
     m.add_function(wrap_pyfunction!(execute, m)?)?;
     m.add_function(wrap_pyfunction!(run_action, m)?)?;

@@ -2,29 +2,38 @@
 
 from collections.abc import Sequence
 from os import PathLike
-from typing import Any, final
+from typing import TypedDict, final
 
 __all__ = [
+    "COMMAND",
     "DEFAULT_LOGFILE",
     "DEFAULT_MODE",
     "DEFAULT_OWNER",
+    "FIELDS",
     "FLOW_LOGGER",
     "OUTPUT_LOGGER",
+    "OWN_COMMAND",
+    "SWITCHES",
     "SourceTree",
     "__version__",
     "build_argument_list",
     "build_argument_string",
     "check_source_files",
-    "diagnostics",
+    "command_check",
+    "diagnostics_report",
     "execute",
     "parse_options",
+    "prepare_logfile",
     "reset_log_cache",
     "run_action",
+    "screen_level",
+    "split_argument_string",
     "synchronize",
     "usage",
+    "usage_error",
     "validate_options",
     "verify",
-    "version",
+    "version_text",
     "walk",
 ]
 
@@ -34,6 +43,44 @@ OUTPUT_LOGGER: str
 DEFAULT_LOGFILE: str
 DEFAULT_OWNER: tuple[str, str]
 DEFAULT_MODE: int
+COMMAND: str
+OWN_COMMAND: str
+# One record per switch: (long, short, value name, original?, Options field, kind, help).
+SWITCHES: tuple[tuple[str, str | None, str | None, bool, str, str, str], ...]
+# Every Options field with its kind, in the comparison order.
+FIELDS: tuple[tuple[str, str], ...]
+
+class OptionsDict(TypedDict):
+    """The options as they cross to and from the core: exactly one key per entry of FIELDS."""
+
+    help: bool
+    version: bool
+    verbose: bool
+    quiet: bool
+    logfile: str | None
+    owner: tuple[str, str] | None
+    mode: int | None
+    output: bool
+    debug: bool
+    stacktrace: bool
+    diagnostics: bool
+    verifyOnly: bool
+    uploadOnly: bool
+    ignoreWarnings: bool
+    sourceDir: str | None
+    s3BucketUrl: str | None
+    maxConcurrency: int | None
+    allowEmptySource: bool
+    verifyContent: bool
+    dryRun: bool
+    summaryFile: str | None
+    maxDeletes: int | None
+    maxBandwidth: int | None
+    storageClass: str | None
+    sse: str | None
+    sseKmsKeyId: str | None
+    restore: bool
+    overwrite: bool
 
 _Path = str | PathLike[str]
 
@@ -46,16 +93,23 @@ class SourceTree:
     def restrict(self, paths: Sequence[_Path]) -> SourceTree: ...
     def __len__(self) -> int: ...
 
-def parse_options(argv: Sequence[str], validate: bool = True) -> dict[str, Any]: ...
-def validate_options(options: dict[str, Any]) -> None: ...
-def build_argument_list(options: dict[str, Any]) -> list[str]: ...
-def build_argument_string(options: dict[str, Any]) -> str: ...
+def parse_options(argv: Sequence[str], validate: bool = True) -> OptionsDict: ...
+def validate_options(options: OptionsDict) -> None: ...
+def build_argument_list(options: OptionsDict) -> list[str]: ...
+def build_argument_string(options: OptionsDict) -> str: ...
+def split_argument_string(text: str) -> list[str]: ...
 def usage() -> str: ...
-def version() -> str: ...
-def diagnostics() -> list[str]: ...
+def usage_error(message: str) -> str: ...
+def version_text() -> str: ...
+def diagnostics_report(options: OptionsDict, extra: Sequence[tuple[str, str]]) -> str: ...
+def screen_level(options: OptionsDict) -> int: ...
+def prepare_logfile(options: OptionsDict) -> None: ...
+def command_check(
+    script: _Path, search_path: str, python: str
+) -> tuple[list[tuple[str, str]], str | None]: ...
 def reset_log_cache() -> None: ...
-def execute(options: dict[str, Any]) -> int: ...
-def run_action(options: dict[str, Any]) -> None: ...
+def execute(options: OptionsDict) -> int: ...
+def run_action(options: OptionsDict) -> None: ...
 def walk(source_dir: _Path) -> SourceTree: ...
 def check_source_files(source_dir: _Path) -> None: ...
 def synchronize(

@@ -14,13 +14,10 @@ import functools
 import importlib.metadata
 import logging
 import os
-import re
-import shutil
-import subprocess
 import sys
 import sysconfig
 from collections.abc import Sequence
-from typing import IO, Any, ClassVar
+from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 from cback3_s3sync import _core
 
@@ -41,24 +38,19 @@ DEFAULT_LOGFILE: str = _core.DEFAULT_LOGFILE
 DEFAULT_OWNERSHIP: list[str] = list(_core.DEFAULT_OWNER)
 DEFAULT_MODE: int = _core.DEFAULT_MODE
 
-# The original's switch tables, for code that reads them. The core's parser is the authority.
-SHORT_SWITCHES = "hVbql:o:m:OdsDvuw"
+# The switch table comes from the core; the original's SHORT_SWITCHES and LONG_SWITCHES (for
+# code that reads them) are its `original` entries. The core's parser is the authority.
+SHORT_SWITCHES = "".join(
+    f"{short}{':' if value else ''}" for _, short, value, original, *_ in _core.SWITCHES if original and short
+)
 LONG_SWITCHES = [
-    "help",
-    "version",
-    "verbose",
-    "quiet",
-    "logfile=",
-    "owner=",
-    "mode=",
-    "output",
-    "debug",
-    "stack",
-    "diagnostics",
-    "verifyOnly",
-    "uploadOnly",
-    "ignoreWarnings",
+    f"{long}{'=' if value else ''}" for long, _, value, original, *_ in _core.SWITCHES if original
 ]
+# Every property of Options, in the comparison order (the original's fields, then ours).
+_FIELDS = tuple(name for name, _ in _core.FIELDS)
+_KINDS = dict(_core.FIELDS)
+_LONG_NAMES = {field: long for long, _, _, _, field, _, _ in _core.SWITCHES}
+_HELP = {field: help.replace("\n", " ") for _, _, _, _, field, _, help in _core.SWITCHES}
 
 # Cedar Backup's logfile layout, used when Cedar Backup itself is not installed.
 _DISK_FORMAT = "%(asctime)s --> [%(levelname)-7s] %(message)s"
@@ -68,49 +60,63 @@ _DATE_FORMAT = "%Y-%m-%dT%H:%M:%S %Z"
 _MIN_PYTHON = (3, 11)
 
 
-def _split_command_line(text: str | None) -> list[str]:
-    """Splits on spaces; a double-quoted run with at least one character is one field.
-
-    This is the rule Cedar Backup uses for ``argumentString``: only a plain space
-    separates, a quote pair must enclose something, stray quotes are dropped.
-    """
-    if text is None:
-        raise ValueError("Cannot split a command line of None.")
-    fields: list[str] = []
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if c == " ":
-            i += 1
-        elif c == '"':
-            end = text.find('"', i + 1)
-            if end > i + 1:
-                fields.append(text[i + 1 : end])
-                i = end + 1
-            else:
-                i += 1  # an empty or unterminated quote contributes nothing
-        else:
-            j = i
-            while j < n and text[j] not in ' "':
-                j += 1
-            fields.append(text[i:j])
-            i = j
-    return fields
-
-
-def _fs_text(value: str | bytes) -> str:
-    """A path as ``str``; bytes are decoded the way ``os.listdir`` would (surrogateescape)."""
-    return os.fsdecode(value) if isinstance(value, bytes) else value
-
-
-def _non_empty(value: str | None, what: str) -> str | None:
+def _set_logfile(value: str | bytes | None) -> str | None:
     if value is not None and len(value) < 1:
-        raise ValueError(f"{what} must be non-empty.")
-    return value
+        raise ValueError("The logfile parameter must be a non-empty string.")
+    return os.fsdecode(value) if isinstance(value, bytes) else value  # bytes as os.listdir decodes
 
 
-def _cmp_key(value: object) -> str:
-    return str(value or "")
+def _set_owner(value: Sequence[str] | None) -> tuple[str, str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str) or len(value) != 2:
+        raise ValueError("Must specify user and group tuple for owner parameter.")
+    if len(value[0]) < 1 or len(value[1]) < 1:
+        raise ValueError("User and group tuple values must be non-empty strings.")
+    return (value[0], value[1])
+
+
+def _set_mode(value: int | str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        number = int(value, 8) if isinstance(value, str) else int(value)
+    except TypeError as e:
+        raise ValueError("Mode must be an octal integer >= 0, i.e. 644.") from e
+    if number < 0:
+        raise ValueError("Mode must be an octal integer >= 0. i.e. 644.")
+    return number
+
+
+def _set_positional(what: str) -> Any:
+    def setter(value: str | None) -> str | None:
+        if value is not None and len(value) < 1:
+            raise ValueError(f"The {what} parameter must be a non-empty string.")
+        return value
+
+    return setter
+
+
+def _set_ours(name: str) -> Any:
+    """Our own valued switches: the value is read by the core, as on the command line."""
+
+    def setter(value: object) -> object:
+        if value is None:
+            return None
+        text = os.fsdecode(value) if isinstance(value, bytes) else str(value)
+        return dict(_core.parse_options([f"--{_LONG_NAMES[name]}={text}"], validate=False))[name]
+
+    return setter
+
+
+# The original's setter rules and messages for its fields; flags take any truth value.
+_SETTERS: dict[str, Any] = {
+    "logfile": _set_logfile,
+    "owner": _set_owner,
+    "mode": _set_mode,
+    "sourceDir": _set_positional("sourceDir"),
+    "s3BucketUrl": _set_positional("s3BucketUrl"),
+}
 
 
 @functools.total_ordering
@@ -120,13 +126,18 @@ class Options:
     Build it from an argument list or an argument string (parsed by the Rust core with
     Python ``getopt`` semantics), or empty and fill the properties one by one. Each
     property setter checks its own value (``ValueError``); :meth:`validate` checks the
-    whole. Extra properties (``maxConcurrency``, ``allowEmptySource``, ``verifyContent``,
-    ``dryRun``, ``summaryFile``, ``maxDeletes``, ``maxBandwidth``, ``storageClass``, ``sse``,
-    ``sseKmsKeyId``, ``restore``, ``overwrite``)
-    carry this implementation's own long switches and are left out of the output when unset.
+    whole. There is one property per entry of the core's switch table (``_core.FIELDS``):
+    the original's, with its setter rules, and this implementation's own long switches
+    (``maxConcurrency``, ``dryRun``, ...), whose values the core reads as on the command
+    line and which are left out of the output when unset.
     """
 
     __hash__: ClassVar[None]  # type: ignore[assignment]  # mutable and compared by value
+
+    if TYPE_CHECKING:  # the properties are made from the core's table below
+
+        def __getattr__(self, name: str) -> Any: ...
+        def __setattr__(self, name: str, value: Any) -> None: ...
 
     def __init__(
         self,
@@ -134,51 +145,22 @@ class Options:
         argumentString: str | None = None,
         validate: bool = True,
     ) -> None:
-        self._help = False
-        self._version = False
-        self._verbose = False
-        self._quiet = False
-        self._logfile: str | None = None
-        self._owner: tuple[str, str] | None = None
-        self._mode: int | None = None
-        self._output = False
-        self._debug = False
-        self._stacktrace = False
-        self._diagnostics = False
-        self._verifyOnly = False
-        self._uploadOnly = False
-        self._ignoreWarnings = False
-        self._sourceDir: str | None = None
-        self._s3BucketUrl: str | None = None
-        self._maxConcurrency: int | None = None
-        self._allowEmptySource = False
-        self._verifyContent = False
-        self._dryRun = False
-        self._summaryFile: str | None = None
-        self._maxDeletes: int | None = None
-        self._maxBandwidth: int | None = None
-        self._storageClass: str | None = None
-        self._sse: str | None = None
-        self._sseKmsKeyId: str | None = None
-        self._restore = False
-        self._overwrite = False
+        self._values: dict[str, Any] = {n: (False if k == "flag" else None) for n, k in _core.FIELDS}
         if argumentList is not None and argumentString is not None:
             raise ValueError("Give argumentList or argumentString, not both.")
-        args = _split_command_line(argumentString) if argumentString is not None else argumentList
+        # Split as Cedar Backup splits it: plain spaces; a non-empty double-quoted run is one field.
+        args = _core.split_argument_string(argumentString) if argumentString is not None else argumentList
         if args is not None:
-            parsed = _core.parse_options(list(args), validate=False)
+            parsed: dict[str, Any] = dict(_core.parse_options(list(args), validate=False))
             for name in _FIELDS:
                 setattr(self, name, parsed[name])
             if validate:
                 self.validate()
 
-    # Representations and comparison ------------------------------------------------
-
     def __repr__(self) -> str:
         return self.buildArgumentString(validate=False)
 
-    def __str__(self) -> str:
-        return self.__repr__()
+    __str__ = __repr__
 
     def _compare(self, other: Options | None) -> int:
         if other is None:
@@ -187,12 +169,12 @@ class Options:
             mine, theirs = getattr(self, name), getattr(other, name)
             if mine == theirs:
                 continue
-            if name in ("mode", "maxConcurrency", "maxDeletes", "maxBandwidth"):
+            if _KINDS[name] in ("mode", "count", "rate"):
                 less = int(mine or 0) < int(theirs or 0)
             elif isinstance(mine, bool) and isinstance(theirs, bool):
                 less = mine < theirs
             else:
-                less = _cmp_key(mine) < _cmp_key(theirs)
+                less = str(mine or "") < str(theirs or "")
             return -1 if less else 1
         return 0
 
@@ -202,303 +184,8 @@ class Options:
     def __lt__(self, other: Options) -> bool:
         return self._compare(other) < 0
 
-    # Properties ---------------------------------------------------------------------
-
-    @property
-    def help(self) -> bool:
-        """``-h``/``--help``: usage to stderr, then exit."""
-        return self._help
-
-    @help.setter
-    def help(self, value: object) -> None:
-        self._help = bool(value)
-
-    @property
-    def version(self) -> bool:
-        """``-V``/``--version``: version to stdout, then exit."""
-        return self._version
-
-    @version.setter
-    def version(self, value: object) -> None:
-        self._version = bool(value)
-
-    @property
-    def verbose(self) -> bool:
-        """``-b``/``--verbose``: the flow log on the screen too."""
-        return self._verbose
-
-    @verbose.setter
-    def verbose(self, value: object) -> None:
-        self._verbose = bool(value)
-
-    @property
-    def quiet(self) -> bool:
-        """``-q``/``--quiet``: nothing on the screen."""
-        return self._quiet
-
-    @quiet.setter
-    def quiet(self, value: object) -> None:
-        self._quiet = bool(value)
-
-    @property
-    def logfile(self) -> str | None:
-        """``-l``/``--logfile``: logfile path (``None``: the default)."""
-        return self._logfile
-
-    @logfile.setter
-    def logfile(self, value: str | bytes | None) -> None:
-        if value is not None and len(value) < 1:
-            raise ValueError("The logfile must be a non-empty path.")
-        self._logfile = None if value is None else _fs_text(value)
-
-    @property
-    def owner(self) -> tuple[str, str] | None:
-        """``-o``/``--owner``: ``(user, group)`` of a newly created logfile."""
-        return self._owner
-
-    @owner.setter
-    def owner(self, value: Sequence[str] | None) -> None:
-        if value is None:
-            self._owner = None
-            return
-        if isinstance(value, str) or len(value) != 2:
-            raise ValueError("The owner must be a (user, group) pair, not a single string.")
-        if len(value[0]) < 1 or len(value[1]) < 1:
-            raise ValueError("The owner's user and group must both be non-empty.")
-        self._owner = (value[0], value[1])
-
-    @property
-    def mode(self) -> int | None:
-        """``-m``/``--mode``: permissions of a newly created logfile (an octal string is accepted)."""
-        return self._mode
-
-    @mode.setter
-    def mode(self, value: int | str | None) -> None:
-        if value is None:
-            self._mode = None
-            return
-        try:
-            number = int(value, 8) if isinstance(value, str) else int(value)
-        except TypeError as e:
-            raise ValueError("The mode must be an octal number >= 0, such as 640.") from e
-        if number < 0:
-            raise ValueError("The mode must be an octal number >= 0, such as 640.")
-        self._mode = number
-
-    @property
-    def output(self) -> bool:
-        """``-O``/``--output``: S3 operation detail into the logfile."""
-        return self._output
-
-    @output.setter
-    def output(self, value: object) -> None:
-        self._output = bool(value)
-
-    @property
-    def debug(self) -> bool:
-        """``-d``/``--debug``: debug level in the logfile (implies ``output``)."""
-        return self._debug
-
-    @debug.setter
-    def debug(self, value: object) -> None:
-        self._debug = bool(value)
-
-    @property
-    def stacktrace(self) -> bool:
-        """``-s``/``--stack``: let errors propagate as exceptions instead of exit codes."""
-        return self._stacktrace
-
-    @stacktrace.setter
-    def stacktrace(self, value: object) -> None:
-        self._stacktrace = bool(value)
-
-    @property
-    def diagnostics(self) -> bool:
-        """``-D``/``--diagnostics``: print runtime diagnostics, then exit."""
-        return self._diagnostics
-
-    @diagnostics.setter
-    def diagnostics(self, value: object) -> None:
-        self._diagnostics = bool(value)
-
-    @property
-    def verifyOnly(self) -> bool:
-        """``-v``/``--verifyOnly``: change nothing in the bucket, only verify."""
-        return self._verifyOnly
-
-    @verifyOnly.setter
-    def verifyOnly(self, value: object) -> None:
-        self._verifyOnly = bool(value)
-
-    @property
-    def uploadOnly(self) -> bool:
-        """``-u``/``--uploadOnly``: upload, never delete."""
-        return self._uploadOnly
-
-    @uploadOnly.setter
-    def uploadOnly(self, value: object) -> None:
-        self._uploadOnly = bool(value)
-
-    @property
-    def ignoreWarnings(self) -> bool:
-        """``-w``/``--ignoreWarnings``: skip files whose names cannot be keys instead of failing."""
-        return self._ignoreWarnings
-
-    @ignoreWarnings.setter
-    def ignoreWarnings(self, value: object) -> None:
-        self._ignoreWarnings = bool(value)
-
-    @property
-    def sourceDir(self) -> str | None:
-        """The local directory to mirror."""
-        return self._sourceDir
-
-    @sourceDir.setter
-    def sourceDir(self, value: str | None) -> None:
-        if value is not None and len(value) < 1:
-            raise ValueError("The source directory must be a non-empty path.")
-        self._sourceDir = value
-
-    @property
-    def s3BucketUrl(self) -> str | None:
-        """The target, ``s3://bucket[/prefix]``."""
-        return self._s3BucketUrl
-
-    @s3BucketUrl.setter
-    def s3BucketUrl(self, value: str | None) -> None:
-        if value is not None and len(value) < 1:
-            raise ValueError("The S3 bucket URL must be non-empty.")
-        self._s3BucketUrl = value
-
-    @property
-    def maxConcurrency(self) -> int | None:
-        """``--maxConcurrency``: bound on concurrent S3 requests (``None``: the default)."""
-        return self._maxConcurrency
-
-    @maxConcurrency.setter
-    def maxConcurrency(self, value: int | str | None) -> None:
-        if value is None:
-            self._maxConcurrency = None
-            return
-        number = int(value)
-        if number < 1:
-            raise ValueError("The concurrency must be a positive integer.")
-        self._maxConcurrency = number
-
-    @property
-    def allowEmptySource(self) -> bool:
-        """``--allowEmptySource``: let a full sync of an empty source empty the prefix."""
-        return self._allowEmptySource
-
-    @allowEmptySource.setter
-    def allowEmptySource(self, value: object) -> None:
-        self._allowEmptySource = bool(value)
-
-    @property
-    def verifyContent(self) -> bool:
-        """``--verifyContent``: compare content checksums, not only sizes."""
-        return self._verifyContent
-
-    @verifyContent.setter
-    def verifyContent(self, value: object) -> None:
-        self._verifyContent = bool(value)
-
-    @property
-    def dryRun(self) -> bool:
-        """``--dryRun``: print the plan, change nothing."""
-        return self._dryRun
-
-    @dryRun.setter
-    def dryRun(self, value: object) -> None:
-        self._dryRun = bool(value)
-
-    @property
-    def summaryFile(self) -> str | None:
-        """``--summaryFile``: where to write the JSON summary of the run."""
-        return self._summaryFile
-
-    @summaryFile.setter
-    def summaryFile(self, value: str | None) -> None:
-        self._summaryFile = _non_empty(value, "The summary file")
-
-    @property
-    def maxDeletes(self) -> int | None:
-        """``--maxDeletes``: a full sync deleting more objects than this deletes none."""
-        return self._maxDeletes
-
-    @maxDeletes.setter
-    def maxDeletes(self, value: int | str | None) -> None:
-        if value is None:
-            self._maxDeletes = None
-            return
-        number = int(value)
-        if number < 0:
-            raise ValueError("The delete limit must be zero or a positive integer.")
-        self._maxDeletes = number
-
-    @property
-    def maxBandwidth(self) -> int | None:
-        """``--maxBandwidth``: upload at most this many bytes per second over the whole run."""
-        return self._maxBandwidth
-
-    @maxBandwidth.setter
-    def maxBandwidth(self, value: int | str | None) -> None:
-        if value is None:
-            self._maxBandwidth = None
-            return
-        # The core's parser: the AWS CLI's rate syntax ("10MB/s", "800KB/s", bytes per second).
-        parsed = _core.parse_options([f"--maxBandwidth={value}"], validate=False)
-        self._maxBandwidth = parsed["maxBandwidth"]
-
-    @property
-    def storageClass(self) -> str | None:
-        """``--storageClass``: the storage class of uploaded objects."""
-        return self._storageClass
-
-    @storageClass.setter
-    def storageClass(self, value: str | None) -> None:
-        self._storageClass = _non_empty(value, "The storage class")
-
-    @property
-    def sse(self) -> str | None:
-        """``--sse``: server-side encryption of uploaded objects (AES256 or aws:kms)."""
-        return self._sse
-
-    @sse.setter
-    def sse(self, value: str | None) -> None:
-        self._sse = _non_empty(value, "The server-side encryption")
-
-    @property
-    def sseKmsKeyId(self) -> str | None:
-        """``--sseKmsKeyId``: the KMS key for ``--sse aws:kms``."""
-        return self._sseKmsKeyId
-
-    @sseKmsKeyId.setter
-    def sseKmsKeyId(self, value: str | None) -> None:
-        self._sseKmsKeyId = _non_empty(value, "The KMS key id")
-
-    @property
-    def restore(self) -> bool:
-        """``--restore``: copy the objects under the URL into ``sourceDir`` instead."""
-        return self._restore
-
-    @restore.setter
-    def restore(self, value: object) -> None:
-        self._restore = bool(value)
-
-    @property
-    def overwrite(self) -> bool:
-        """``--overwrite``: with ``--restore``, replace local files that differ."""
-        return self._overwrite
-
-    @overwrite.setter
-    def overwrite(self, value: object) -> None:
-        self._overwrite = bool(value)
-
-    # Whole-object operations ---------------------------------------------------------
-
-    def _as_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in _FIELDS}
+    def _as_dict(self) -> _core.OptionsDict:
+        return self._values.copy()  # type: ignore[return-value]
 
     def validate(self) -> None:
         """Raises ``ValueError`` unless a run could start from these options."""
@@ -518,37 +205,20 @@ class Options:
         return _core.build_argument_string(self._as_dict())
 
 
-# The comparison order, which is also the order of the original's fields, then ours.
-_FIELDS = (
-    "help",
-    "version",
-    "verbose",
-    "quiet",
-    "logfile",
-    "owner",
-    "mode",
-    "output",
-    "debug",
-    "stacktrace",
-    "diagnostics",
-    "verifyOnly",
-    "uploadOnly",
-    "ignoreWarnings",
-    "sourceDir",
-    "s3BucketUrl",
-    "maxConcurrency",
-    "allowEmptySource",
-    "verifyContent",
-    "dryRun",
-    "summaryFile",
-    "maxDeletes",
-    "maxBandwidth",
-    "storageClass",
-    "sse",
-    "sseKmsKeyId",
-    "restore",
-    "overwrite",
-)
+def _property(name: str, kind: str) -> property:
+    setter = bool if kind == "flag" else _SETTERS.get(name) or _set_ours(name)
+
+    def get(self: Options) -> Any:
+        return self._values[name]
+
+    def set_(self: Options, value: Any) -> None:
+        self._values[name] = setter(value)
+
+    return property(get, set_, None, _HELP.get(name, f"The {name} argument."))
+
+
+for _name, _kind in _core.FIELDS:
+    setattr(Options, _name, _property(_name, _kind))
 
 
 class SourceFiles(list[str]):
@@ -567,7 +237,8 @@ def cli() -> int:
     """The ``cback3-amazons3-sync`` command: returns the exit status.
 
     0 success, 1 unsupported Python, 2 bad command line, 3 logging could not be set up,
-    5 interrupted (Ctrl-C), 6 any other failure.
+    5 interrupted (Ctrl-C), 6 any other failure. What it prints is the core's, as the
+    binary's: only ``-D`` adds lines of its own (which program the command name runs).
     """
     if sys.version_info[:2] < _MIN_PYTHON:
         sys.stderr.write("Python {}.{} or newer is required.\n".format(*_MIN_PYTHON))
@@ -575,8 +246,7 @@ def cli() -> int:
     try:
         options = Options(argumentList=sys.argv[1:])
     except Exception as e:
-        _usage()
-        sys.stderr.write(f"\nError: {e}\n")
+        sys.stderr.write(_core.usage_error(str(e)))
         return 2
     if options.help:
         _usage()
@@ -585,22 +255,15 @@ def cli() -> int:
         _version()
         return 0
     if options.diagnostics:
-        _diagnostics()
+        _diagnostics_for(options)
         return 0
-    if options.stacktrace:
+    try:
+        _core.prepare_logfile(options._as_dict())  # created (mode, owner) as the binary does
         _setup_logging(options)
-    else:
-        try:
-            _setup_logging(options)
-        except Exception as e:
-            sys.stderr.write(f"Error setting up logging: {e}\n")
-            return 3
-    status = _core.execute(options._as_dict())
-    if options.stacktrace and status == 5:
-        raise KeyboardInterrupt
-    if options.stacktrace and status != 0:
-        raise RuntimeError(f"Amazon S3 sync failed with exit status {status}; the log has the details.")
-    return status
+    except Exception as e:
+        sys.stderr.write(f"Error setting up logging: {e}\n")
+        return 3
+    return _core.execute(options._as_dict())
 
 
 def main() -> None:
@@ -617,34 +280,18 @@ def _setup_logging(options: Options) -> str:
         logfile = _setup_own_logging(options)
     else:
         logfile = str(setupLogging(options))
+        # The screen shows what the binary's does (--dryRun's plan, say): the core's rule.
+        level = _core.screen_level(options._as_dict())
+        for handler in logging.getLogger("CedarBackup3.log").handlers:
+            if type(handler) is logging.StreamHandler:
+                handler.setLevel(level)
     # Handlers and levels changed: the core must look its Python loggers up again.
     _core.reset_log_cache()
     return logfile
 
 
-def _create_logfile(path: str, options: Options) -> None:
-    if os.path.exists(path):
-        return
-    mode = DEFAULT_MODE if options.mode is None else options.mode
-    saved = os.umask(0)  # the mode is meant exactly as given
-    try:
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, mode))
-    finally:
-        os.umask(saved)
-    user, group = options.owner or DEFAULT_OWNERSHIP
-    try:
-        import grp
-        import pwd
-
-        os.chown(path, pwd.getpwnam(user).pw_uid, grp.getgrnam(group).gr_gid)
-    except (KeyError, OSError):
-        pass  # as Cedar Backup: ownership is best effort
-
-
 def _setup_own_logging(options: Options) -> str:
     path = options.logfile or DEFAULT_LOGFILE
-    _create_logfile(path, options)
-
     flow = logging.getLogger("CedarBackup3.log")
     flow.setLevel(logging.DEBUG)
     disk = logging.FileHandler(path, mode="a", encoding="utf-8")
@@ -653,14 +300,8 @@ def _setup_own_logging(options: Options) -> str:
     flow.addHandler(disk)
     screen = logging.StreamHandler(sys.stdout)
     screen.setFormatter(logging.Formatter(fmt="%(message)s"))
-    if options.quiet:
-        screen.setLevel(logging.CRITICAL)
-    elif options.verbose:
-        screen.setLevel(logging.DEBUG if options.debug else logging.INFO)
-    else:
-        screen.setLevel(logging.ERROR)
+    screen.setLevel(_core.screen_level(options._as_dict()))
     flow.addHandler(screen)
-
     output = logging.getLogger("CedarBackup3.output")
     output.setLevel(logging.DEBUG)
     out_disk = logging.FileHandler(path, mode="a", encoding="utf-8")
@@ -676,53 +317,29 @@ def _usage(fd: IO[str] | None = None) -> None:
 
 
 def _version(fd: IO[str] | None = None) -> None:
-    """Writes the version line to ``fd`` (default: standard output at call time)."""
-    (fd or sys.stdout).write(_core.version() + "\n")
+    """Writes the version text to ``fd`` (default: standard output at call time)."""
+    (fd or sys.stdout).write(_core.version_text())
 
 
 def _diagnostics(fd: IO[str] | None = None) -> None:
-    """Writes the runtime diagnostics to ``fd`` (default: standard output at call time),
-    one ``Title....: value`` line each, with what ``cback3-amazons3-sync`` runs. When that
-    is Cedar Backup's original, one WARNING line on standard error says how to fix it."""
-    out = fd or sys.stdout
-    lines = _core.diagnostics()
-    width = lines[0].index(":") if lines and ":" in lines[0] else 14
+    """Writes the runtime diagnostics to ``fd`` (default: standard output at call time)."""
+    _diagnostics_for(Options(), fd)
+
+
+def _diagnostics_for(options: Options, fd: IO[str] | None = None) -> None:
+    """What ``-D`` prints (the core's diagnostics and effective configuration), with what
+    ``cback3-amazons3-sync`` runs among the diagnostics. When that is Cedar Backup's
+    original, one WARNING line on standard error says how to fix it."""
     found, warning = _command_check()
-    lines += [f"{title:.<{width}}: {value}" for title, value in found]
-    for line in sorted(lines):
-        out.write(line + "\n")
+    (fd or sys.stdout).write(_core.diagnostics_report(options._as_dict(), found))
     if warning:
         sys.stderr.write(f"WARNING: {warning}\n")
 
 
-COMMAND = "cback3-amazons3-sync"
+COMMAND = _core.COMMAND
 """The command name both this package and Cedar Backup 3 install (the last one installed wins)."""
-OWN_COMMAND = "cback3-s3sync"
+OWN_COMMAND = _core.OWN_COMMAND
 """The command name only this package installs: the one to put in cron lines."""
-
-
-def _implementation(path: str) -> tuple[str, bool | None]:
-    """What the command at ``path`` is, by its ``-V`` output: a description, and True for
-    ours, False for Cedar Backup's original, None when neither."""
-    try:
-        done = subprocess.run(
-            [path, "-V"],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=60,
-        )
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return f"cannot run it ({e})", None
-    text = done.stdout + done.stderr
-    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    if OWN_COMMAND in first:
-        return first, True
-    if "Cedar Backup Amazon S3 sync tool" in text:
-        release = re.search(r"Cedar Backup version (\S+?)\.?\s", text)
-        return f"Cedar Backup {release.group(1) if release else '3'}'s original tool", False
-    return f"unknown (exit {done.returncode}: {first[:80]})", None
 
 
 def _installed_script() -> str:
@@ -745,55 +362,24 @@ def _command_check(
     """Which implementation ``cback3-amazons3-sync`` is: the one this package installed
     (``script``, default from its RECORD) and the first on ``search_path`` (default PATH).
     Returns ``(title, value)`` diagnostics and at most one warning, with the fix."""
-    here = script or _installed_script()
-    fix = f"{sys.executable} -m pip install --force-reinstall --no-deps cback3-s3sync"
-    found: list[tuple[str, str]] = []
-    warnings: list[str] = []
-    if not os.path.exists(here):
-        found.append(("Installed", f"{here} is missing"))
-        warnings.append(f"{here} is missing (uninstalling cedar-backup3 removes it); to fix it: {fix}")
-    else:
-        what, ours = _implementation(here)
-        found.append(("Installed", f"{here} runs {what}"))
-        if ours is False:
-            warnings.append(
-                f"{here} runs Cedar Backup's original, not cback3-s3sync (both packages install "
-                f"{COMMAND}; the one installed last owns it); to fix it: {fix}"
-            )
-    on_path = shutil.which(COMMAND, path=search_path)
-    if on_path is None:
-        found.append(("OnPath", f"{COMMAND} is not on PATH"))
-    elif os.path.exists(here) and os.path.samefile(on_path, here):
-        found.append(("OnPath", f"{on_path} (the same)"))
-    else:
-        what, ours = _implementation(on_path)
-        found.append(("OnPath", f"{on_path} runs {what}"))
-        if ours is False:
-            own = os.path.join(os.path.dirname(here), OWN_COMMAND)
-            warnings.append(
-                f"{COMMAND} on PATH ({on_path}) runs Cedar Backup's original from another installation; "
-                f"call {own} instead (see the README on switching a Cedar Backup install)"
-            )
-    return found, warnings[0] if warnings else None
+    if search_path is None:
+        search_path = os.environ.get("PATH") or os.defpath
+    return _core.command_check(script or _installed_script(), search_path, sys.executable)
 
 
 # The run, step by step ------------------------------------------------------------------
 
 
 def _executeAction(options: Options) -> None:
-    """The work of one run (name check, sync unless verify-only, verify).
-
-    Raises ``KeyboardInterrupt`` on Ctrl-C (after aborting open multipart uploads) and
-    ``RuntimeError`` on any failure; the details are in the log.
-    """
+    """The work of one run (name check, sync unless verify-only, verify). Raises
+    ``KeyboardInterrupt`` on Ctrl-C (after aborting open multipart uploads) and
+    ``RuntimeError`` on any failure; the details are in the log."""
     _core.run_action(options._as_dict())
 
 
 def _buildSourceFiles(sourceDir: str) -> SourceFiles:
-    """Walks ``sourceDir`` (symlinks followed, loops and broken links skipped).
-
-    Raises ``ValueError`` if it is missing or not a directory.
-    """
+    """Walks ``sourceDir`` (symlinks followed, loops and broken links skipped). Raises
+    ``ValueError`` if it is missing or not a directory."""
     return SourceFiles(_core.walk(sourceDir))
 
 

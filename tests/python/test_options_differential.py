@@ -13,6 +13,7 @@ import pytest
 from CedarBackup3.tools import amazons3 as original
 from CedarBackup3.util import splitCommandLine
 
+from cback3_s3sync import _core
 from cback3_s3sync import amazons3 as ours
 
 PROPERTIES = [
@@ -121,7 +122,7 @@ def test_argument_strings_parse_like_the_original() -> None:
     ["", "a b", '"a b" c', 'x"y z"w', '""', '"open', "tab\tsep", '" "', '"a""b"', "  lead trail  "],
 )
 def test_argument_string_split_matches(text: str) -> None:
-    assert ours._split_command_line(text) == splitCommandLine(text)
+    assert _core.split_argument_string(text) == splitCommandLine(text)
 
 
 def test_both_arguments_is_a_value_error() -> None:

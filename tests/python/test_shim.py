@@ -48,6 +48,12 @@ def test_module_surface_matches_the_original() -> None:
         ), name
 
 
+def diagnostics_block(text: str) -> list[str]:
+    """The `Title....: value` lines of -D's Diagnostics block, without their indent."""
+    block = text.split("Diagnostics:\n\n", 1)[1].split("\n\n", 1)[0]
+    return [line.strip() for line in block.splitlines()]
+
+
 def test_usage_version_and_diagnostics_write_to_the_given_file() -> None:
     out = io.StringIO()
     shim._usage(out)
@@ -57,9 +63,10 @@ def test_usage_version_and_diagnostics_write_to_the_given_file() -> None:
     assert _core.__version__ in out.getvalue()
     out = io.StringIO()
     shim._diagnostics(out)
-    lines = out.getvalue().splitlines()
-    assert lines == sorted(lines)
+    lines = diagnostics_block(out.getvalue())
+    assert lines == sorted(lines) and len(lines) >= 6
     assert all(re.match(r"^\w+\.+: ", line) for line in lines)
+    assert "Effective configuration" in out.getvalue()
 
 
 def test_build_source_files_lists_regular_files(tree: Path) -> None:
@@ -384,9 +391,10 @@ def test_diagnostics_warning_goes_to_stderr_once(
     monkeypatch.setattr(shim, "_installed_script", lambda: str(script))
     out = io.StringIO()
     shim._diagnostics(out)
-    lines = out.getvalue().splitlines()
-    assert lines == sorted(lines)
+    lines = diagnostics_block(out.getvalue())
+    assert lines == sorted(lines) and len(lines) >= 6
     assert all(re.match(r"^\w+\.+: ", line) for line in lines)
+    assert "Effective configuration" in out.getvalue()
     assert any(line.startswith("Installed.") and "original" in line for line in lines)
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith("WARNING: "), err

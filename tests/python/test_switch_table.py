@@ -1,0 +1,120 @@
+"""The shim is made from the core's switch table: its names are the table's, every entry
+round-trips, and the options dict the core takes is exactly the table's fields."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cback3_s3sync import _core
+from cback3_s3sync import amazons3 as shim
+
+# The original's strings, word for word (CedarBackup3.tools.amazons3).
+ORIGINAL_SHORT = "hVbql:o:m:OdsDvuw"
+ORIGINAL_LONG = [
+    "help", "version", "verbose", "quiet", "logfile=", "owner=", "mode=", "output", "debug",
+    "stack", "diagnostics", "verifyOnly", "uploadOnly", "ignoreWarnings",
+]  # fmt: skip
+
+# A value every field of the kind accepts, as a Python caller would set it.
+SAMPLES: dict[str, Any] = {
+    "flag": True,
+    "path": "/tmp/a b/café",
+    "owner": ("backup", "adm"),
+    "mode": 0o604,
+    "count": 7,
+    "rate": 4096,
+    "choice": None,  # per switch, below
+    "str": "alias/my key",
+}
+CHOICES = {"storageClass": "GLACIER_IR", "sse": "aws:kms"}
+
+
+def test_the_shims_names_are_the_cores_table() -> None:
+    assert shim.SHORT_SWITCHES == ORIGINAL_SHORT
+    assert shim.LONG_SWITCHES == ORIGINAL_LONG
+    fields = [name for name, _ in _core.FIELDS]
+    assert list(shim._FIELDS) == fields
+    assert sorted(f for *_, f, _, _ in _core.SWITCHES) == sorted(set(fields) - {"sourceDir", "s3BucketUrl"})
+    properties = [n for n, v in inspect.getmembers(shim.Options) if isinstance(v, property)]
+    assert sorted(properties) == sorted(fields)
+    assert sorted(shim.Options()._as_dict()) == sorted(fields)
+
+
+def test_the_typed_dict_has_every_field_with_its_kinds_type() -> None:
+    stub = Path(_core.__file__).with_name("_core.pyi")
+    tree = ast.parse(stub.read_text())
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "OptionsDict")
+    typed = {
+        n.target.id: ast.unparse(n.annotation)
+        for n in cls.body
+        if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)
+    }
+    want = {
+        "flag": "bool",
+        "path": "str | None",
+        "owner": "tuple[str, str] | None",
+        "mode": "int | None",
+        "count": "int | None",
+        "rate": "int | None",
+        "choice": "str | None",
+        "str": "str | None",
+    }
+    assert typed == {name: want[kind] for name, kind in _core.FIELDS}
+
+
+@pytest.mark.parametrize("field", [name for name, _ in _core.FIELDS])
+def test_every_field_round_trips_through_the_argument_list(field: str) -> None:
+    kind = dict(_core.FIELDS)[field]
+    value = CHOICES.get(field, SAMPLES[kind])
+    if field == "s3BucketUrl":
+        value = "s3://bucket/p"
+    options = shim.Options()
+    if field in ("sourceDir", "s3BucketUrl"):  # positionals count only in pairs
+        options.sourceDir, options.s3BucketUrl = "src", "s3://b/q"
+    setattr(options, field, value)
+    assert getattr(options, field) == value
+    back = shim.Options(argumentList=options.buildArgumentList(validate=False), validate=False)
+    assert getattr(back, field) == value
+    assert back == options
+
+
+def test_the_core_refuses_a_missing_or_unknown_key() -> None:
+    good: dict[str, Any] = dict(shim.Options()._as_dict())
+    build: Any = _core.build_argument_list  # called with dicts that break its type on purpose
+    with pytest.raises(ValueError, match='"dryRun" is missing'):
+        build({k: v for k, v in good.items() if k != "dryRun"})
+    with pytest.raises(ValueError, match="unknown key dryrun"):
+        build({**good, "dryrun": True})
+    with pytest.raises(ValueError, match="mode"):
+        build({**good, "mode": "640"})
+
+
+def test_our_switches_values_are_read_by_the_core() -> None:
+    options = shim.Options()
+    with pytest.raises(ValueError, match="--storageClass must be one of"):
+        options.storageClass = "COLD"
+    with pytest.raises(ValueError, match="--maxConcurrency needs a whole number from 1 to 1000"):
+        options.maxConcurrency = 0
+    options.maxConcurrency = "12"
+    assert options.maxConcurrency == 12
+
+
+def test_the_originals_setter_messages() -> None:
+    options = shim.Options()
+    for field, value, message in [
+        ("logfile", "", "The logfile parameter must be a non-empty string."),
+        ("owner", "root:adm", "Must specify user and group tuple for owner parameter."),
+        ("owner", ("", "adm"), "User and group tuple values must be non-empty strings."),
+        ("mode", -1, "Mode must be an octal integer >= 0. i.e. 644."),
+        ("mode", [6], "Mode must be an octal integer >= 0, i.e. 644."),
+        ("sourceDir", "", "The sourceDir parameter must be a non-empty string."),
+        ("s3BucketUrl", "", "The s3BucketUrl parameter must be a non-empty string."),
+    ]:
+        with pytest.raises(ValueError) as raised:
+            setattr(options, field, value)
+        assert str(raised.value) == message, field
