@@ -71,16 +71,34 @@ fn full_object(v: &Option<String>, ty: &Option<String>) -> Option<String> {
     Some(v.clone())
 }
 
+/// Is the object a multipart upload (an ETag of the form `"<md5 of md5s>-<parts>"`)?
+fn multipart(stored: &StoredChecksums) -> bool {
+    stored
+        .etag
+        .as_deref()
+        .is_some_and(|e| e.trim_matches('"').contains('-'))
+}
+
+/// A CRC32 or CRC32C of a multipart object is a checksum of the whole content only when the
+/// server says FULL_OBJECT: otherwise it may be a checksum of the parts' checksums, which some
+/// servers (moto 5.2.5) send without the `-N` suffix and without a type.
+fn full_object_crc32(stored: &StoredChecksums, v: &Option<String>) -> Option<String> {
+    if multipart(stored) && stored.checksum_type.as_deref() != Some("FULL_OBJECT") {
+        return None;
+    }
+    full_object(v, &stored.checksum_type)
+}
+
 /// The best comparison an object allows, or `None` when its content cannot be checked
 /// without downloading it (multipart objects of other tools, SSE-KMS/SSE-C without checksum).
 pub fn choose(stored: &StoredChecksums) -> Option<Method> {
     if let Some(v) = full_object(&stored.crc64nvme, &stored.checksum_type) {
         return Some(Method::Crc64Nvme(v));
     }
-    if let Some(v) = full_object(&stored.crc32, &stored.checksum_type) {
+    if let Some(v) = full_object_crc32(stored, &stored.crc32) {
         return Some(Method::Crc32(v));
     }
-    if let Some(v) = full_object(&stored.crc32c, &stored.checksum_type) {
+    if let Some(v) = full_object_crc32(stored, &stored.crc32c) {
         return Some(Method::Crc32c(v));
     }
     let etag = stored.etag.as_deref()?.trim_matches('"');
@@ -319,6 +337,17 @@ mod tests {
             Some(Method::Md5("5eb63bbbe01eeed093cb22bb8f5acdc3".into()))
         );
         assert_eq!(choose(&s(None, None, None, "\"abc-2\"")), None);
+        // A multipart object's CRC32 counts only when the server says it is of the whole
+        // content (moto sends a composite value without "-N" and without a type).
+        assert_eq!(choose(&s(None, Some("y="), None, "\"abc-2\"")), None);
+        assert_eq!(
+            choose(&s(None, Some("y="), Some("FULL_OBJECT"), "\"abc-2\"")),
+            Some(Method::Crc32("y=".into()))
+        );
+        assert_eq!(
+            choose(&s(Some("x="), None, None, "\"abc-2\"")),
+            Some(Method::Crc64Nvme("x=".into()))
+        );
         let mut kms = s(None, None, None, md5);
         kms.sse = Some("aws:kms".into());
         assert_eq!(choose(&kms), None);

@@ -121,11 +121,24 @@ fn a_server_rejecting_every_checksum_header_gets_none() {
     );
 }
 
+/// The multipart object carries a CRC32 of its parts' CRC32s (COMPOSITE), which the content
+/// check must not take for a checksum of the whole file.
+fn assert_composite_crc32(h: &aws_sdk_s3::operation::head_object::HeadObjectOutput) {
+    assert!(h.checksum_crc32().is_some());
+    if on_moto() {
+        // moto 5.2.5's own bug: no ChecksumType and no "-N" suffix on a composite value. What
+        // it does right: the CRC32 is there, and `-v --verifyContent` (in `falls_back`) does
+        // not take it for the file's.
+        assert_eq!(h.checksum_type(), None);
+    } else {
+        assert_eq!(h.checksum_type(), Some(&ChecksumType::Composite));
+    }
+}
+
 #[test]
 fn a_server_rejecting_crc64nvme_gets_crc32() {
     let (w, multipart) = falls_back("crc64nvme", "rej-crc64");
-    assert_eq!(multipart.checksum_type(), Some(&ChecksumType::Composite));
-    assert!(multipart.checksum_crc32().is_some());
+    assert_composite_crc32(&multipart);
     assert!(
         w.contains("CRC64NVME") && w.contains("CRC32 checksums instead"),
         "{w}"
@@ -135,8 +148,7 @@ fn a_server_rejecting_crc64nvme_gets_crc32() {
 #[test]
 fn a_server_rejecting_full_object_multipart_checksums_gets_composite_crc32() {
     let (w, multipart) = falls_back("full_object", "rej-full");
-    assert_eq!(multipart.checksum_type(), Some(&ChecksumType::Composite));
-    assert!(multipart.checksum_crc32().is_some());
+    assert_composite_crc32(&multipart);
     assert!(
         w.contains("FULL_OBJECT") && w.contains("CreateMultipartUpload"),
         "{w}"
