@@ -16,10 +16,6 @@ use common::*;
 
 const MIB: usize = 1024 * 1024;
 
-fn url(bucket: &str, prefix: &str) -> String {
-    format!("s3://{bucket}/{prefix}")
-}
-
 fn restore_args(extra: &[&str], target: &Path, u: &str) -> Vec<std::ffi::OsString> {
     let mut v: Vec<std::ffi::OsString> = vec!["--restore".into()];
     v.extend(extra.iter().map(|a| OsStr::new(a).to_os_string()));
