@@ -139,7 +139,7 @@ pub fn lock_dir() -> Result<PathBuf, LockError> {
 /// Creates `dir` (0700) when absent and checks that only `uid` can create files in it.
 pub fn prepare_dir(dir: &Path, uid: u32) -> Result<(), LockError> {
     let err = |why: String| LockError::Dir {
-        path: crate::walk::display_path(dir),
+        path: crate::display::display_path(dir),
         why,
     };
     if std::fs::symlink_metadata(dir).is_err() {
@@ -202,12 +202,12 @@ pub fn acquire_in(dir: &Path, target: &Target) -> Result<RunLock, LockError> {
             .open(&path)
             .map(|f| (f, path.clone()))
             .map_err(|e| LockError::Open {
-                path: crate::walk::display_path(&path),
+                path: crate::display::display_path(&path),
                 error: e.to_string(),
             })
     };
     let failed = |path: &Path, e: std::io::Error| LockError::Open {
-        path: crate::walk::display_path(path),
+        path: crate::display::display_path(path),
         error: e.to_string(),
     };
     let mut files = Vec::new();

@@ -18,7 +18,7 @@ pub async fn delete_object(client: &Client, bucket: &str, key: &str) -> Result<(
     let req = client.delete_object().bucket(bucket).key(key).send();
     match tokio::time::timeout(Duration::from_secs(60), req).await {
         Ok(Ok(_)) => {
-            log::debug!(target: OUTPUT, "DeleteObject s3://{bucket}/{}", crate::walk::display_bytes(key.as_bytes()));
+            log::debug!(target: OUTPUT, "DeleteObject s3://{bucket}/{}", crate::display::display_bytes(key.as_bytes()));
             Ok(())
         }
         Ok(Err(e)) => Err(s3_error("DeleteObject", key, &e)),
@@ -124,7 +124,7 @@ async fn delete_one(
     match answer(request, cancel).await {
         Some(Ok(_)) => {
             out.deleted += 1;
-            log::debug!(target: OUTPUT, "DeleteObject s3://{bucket}/{}", crate::walk::display_bytes(key.as_bytes()));
+            log::debug!(target: OUTPUT, "DeleteObject s3://{bucket}/{}", crate::display::display_bytes(key.as_bytes()));
         }
         Some(Err(e)) => out.failures.push(s3_error("DeleteObject", key, &e)),
         None => check_unanswered(client, bucket, &[key], out).await,
@@ -173,7 +173,7 @@ async fn delete_batch(
             }
             out.deleted += batch.len() - errors.len();
             for k in batch {
-                log::debug!(target: OUTPUT, "DeleteObjects s3://{bucket}/{}", crate::walk::display_bytes(k.as_bytes()));
+                log::debug!(target: OUTPUT, "DeleteObjects s3://{bucket}/{}", crate::display::display_bytes(k.as_bytes()));
             }
         }
         Some(Err(e)) if rejected_as_a_whole(&e) => {

@@ -157,7 +157,7 @@ pub async fn put(
             }
         }
     }
-    log::debug!(target: OUTPUT, "PutObject s3://{bucket}/{} ({size} bytes{})", crate::walk::display_bytes(key.as_bytes()), settings.describe(level));
+    log::debug!(target: OUTPUT, "PutObject s3://{bucket}/{} ({size} bytes{})", crate::display::display_bytes(key.as_bytes()), settings.describe(level));
     settings.bytes_done(size);
     settings.file_done();
     Ok(())
@@ -270,7 +270,7 @@ async fn multipart_once(
         .await
         .map_err(|e| MultipartFailure::of("CreateMultipartUpload", key, &e))?;
     let upload_id = created.upload_id().unwrap_or_default().to_string();
-    let shown = crate::walk::display_bytes(key.as_bytes());
+    let shown = crate::display::display_bytes(key.as_bytes());
     log::debug!(target: OUTPUT, "CreateMultipartUpload s3://{bucket}/{shown} id {upload_id}{}", settings.describe(level));
     let part_settings = PartSettings {
         level,
@@ -425,7 +425,7 @@ pub async fn abort_prefix_strays(
                 continue;
             }
             found += 1;
-            let shown = crate::walk::display_bytes(key.as_bytes());
+            let shown = crate::display::display_bytes(key.as_bytes());
             let initiated = u
                 .initiated()
                 .and_then(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).ok())
@@ -454,7 +454,7 @@ pub async fn abort_prefix_strays(
 /// Aborts a multipart upload; bounded in time so an unreachable server cannot hang an
 /// interrupted run.
 async fn abort(client: &Client, bucket: &str, key: &str, upload_id: &str) {
-    let shown = crate::walk::display_bytes(key.as_bytes());
+    let shown = crate::display::display_bytes(key.as_bytes());
     let req = client
         .abort_multipart_upload()
         .bucket(bucket)
