@@ -27,6 +27,12 @@ use crate::checksum;
 use crate::progress::Progress;
 use crate::OUTPUT;
 
+/// Bound on each request that cleans up multipart uploads (aborting ours after a failure or
+/// an interruption, listing and aborting leftovers): cleanup is best effort (a failure is
+/// only warned about), so a server slow to answer costs at most this much instead of
+/// hanging an interrupted run.
+const CLEANUP_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How objects are written, beyond their content: storage class and server-side encryption
 /// (`--storageClass`, `--sse`, `--sseKmsKeyId`), and the counters that progress reads.
 /// Every upload also carries a full-object CRC64NVME unless the configuration turned request
@@ -360,7 +366,7 @@ async fn abort_strays(client: &Client, bucket: &str, key: &str, ours: &str) {
         .prefix(key)
         .encoding_type(aws_sdk_s3::types::EncodingType::Url)
         .send();
-    let listed = match tokio::time::timeout(Duration::from_secs(30), listed).await {
+    let listed = match tokio::time::timeout(CLEANUP_TIMEOUT, listed).await {
         Ok(Ok(l)) => l,
         // Best effort: the upload itself is settled either way.
         _ => return,
@@ -461,7 +467,7 @@ async fn abort(client: &Client, bucket: &str, key: &str, upload_id: &str) {
         .key(key)
         .upload_id(upload_id)
         .send();
-    match tokio::time::timeout(std::time::Duration::from_secs(30), req).await {
+    match tokio::time::timeout(CLEANUP_TIMEOUT, req).await {
         Ok(Ok(_)) => {
             log::debug!(target: OUTPUT, "AbortMultipartUpload s3://{bucket}/{shown} id {upload_id}")
         }
