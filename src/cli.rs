@@ -19,6 +19,11 @@ use crate::{diagnostics, FLOW};
 /// went away).
 const STOP_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 
+/// How long the end of a run waits for tasks still running (an upload body being read, a
+/// request being answered) before it drops them: enough for an interrupted run's in-flight
+/// work to finish its log lines, short enough that cron and `kill` see the exit promptly.
+const SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The first stop signal that arrived before the runtime's handlers existed (0: none).
 static EARLY_SIGNAL: AtomicI32 = AtomicI32::new(0);
 /// SIGHUP was ignored when the process started (`nohup`): it stays ignored.
@@ -137,7 +142,7 @@ pub fn main(args: &[OsString]) -> ExitStatus {
         }
         execute(&opts, cancel).await
     });
-    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    rt.shutdown_timeout(SHUTDOWN_TIMEOUT);
     log::logger().flush();
     status
 }

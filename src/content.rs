@@ -22,9 +22,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bucket_url::BucketUrl;
 use crate::checksum;
+use crate::display::display_bytes;
 use crate::plan::Listing;
 use crate::progress::Progress;
-use crate::walk::{display_bytes, SourceTree};
+use crate::walk::SourceTree;
 use crate::FLOW;
 
 /// What content verification found.

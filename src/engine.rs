@@ -9,13 +9,14 @@ use aws_sdk_s3::Client;
 use tokio_util::sync::CancellationToken;
 
 use crate::bucket_url::BucketUrl;
+use crate::display::display_bytes;
 use crate::lock::RunLock;
 use crate::options::Options;
 use crate::plan::{self, Listing, Mode};
 use crate::progress::{self, Progress};
 use crate::report::{ExitStatus, Summary};
 use crate::s3::{self, OpError, UploadSettings};
-use crate::walk::{self, display_bytes, SourceTree};
+use crate::walk::{self, SourceTree};
 use crate::{content, transfer, verify, FLOW, OUTPUT};
 
 /// Why a phase stopped. Details were already logged, one line each.
@@ -268,7 +269,7 @@ pub async fn synchronize(
         && !plan.deletes.is_empty()
         && !job.allow_empty_source
     {
-        return Err(failed(format!("Source directory {} has no files but {url} holds {} objects; refusing to delete them all (use --allowEmptySource if that is intended).", walk::display_path(&tree.root), plan.deletes.len())));
+        return Err(failed(format!("Source directory {} has no files but {url} holds {} objects; refusing to delete them all (use --allowEmptySource if that is intended).", crate::display::display_path(&tree.root), plan.deletes.len())));
     }
     if job.features.dry_run {
         return dry_run(job, tree, &plan, listing);
@@ -514,7 +515,7 @@ pub async fn verify(
         return Err(failed(format!(
             "Verification failed: {} differences between {} and {}.",
             v.errors.len() + content_failures,
-            walk::display_path(&tree.root),
+            crate::display::display_path(&tree.root),
             job.url
         )));
     }
@@ -758,7 +759,7 @@ pub async fn run_phases(
         Mode::VerifyOnly => None,
         _ => Some(lock(&job, endpoint.as_deref())?),
     };
-    log::info!(target: FLOW, "Source {} to {} ({:?})", walk::display_path(&source), job.url, job.mode);
+    log::info!(target: FLOW, "Source {} to {} ({:?})", crate::display::display_path(&source), job.url, job.mode);
     // The walk (blocking, on its own thread) and the listing run at the same time.
     let (url, ignore) = (job.url.clone(), job.ignore_warnings);
     let own = own_identities(opts, lock.as_ref());

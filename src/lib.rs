@@ -17,6 +17,7 @@ pub mod cli;
 pub mod command_check;
 pub mod content;
 pub mod diagnostics;
+pub mod display;
 pub mod engine;
 pub mod health;
 pub mod lock;

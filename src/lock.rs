@@ -29,6 +29,16 @@ use crate::bucket_url::BucketUrl;
 /// For the test suites only: use this directory for lock files instead of the user's.
 pub const LOCK_DIR_ENV: &str = "CBACK3_LOCK_DIR";
 
+/// Characters of the bucket name kept in a lock file's name: S3 bucket names are at most 63
+/// long, so a valid name is kept whole (readable in `ls`), and the file name stays far below
+/// the 255-byte limit of file systems whatever the name (the hash keeps it unique).
+const SHOWN_BUCKET_CHARS: usize = 63;
+
+/// Buffer for `getpwuid_r` / `getgrnam_r`: the C library asks for 16 KiB at most
+/// (`_SC_GETPW_R_SIZE_MAX`); 64 KiB leaves room for large NSS entries (LDAP groups) at the
+/// cost of one short-lived allocation.
+pub const PASSWD_BUFFER: usize = 64 * 1024;
+
 /// What a lock protects: a bucket prefix on one endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
@@ -56,7 +66,7 @@ impl Target {
             key.extend_from_slice(part.as_bytes());
             key.push(0);
         }
-        let shown: String = self.url.bucket.chars().take(63).collect();
+        let shown: String = self.url.bucket.chars().take(SHOWN_BUCKET_CHARS).collect();
         format!("{shown}-{:016x}.lock", fnv1a(&key))
     }
 }
@@ -107,7 +117,7 @@ pub fn default_dir(uid: u32, home: Option<&Path>, run_exists: bool) -> Result<Pa
 /// The home directory of `uid` in the password database (not `$HOME`).
 pub fn passwd_home(uid: u32) -> Option<PathBuf> {
     use std::os::unix::ffi::OsStrExt;
-    let mut buf = vec![0 as libc::c_char; 64 * 1024];
+    let mut buf = vec![0 as libc::c_char; PASSWD_BUFFER];
     // SAFETY: getpwuid_r writes only into the struct and the buffer we pass; the home
     // string points into `buf`, which outlives its use here.
     unsafe {
@@ -139,7 +149,7 @@ pub fn lock_dir() -> Result<PathBuf, LockError> {
 /// Creates `dir` (0700) when absent and checks that only `uid` can create files in it.
 pub fn prepare_dir(dir: &Path, uid: u32) -> Result<(), LockError> {
     let err = |why: String| LockError::Dir {
-        path: crate::walk::display_path(dir),
+        path: crate::display::display_path(dir),
         why,
     };
     if std::fs::symlink_metadata(dir).is_err() {
@@ -202,12 +212,12 @@ pub fn acquire_in(dir: &Path, target: &Target) -> Result<RunLock, LockError> {
             .open(&path)
             .map(|f| (f, path.clone()))
             .map_err(|e| LockError::Open {
-                path: crate::walk::display_path(&path),
+                path: crate::display::display_path(&path),
                 error: e.to_string(),
             })
     };
     let failed = |path: &Path, e: std::io::Error| LockError::Open {
-        path: crate::walk::display_path(path),
+        path: crate::display::display_path(path),
         error: e.to_string(),
     };
     let mut files = Vec::new();

@@ -201,7 +201,7 @@ fn c_name(s: &str) -> Option<CString> {
 /// uid of a user name, gid of a group name (None when unknown).
 fn lookup_owner(user: &str, group: &str) -> Option<(libc::uid_t, libc::gid_t)> {
     let (u, g) = (c_name(user)?, c_name(group)?);
-    let mut buf = vec![0 as libc::c_char; 64 * 1024];
+    let mut buf = vec![0 as libc::c_char; crate::lock::PASSWD_BUFFER];
     // SAFETY: the *_r functions write only into the structs and the buffer we pass.
     unsafe {
         let mut pw: libc::passwd = std::mem::zeroed();

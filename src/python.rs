@@ -420,7 +420,7 @@ impl SourceTree {
     fn __repr__(&self) -> String {
         format!(
             "<SourceTree {} ({} files)>",
-            walk::display_path(&self.tree.root),
+            crate::display::display_path(&self.tree.root),
             self.tree.files.len()
         )
     }

@@ -31,13 +31,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bucket_url::BucketUrl;
 use crate::checksum::{self, Hasher, Method, StoredChecksums};
+use crate::display::{display_bytes, display_path};
 use crate::engine::RunError;
 use crate::options::Options;
 use crate::plan::{Listing, RemoteObject};
 use crate::progress::{self, Progress};
 use crate::report::{ExitStatus, RestoreCounts, Summary};
 use crate::s3::{self, s3_error, OpError, MULTIPART_THRESHOLD};
-use crate::walk::{display_bytes, display_path};
 use crate::{FLOW, OUTPUT};
 
 /// Longest file name most Linux file systems take.

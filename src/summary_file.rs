@@ -152,7 +152,7 @@ pub fn write(path: &Path, s: &Summary, status: ExitStatus, dry_run: bool) -> Exi
     match write_atomically(path, &render(s, status, dry_run, finished)) {
         Ok(()) => status,
         Err(e) => {
-            log::error!(target: crate::FLOW, "Cannot write the summary file {}: {e}", crate::walk::display_path(path));
+            log::error!(target: crate::FLOW, "Cannot write the summary file {}: {e}", crate::display::display_path(path));
             if status == ExitStatus::Success {
                 ExitStatus::Failure
             } else {

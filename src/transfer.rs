@@ -10,9 +10,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::bucket_url::BucketUrl;
+use crate::display::display_bytes;
 use crate::plan::Plan;
 use crate::s3::{self, Interrupted, OpError, UploadSettings};
-use crate::walk::{display_bytes, FileVersion, LocalFile, SourceTree};
+use crate::walk::{FileVersion, LocalFile, SourceTree};
 use crate::{FLOW, OUTPUT};
 
 /// What the upload phase did.

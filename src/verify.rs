@@ -2,8 +2,9 @@
 //! Objects with no local file are warnings after a verify-only or upload-only run and
 //! errors after a full sync (they should be gone).
 
+use crate::display::display_bytes;
 use crate::plan::{extras, Listing, Mode};
-use crate::walk::{display_bytes, SourceTree};
+use crate::walk::SourceTree;
 use crate::FLOW;
 
 /// What verification found.

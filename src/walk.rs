@@ -6,14 +6,15 @@
 //! *name problem*: the run refuses to start unless `-w` says to skip those files.
 
 use std::ffi::OsStr;
-use std::fmt::Write as _;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 use walkdir::WalkDir;
 
 use crate::bucket_url::MAX_KEY_BYTES;
+// Re-exported under their old path only for branches written before display.rs; drop once
+// nothing says `walk::display_*`.
+pub use crate::display::{display_bytes, display_path};
 
 /// A local regular file, by its path relative to the source (components joined with `/`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,29 +91,6 @@ pub enum SourceError {
     NotADirectory(String),
     #[error("source directory {path} cannot be read: {error}")]
     Unreadable { path: String, error: String },
-}
-
-/// A path for a log line: valid UTF-8 kept, control characters and invalid bytes escaped,
-/// so one name is always one line.
-pub fn display_path(path: &Path) -> String {
-    display_bytes(path.as_os_str().as_bytes())
-}
-
-pub fn display_bytes(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    for chunk in bytes.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            if c.is_control() {
-                out.extend(c.escape_default());
-            } else {
-                out.push(c);
-            }
-        }
-        for b in chunk.invalid() {
-            let _ = write!(out, "\\x{b:02x}");
-        }
-    }
-    out
 }
 
 /// Modification time in nanoseconds since the epoch (saturating: fits until the year 2262).
@@ -311,7 +289,7 @@ pub fn walk_noting_until(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::ffi::OsStringExt;
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
     #[test]
     fn encoding_rule_is_utf8_validity() {
@@ -340,12 +318,6 @@ mod tests {
         assert!(bad[0].ends_with("cp437-\\x81ber"), "{}", bad[0]);
         assert!(bad[1].ends_with("latin1-\\xe9t\\xe9"), "{}", bad[1]);
         assert!(tree.files.iter().any(|f| &*f.rel == "line\nbreak"));
-    }
-
-    #[test]
-    fn display_escapes_controls_and_bad_bytes() {
-        assert_eq!(display_bytes(b"a\nb\tc\xffd"), "a\\nb\\tc\\xffd");
-        assert_eq!(display_bytes("é €".as_bytes()), "é €");
     }
 
     #[test]

@@ -10,10 +10,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn url(bucket: &str, prefix: &str) -> String {
-    format!("s3://{bucket}/{prefix}")
-}
-
 /// A bucket holding `p/keep` (which has a local file) and `p/stale` (which has none).
 fn prepared(s: &Scratch, tag: &str) -> (String, BTreeMap<String, Obj>) {
     s.write("keep", b"k");

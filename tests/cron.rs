@@ -50,19 +50,7 @@ impl Ran {
 
     /// The summary's "uploaded N".
     fn uploaded(&self) -> usize {
-        let line = self
-            .log
-            .lines()
-            .rev()
-            .find(|l| l.contains("Summary:"))
-            .unwrap_or_else(|| panic!("no summary line\n{}", self.show()));
-        let at = line.find("uploaded ").unwrap() + "uploaded ".len();
-        line[at..]
-            .split(|c: char| !c.is_ascii_digit())
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
+        summary_uploaded(&self.log).unwrap_or_else(|| panic!("no summary line\n{}", self.show()))
     }
 
     /// The logfile without what legitimately differs between two runs: the timestamp of each
@@ -86,10 +74,6 @@ impl Ran {
             })
             .collect()
     }
-}
-
-fn url(bucket: &str, prefix: &str) -> String {
-    format!("s3://{bucket}/{prefix}")
 }
 
 fn server_var(k: &str) -> String {

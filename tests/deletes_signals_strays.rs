@@ -7,10 +7,6 @@ use std::collections::BTreeSet;
 
 use common::*;
 
-fn url(bucket: &str, prefix: &str) -> String {
-    format!("s3://{bucket}/{prefix}")
-}
-
 fn keys(bucket: &str) -> BTreeSet<String> {
     objects(bucket).into_keys().collect()
 }
@@ -145,12 +141,9 @@ fn stray_upload(bucket: &str, key: &str) -> String {
 }
 
 fn open_upload_ids(bucket: &str) -> BTreeSet<String> {
-    let c = client();
-    rt().block_on(c.list_multipart_uploads().bucket(bucket).send())
-        .unwrap()
-        .uploads()
-        .iter()
-        .map(|u| u.upload_id().unwrap().to_string())
+    open_uploads_with_ids(bucket)
+        .into_iter()
+        .map(|(_, id)| id)
         .collect()
 }
 

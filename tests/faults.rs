@@ -10,10 +10,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn url(bucket: &str, prefix: &str) -> String {
-    format!("s3://{bucket}/{prefix}")
-}
-
 fn delta(
     after: &std::collections::BTreeMap<String, u64>,
     before: &std::collections::BTreeMap<String, u64>,
@@ -316,4 +312,33 @@ fn content_checks_stop_once_the_endpoint_stops_answering() {
         "{heads} HEADs reached the proxy"
     );
     assert!(took < breaker_bound(), "{took:?}");
+}
+
+/// The harness reads the test server's handshake and the proxy's counters with one JSON
+/// reader: a value holding `", "`, `": "`, an escaped quote or a `\u` escape (Python's `json`
+/// escapes every non-ASCII character) arrives whole, which splitting the line by hand did not
+/// give; and what is not a flat object is refused rather than half read.
+#[test]
+fn harness_json_reader_unescapes_and_refuses_what_it_cannot_read() {
+    let line = r#"{"endpoint": "http://127.0.0.1:8333", "A": "x, \"y\": z\\", "B": "caf\u00e9 \ud83d\ude00\n", "n": 12}"#;
+    assert_eq!(
+        parse_flat_json(line).unwrap(),
+        vec![
+            ("endpoint".to_string(), "http://127.0.0.1:8333".to_string()),
+            ("A".to_string(), "x, \"y\": z\\".to_string()),
+            ("B".to_string(), "café 😀\n".to_string()),
+            ("n".to_string(), "12".to_string()),
+        ]
+    );
+    assert_eq!(parse_flat_json(" { } \n").unwrap(), vec![]);
+    for bad in [
+        "",
+        "{\"a\": \"b\"",
+        "{\"a\": [1]}",
+        "{\"a\": {\"b\": \"c\"}}",
+        "{\"a\": \"\\ud83d\"}",
+        "{\"a\": \"b\"} x",
+    ] {
+        assert!(parse_flat_json(bad).is_err(), "{bad:?} was accepted");
+    }
 }

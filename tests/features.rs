@@ -14,10 +14,6 @@ use aws_sdk_s3::types::{ChecksumType, ServerSideEncryption, StorageClass};
 use cback3_s3sync::checksum::{crc64nvme, crc_base64};
 use common::*;
 
-fn url(bucket: &str, prefix: &str) -> String {
-    format!("s3://{bucket}/{prefix}")
-}
-
 fn keys(bucket: &str) -> BTreeSet<String> {
     objects(bucket).into_keys().collect()
 }
@@ -266,7 +262,7 @@ fn dry_run_prints_the_plan_and_leaves_the_bucket_byte_identical() {
     let o = run(&s, args(&["--dryRun"], &s, &u));
     assert_eq!(code(&o), 0, "{}", show(&o));
     assert_eq!(objects(&b), before, "keys, sizes, ETags and LastModified");
-    assert_eq!(open_multipart_uploads(&b), 0);
+    assert_eq!(open_uploads(&b), Vec::<String>::new());
     let stdout = String::from_utf8_lossy(&o.stdout);
     for want in [
         format!("(dryrun) upload: new.txt to s3://{b}/p/new.txt (not in the bucket)"),

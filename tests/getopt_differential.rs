@@ -10,6 +10,8 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a test may show what it saw
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::Write;
@@ -19,29 +21,9 @@ use cback3_s3sync::options::{
     build_argument_list, build_argument_string, parse, parse_unvalidated, Options, OptionsError,
 };
 
+use common::Rng;
+
 const CASES: usize = 4000;
-
-/// splitmix64: small, seeded, good enough to spread the cases.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len())]
-    }
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
-}
 
 const FLAG_LETTERS: &[&str] = &["h", "V", "b", "q", "O", "d", "s", "D", "v", "u", "w"];
 const VALUE_LETTERS: &[&str] = &["l", "o", "m"];
@@ -414,7 +396,7 @@ fn strs_list(cases: &[Vec<String>]) -> String {
 
 #[test]
 fn parser_agrees_with_the_original() {
-    let mut rng = Rng(0x00c3_ba5e_d5ee_d001);
+    let mut rng = Rng::new(0x00c3_ba5e_d5ee_d001);
     let mut cases: Vec<Vec<String>> = vec![
         vec![],
         vec!["--".into()],

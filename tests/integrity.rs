@@ -17,26 +17,6 @@ use common::*;
 const MIB: usize = 1024 * 1024;
 const RETRY_LINE: &str = "changed while it was being uploaded (attempt 1 of 3)";
 
-fn url(bucket: &str) -> String {
-    format!("s3://{bucket}/p")
-}
-
-/// Waits for a run, bounded: a run that hangs is killed and fails the test.
-fn wait_bounded(mut child: Child, limit: Duration) -> Output {
-    let start = std::time::Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!("the run did not end within {limit:?}\n{}", show(&out));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn spawn(s: &Scratch, args: &[&str]) -> Child {
     command(s)
         .args(args)
@@ -105,7 +85,7 @@ fn object_is_current_or_next_run_uploads(s: &Scratch, bucket: &str, rel: &str, f
         );
     } else {
         assert_eq!(code(first), 6, "{}", show(first));
-        let again = run(s, [s.src().as_os_str(), url(bucket).as_ref()]);
+        let again = run(s, [s.src().as_os_str(), url(bucket, "p").as_ref()]);
         assert_eq!(code(&again), 0, "{}", show(&again));
         assert_eq!(last_uploaded(s), 1);
         assert_eq!(get_object(bucket, &key), std::fs::read(&file).unwrap());
@@ -117,7 +97,7 @@ fn multipart_file_rewritten_in_place_during_its_upload_is_uploaded_again() {
     let s = Scratch::new();
     let bucket = bucket("integ-mp");
     let path = s.write("big.bin", &vec![7u8; 20 * MIB]);
-    let child = spawn(&s, &[s.src().to_str().unwrap(), &url(&bucket)]);
+    let child = spawn(&s, &[s.src().to_str().unwrap(), &url(&bucket, "p")]);
     let log = s.log();
     // Rewrites (same size, new mtime) until the run says it saw the change and tries again.
     let writer = rewriter(path, false, move || {
@@ -128,7 +108,7 @@ fn multipart_file_rewritten_in_place_during_its_upload_is_uploaded_again() {
     assert!(s.logtext().contains(RETRY_LINE), "{}", s.logtext());
     assert!(!s.logtext().contains("on the next run"), "{}", s.logtext());
     object_is_current_or_next_run_uploads(&s, &bucket, "big.bin", &out);
-    assert_eq!(open_multipart_uploads(&bucket), 0);
+    assert_eq!(open_uploads(&bucket), Vec::<String>::new());
 }
 
 #[test]
@@ -136,7 +116,7 @@ fn streamed_file_that_grows_during_its_upload_is_uploaded_and_verified_as_grown(
     let s = Scratch::new();
     let bucket = bucket("integ-grow");
     let path = s.write("mid.bin", &vec![3u8; 8 * MIB]);
-    let child = spawn(&s, &[s.src().to_str().unwrap(), &url(&bucket)]);
+    let child = spawn(&s, &[s.src().to_str().unwrap(), &url(&bucket, "p")]);
     let log = s.log();
     let writer = rewriter(path.clone(), true, move || {
         std::fs::read_to_string(&log).is_ok_and(|t| t.contains(RETRY_LINE))
@@ -188,7 +168,7 @@ fn files_changing_until_the_run_ends_fail_after_three_attempts_and_leave_no_torn
     let proxy = Proxy::start(2);
     proxy.set(r#"{"fault_rate": 0, "delay_ms": 400}"#);
     let child = command_via(&s, &proxy.endpoint())
-        .args([s.src().to_str().unwrap(), &url(&bucket)])
+        .args([s.src().to_str().unwrap(), &url(&bucket, "p")])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -231,11 +211,11 @@ fn files_changing_until_the_run_ends_fail_after_three_attempts_and_leave_no_torn
     assert!(big_line.contains("nothing was written"), "{big_line}");
     let keys: Vec<String> = objects(&bucket).into_keys().collect();
     assert_eq!(keys, ["p/calm.txt"], "{log}");
-    assert_eq!(open_multipart_uploads(&bucket), 0);
+    assert_eq!(open_uploads(&bucket), Vec::<String>::new());
     assert!(log.contains("nothing was deleted"), "{log}");
 
     // Once the files hold still, the next run uploads both.
-    let again = run(&s, [s.src().as_os_str(), url(&bucket).as_ref()]);
+    let again = run(&s, [s.src().as_os_str(), url(&bucket, "p").as_ref()]);
     assert_eq!(code(&again), 0, "{}", show(&again));
     assert_eq!(last_uploaded(&s), 2);
     for rel in ["big.bin", "mid.bin"] {
@@ -257,7 +237,7 @@ fn a_file_replaced_by_a_fifo_before_its_upload_does_not_hang_the_run() {
     proxy.set(r#"{"fault_rate": 1, "faults": ["stall"], "fault_methods": ["GET"], "stall_s": 30}"#);
     let child = command_via(&s, &proxy.endpoint())
         .env("CBACK3_RESPONSE_TIMEOUT", "1")
-        .args([s.src().to_str().unwrap(), &url(&bucket)])
+        .args([s.src().to_str().unwrap(), &url(&bucket, "p")])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -313,7 +293,7 @@ fn files_written_in_the_second_of_their_upload_are_not_uploaded_again() {
     for i in 0..100 {
         std::fs::write(s.src().join(format!("f{i:03}")), format!("file {i}")).unwrap();
     }
-    let first = run(&s, ["-d", s.src().to_str().unwrap(), &url(&bucket)]);
+    let first = run(&s, ["-d", s.src().to_str().unwrap(), &url(&bucket, "p")]);
     assert_eq!(code(&first), 0, "{}", show(&first));
     assert_eq!(last_uploaded(&s), 100);
     let objs = objects(&bucket);
@@ -334,7 +314,7 @@ fn files_written_in_the_second_of_their_upload_are_not_uploaded_again() {
         same_second > 0,
         "no file was newer than its object's LastModified"
     );
-    let second = run(&s, ["-d", s.src().to_str().unwrap(), &url(&bucket)]);
+    let second = run(&s, ["-d", s.src().to_str().unwrap(), &url(&bucket, "p")]);
     assert_eq!(code(&second), 0, "{}", show(&second));
     assert_eq!(last_uploaded(&s), 0, "{}", s.logtext());
     let log = s.logtext();
@@ -358,7 +338,7 @@ fn an_object_without_mtime_metadata_and_a_same_second_newer_file_is_uploaded() {
         &file,
         UNIX_EPOCH + Duration::new(lm.0 as u64, lm.1) + Duration::from_millis(500),
     );
-    let out = run(&s, ["-O", s.src().to_str().unwrap(), &url(&bucket)]);
+    let out = run(&s, ["-O", s.src().to_str().unwrap(), &url(&bucket, "p")]);
     assert_eq!(code(&out), 0, "{}", show(&out));
     assert_eq!(last_uploaded(&s), 1);
     assert!(
@@ -377,7 +357,7 @@ fn verify_content_in_a_sync_run_repairs_a_bad_copy() {
     let src = s.src();
     s.write("good.txt", b"good content");
     s.write("bad.txt", b"the right bytes");
-    let args = ["--verifyContent", src.to_str().unwrap(), &url(&bucket)];
+    let args = ["--verifyContent", src.to_str().unwrap(), &url(&bucket, "p")];
     let first = run(&s, args);
     assert_eq!(code(&first), 0, "{}", show(&first));
     // Same size, written after the file: the change rule takes it as current.
@@ -390,7 +370,7 @@ fn verify_content_in_a_sync_run_repairs_a_bad_copy() {
             "-v",
             "--verifyContent",
             src.to_str().unwrap(),
-            &url(&bucket),
+            &url(&bucket, "p"),
         ],
     );
     assert_eq!(code(&check), 6, "{}", show(&check));
@@ -425,7 +405,7 @@ fn the_runs_own_logfile_in_the_source_never_fails_the_run() {
         c.args(["-l", &own_arg])
             .args(extra)
             .arg(&src)
-            .arg(url(&bucket));
+            .arg(url(&bucket, "p"));
         c.output().unwrap()
     };
     for _ in 0..2 {
@@ -472,7 +452,7 @@ fn a_file_truncated_while_it_is_read_is_uploaded_in_its_new_version() {
     let proxy = Proxy::start(4);
     proxy.set(r#"{"fault_rate": 0, "delay_ms": 300}"#);
     let child = command_via(&s, &proxy.endpoint())
-        .args([s.src().to_str().unwrap(), &url(&bucket)])
+        .args([s.src().to_str().unwrap(), &url(&bucket, "p")])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

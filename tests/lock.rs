@@ -11,10 +11,6 @@ use cback3_s3sync::bucket_url::BucketUrl;
 use cback3_s3sync::lock::{self, RunLock, Target};
 use common::*;
 
-fn url(bucket: &str, prefix: &str) -> String {
-    format!("s3://{bucket}/{prefix}")
-}
-
 /// Holds the lock a run on `s3://bucket/prefix` would take (in the default directory).
 fn hold(bucket: &str, prefix: &str) -> RunLock {
     let u = BucketUrl::parse(&url(bucket, prefix)).unwrap();

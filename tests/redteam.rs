@@ -4,30 +4,10 @@
 mod common;
 
 use std::os::unix::ffi::OsStrExt;
-use std::process::{Child, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
 use common::*;
-
-fn url(bucket: &str) -> String {
-    format!("s3://{bucket}/p")
-}
-
-/// Waits for the child, failing the test (and killing it) after `limit`.
-fn wait_bounded(mut child: Child, limit: Duration) -> Output {
-    let start = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!("the run did not end within {limit:?}\n{}", show(&out));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn mkfifo(path: &std::path::Path) {
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
@@ -42,7 +22,7 @@ fn verify_content_never_blocks_on_a_fifo_that_replaced_a_walked_file() {
     let bucket = bucket("rt-vc-fifo");
     let victim = s.write("victim.txt", b"a regular file at walk time");
     s.write("other.txt", b"other");
-    let o = run(&s, [s.src().to_str().unwrap(), &url(&bucket)]);
+    let o = run(&s, [s.src().to_str().unwrap(), &url(&bucket, "p")]);
     assert_eq!(code(&o), 0, "{}", show(&o));
 
     let proxy = Proxy::start(1);
@@ -54,7 +34,7 @@ fn verify_content_never_blocks_on_a_fifo_that_replaced_a_walked_file() {
             "-v",
             "--verifyContent",
             s.src().to_str().unwrap(),
-            &url(&bucket),
+            &url(&bucket, "p"),
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -100,7 +80,7 @@ fn sigterm_during_the_walk_stops_it() {
     let summary = s.home().join("summary.json");
     let child = command(&s)
         .args(["--summaryFile", summary.to_str().unwrap()])
-        .args([s.src().to_str().unwrap(), &url(&bucket)])
+        .args([s.src().to_str().unwrap(), &url(&bucket, "p")])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -131,7 +111,7 @@ fn an_object_an_upload_may_have_been_stored_as_is_not_deleted() {
     // What an earlier run left on a server that rewrites '\' (on others: a stale object).
     put_object(&bucket, "p/back/slash", b"before");
     put_object(&bucket, "p/gone.txt", b"gone");
-    let o = run(&s, [s.src().to_str().unwrap(), &url(&bucket)]);
+    let o = run(&s, [s.src().to_str().unwrap(), &url(&bucket, "p")]);
     assert_eq!(code(&o), 6, "{}", show(&o));
     let log = s.logtext();
     let objs = objects(&bucket);

@@ -16,10 +16,6 @@ use common::*;
 
 const MIB: usize = 1024 * 1024;
 
-fn url(bucket: &str, prefix: &str) -> String {
-    format!("s3://{bucket}/{prefix}")
-}
-
 fn restore_args(extra: &[&str], target: &Path, u: &str) -> Vec<std::ffi::OsString> {
     let mut v: Vec<std::ffi::OsString> = vec!["--restore".into()];
     v.extend(extra.iter().map(|a| OsStr::new(a).to_os_string()));
@@ -176,7 +172,10 @@ fn a_synced_tree_comes_back_byte_for_byte_with_its_times() {
     let text = std::fs::read_to_string(&summary).unwrap();
     let n = names.len() + 1;
     assert!(text.contains(&format!("\"restored\": {n}")), "{text}");
-    assert!(text.contains(&format!("\"checksum_verified\": {n}")), "{text}");
+    assert!(
+        text.contains(&format!("\"checksum_verified\": {n}")),
+        "{text}"
+    );
 }
 
 #[test]

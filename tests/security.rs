@@ -10,10 +10,6 @@ use std::path::Path;
 
 use common::*;
 
-fn url(bucket: &str, prefix: &str) -> String {
-    format!("s3://{bucket}/{prefix}")
-}
-
 fn secret() -> String {
     server()
         .env

@@ -9,10 +9,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use common::*;
 
-fn url(bucket: &str, prefix: &str) -> String {
-    format!("s3://{bucket}/{prefix}")
-}
-
 fn keys(bucket: &str) -> BTreeSet<String> {
     objects(bucket).into_keys().collect()
 }
@@ -215,7 +211,7 @@ fn multipart_upload_of_a_large_file() {
     );
     assert_eq!(objects(&b)["big.bin"].size as usize, size);
     assert!(get_object(&b, "big.bin") == body, "content differs");
-    assert_eq!(open_multipart_uploads(&b), 0);
+    assert_eq!(open_uploads(&b), Vec::<String>::new());
 }
 
 #[test]
@@ -456,15 +452,6 @@ fn missing_bucket_fails_with_its_name() {
     assert!(stdout.contains("NoSuchBucket"), "{stdout}");
 }
 
-/// Waits (bounded) for a condition on the server; polling, not sleeping for a result.
-fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn interrupted_run_aborts_multipart_deletes_nothing_then_rerun_completes() {
     let s = Scratch::new();
@@ -493,17 +480,21 @@ fn interrupted_run_aborts_multipart_deletes_nothing_then_rerun_completes() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    wait_for(
+    poll_until(
         "a multipart upload to start",
         Duration::from_secs(60),
-        || open_multipart_uploads(&b) > 0,
+        || !open_uploads(&b).is_empty(),
     );
     let signalled = Instant::now();
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = child.wait().unwrap();
     assert!(signalled.elapsed() < Duration::from_secs(20), "not prompt");
     assert_eq!(status.code(), Some(5), "{}", s.logtext());
-    assert_eq!(open_multipart_uploads(&b), 0, "multipart upload left open");
+    assert_eq!(
+        open_uploads(&b),
+        Vec::<String>::new(),
+        "multipart upload left open"
+    );
     assert!(keys(&b).contains("p/stale.txt"), "nothing may be deleted");
     assert!(!keys(&b).contains("p/big.bin"));
 
@@ -533,7 +524,7 @@ fn sigterm_also_interrupts() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    wait_for("the first upload", Duration::from_secs(60), || {
+    poll_until("the first upload", Duration::from_secs(60), || {
         !keys(&b).is_empty()
     });
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };

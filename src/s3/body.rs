@@ -16,7 +16,8 @@ use super::settings::Bandwidth;
 /// The user metadata key (`x-amz-meta-mtime`) that holds the file's mtime, as rclone writes it.
 pub const MTIME_METADATA: &str = "mtime";
 
-/// Bytes per positioned read of a streamed body.
+/// Bytes per positioned read of a streamed body: large enough that reads are few, small
+/// enough that each request holds little memory while it waits for the network.
 const BODY_CHUNK: u64 = 256 * 1024;
 
 /// A request body of `remaining` bytes of an open file from `offset`, read by positioned

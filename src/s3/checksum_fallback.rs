@@ -186,7 +186,7 @@ impl ChecksumFallback {
                 ChecksumLevel::Off => "To make this permanent (and skip the rejected request): request_checksum_calculation = when_required in the AWS profile, or AWS_REQUEST_CHECKSUM_CALCULATION=when_required.",
                 _ => "Every run falls back like this by itself; request_checksum_calculation = when_required in the AWS profile (or AWS_REQUEST_CHECKSUM_CALCULATION=when_required) turns upload checksums off from the start.",
             };
-            log::warn!(target: crate::FLOW, "The S3 server rejected {rejected} ({op} {}: {detail}); the rest of this run sends {}. {permanent}", crate::walk::display_bytes(key.as_bytes()), next.describe());
+            log::warn!(target: crate::FLOW, "The S3 server rejected {rejected} ({op} {}: {detail}); the rest of this run sends {}. {permanent}", crate::display::display_bytes(key.as_bytes()), next.describe());
         }
         Some(ChecksumLevel::from_u8(
             self.level.load(std::sync::atomic::Ordering::SeqCst),

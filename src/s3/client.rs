@@ -12,6 +12,11 @@ use super::limits::MAX_PARTS;
 use super::settings::{Addressing, Multipart, ProfileS3};
 use crate::OUTPUT;
 
+/// How long `-D` waits for the credential chain (an SSO or `credential_process` source may
+/// call out): long enough for a slow identity provider, short enough that a diagnostic run
+/// that cannot find credentials still answers.
+const CREDENTIALS_LOOKUP_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// `AWS_PROFILE` names a profile that no configuration file defines?
 async fn missing_profile() -> Option<String> {
     let name = std::env::var("AWS_PROFILE")
@@ -566,9 +571,14 @@ async fn credentials_source(sdk: &aws_types::SdkConfig) -> String {
     let Some(provider) = sdk.credentials_provider() else {
         return "none configured".into();
     };
-    let found = tokio::time::timeout(Duration::from_secs(20), provider.provide_credentials());
+    let found = tokio::time::timeout(CREDENTIALS_LOOKUP_TIMEOUT, provider.provide_credentials());
     let creds = match found.await {
-        Err(_) => return "NOT FOUND: no answer within 20 s".into(),
+        Err(_) => {
+            return format!(
+                "NOT FOUND: no answer within {} s",
+                CREDENTIALS_LOOKUP_TIMEOUT.as_secs()
+            )
+        }
         Ok(Err(e)) => {
             return format!(
                 "NOT FOUND in the environment, the profile's files, SSO, web identity, \

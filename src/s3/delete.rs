@@ -13,12 +13,21 @@ use tokio_util::sync::CancellationToken;
 use super::error::{s3_error, S3Error};
 use crate::OUTPUT;
 
+/// Bound on one DeleteObject (on top of the SDK's per-attempt timeouts, over its retries):
+/// a removal that does not answer by then is reported as failed rather than holding the run.
+const DELETE_OBJECT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// DeleteObject requests in flight at once when checking an unanswered batch: enough to
+/// check a full batch of 1000 keys within [`DELETE_CHECK_TIME`], few enough not to flood
+/// an endpoint that has just been slow to answer.
+const CHECK_CONCURRENCY: usize = 32;
+
 /// Deletes one object (a copy that may be torn, so that the next run sees it missing).
 pub async fn delete_object(client: &Client, bucket: &str, key: &str) -> Result<(), S3Error> {
     let req = client.delete_object().bucket(bucket).key(key).send();
-    match tokio::time::timeout(Duration::from_secs(60), req).await {
+    match tokio::time::timeout(DELETE_OBJECT_TIMEOUT, req).await {
         Ok(Ok(_)) => {
-            log::debug!(target: OUTPUT, "DeleteObject s3://{bucket}/{}", crate::walk::display_bytes(key.as_bytes()));
+            log::debug!(target: OUTPUT, "DeleteObject s3://{bucket}/{}", crate::display::display_bytes(key.as_bytes()));
             Ok(())
         }
         Ok(Err(e)) => Err(s3_error("DeleteObject", key, &e)),
@@ -31,14 +40,15 @@ pub async fn delete_object(client: &Client, bucket: &str, key: &str) -> Result<(
     }
 }
 
-/// DeleteObjects takes at most this many keys per request.
+/// DeleteObjects takes at most this many keys per request (S3's limit): the fewest requests.
 const DELETE_BATCH: usize = 1000;
 
 /// How long an in-flight delete request may still take to answer once the run is interrupted.
 /// Without its answer the run cannot know what it deleted, so it waits a little, then checks.
 pub const DELETE_GRACE: Duration = Duration::from_secs(5);
 
-/// Bound on checking, after an interruption, which keys of an unanswered request are gone.
+/// Bound on checking, after an interruption, which keys of an unanswered request are gone:
+/// the check is best effort, and an interrupted run must still end promptly.
 const DELETE_CHECK_TIME: Duration = Duration::from_secs(10);
 
 /// What deleting a list of keys did.
@@ -124,7 +134,7 @@ async fn delete_one(
     match answer(request, cancel).await {
         Some(Ok(_)) => {
             out.deleted += 1;
-            log::debug!(target: OUTPUT, "DeleteObject s3://{bucket}/{}", crate::walk::display_bytes(key.as_bytes()));
+            log::debug!(target: OUTPUT, "DeleteObject s3://{bucket}/{}", crate::display::display_bytes(key.as_bytes()));
         }
         Some(Err(e)) => out.failures.push(s3_error("DeleteObject", key, &e)),
         None => check_unanswered(client, bucket, &[key], out).await,
@@ -173,7 +183,7 @@ async fn delete_batch(
             }
             out.deleted += batch.len() - errors.len();
             for k in batch {
-                log::debug!(target: OUTPUT, "DeleteObjects s3://{bucket}/{}", crate::walk::display_bytes(k.as_bytes()));
+                log::debug!(target: OUTPUT, "DeleteObjects s3://{bucket}/{}", crate::display::display_bytes(k.as_bytes()));
             }
         }
         Some(Err(e)) if rejected_as_a_whole(&e) => {
@@ -209,7 +219,7 @@ async fn check_unanswered(
     out: &mut Deleted,
 ) {
     log::warn!(target: crate::FLOW, "A delete request for {} keys got no answer before the interruption; checking which are gone.", keys.len());
-    let limit = Arc::new(Semaphore::new(32));
+    let limit = Arc::new(Semaphore::new(CHECK_CONCURRENCY));
     let mut tasks = tokio::task::JoinSet::new();
     for key in keys {
         let (client, bucket, key, limit) = (

@@ -49,7 +49,7 @@ impl OpError {
     /// A failure of a local file, named as log lines show paths.
     pub fn local(path: &Path, message: impl Into<String>) -> Self {
         OpError::Local {
-            path: crate::walk::display_path(path),
+            path: crate::display::display_path(path),
             message: message.into(),
         }
     }
@@ -78,7 +78,7 @@ where
             // The SDK's whole context is long (every credential provider tried, every
             // wrapper): the logfile gets it at -d, the screen with -s; otherwise one line.
             let full = one_line(&DisplayErrorContext(err).to_string());
-            log::debug!(target: crate::FLOW, "{op} {}: {full}", crate::walk::display_bytes(target.as_bytes()));
+            log::debug!(target: crate::FLOW, "{op} {}: {full}", crate::display::display_bytes(target.as_bytes()));
             let detail = if full_chain() { full } else { brief(err) };
             (err.code().map(str::to_string), detail)
         }

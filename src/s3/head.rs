@@ -23,7 +23,7 @@ pub async fn head_checksums(
         .send()
         .await
         .map_err(|e| s3_error("HeadObject", key, &e))?;
-    log::debug!(target: OUTPUT, "HeadObject s3://{bucket}/{}", crate::walk::display_bytes(key.as_bytes()));
+    log::debug!(target: OUTPUT, "HeadObject s3://{bucket}/{}", crate::display::display_bytes(key.as_bytes()));
     Ok(StoredChecksums {
         crc64nvme: h.checksum_crc64_nvme().map(str::to_string),
         crc32: h.checksum_crc32().map(str::to_string),
@@ -48,6 +48,6 @@ pub async fn head_mtime(
         .send()
         .await
         .map_err(|e| s3_error("HeadObject", key, &e))?;
-    log::debug!(target: OUTPUT, "HeadObject s3://{bucket}/{} (mtime metadata)", crate::walk::display_bytes(key.as_bytes()));
+    log::debug!(target: OUTPUT, "HeadObject s3://{bucket}/{} (mtime metadata)", crate::display::display_bytes(key.as_bytes()));
     Ok(h.metadata().and_then(|m| m.get(MTIME_METADATA)).cloned())
 }

@@ -17,11 +17,15 @@ use crate::bucket_url::BucketUrl;
 use crate::plan::{Listing, RemoteObject};
 use crate::OUTPUT;
 
-/// Listing requests in flight at once for a large prefix.
+/// Listing requests in flight at once for a large prefix: a listing page (1000 keys) is
+/// slow to produce, so a few in parallel cut the wait for a large bucket many times, while
+/// staying a small share of what servers allow per prefix.
 pub const LIST_CONCURRENCY: usize = 16;
-/// Discovery stops splitting once it has this many sub-prefixes...
+/// Discovery stops splitting once it has this many sub-prefixes (enough to keep
+/// [`LIST_CONCURRENCY`] busy; each split costs a delimiter request)...
 const ENOUGH_PARTS: usize = 16;
-/// ...or after this many levels below the prefix.
+/// ...or after this many levels below the prefix (deeper levels rarely spread keys further,
+/// and each costs another round of requests before listing starts).
 const MAX_DEPTH: usize = 3;
 
 type Objects = Vec<(String, RemoteObject)>;

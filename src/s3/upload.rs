@@ -27,6 +27,12 @@ use crate::checksum;
 use crate::progress::Progress;
 use crate::OUTPUT;
 
+/// Bound on each request that cleans up multipart uploads (aborting ours after a failure or
+/// an interruption, listing and aborting leftovers): cleanup is best effort (a failure is
+/// only warned about), so a server slow to answer costs at most this much instead of
+/// hanging an interrupted run.
+const CLEANUP_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How objects are written, beyond their content: storage class and server-side encryption
 /// (`--storageClass`, `--sse`, `--sseKmsKeyId`), and the counters that progress reads.
 /// Every upload also carries a full-object CRC64NVME unless the configuration turned request
@@ -157,7 +163,7 @@ pub async fn put(
             }
         }
     }
-    log::debug!(target: OUTPUT, "PutObject s3://{bucket}/{} ({size} bytes{})", crate::walk::display_bytes(key.as_bytes()), settings.describe(level));
+    log::debug!(target: OUTPUT, "PutObject s3://{bucket}/{} ({size} bytes{})", crate::display::display_bytes(key.as_bytes()), settings.describe(level));
     settings.bytes_done(size);
     settings.file_done();
     Ok(())
@@ -270,7 +276,7 @@ async fn multipart_once(
         .await
         .map_err(|e| MultipartFailure::of("CreateMultipartUpload", key, &e))?;
     let upload_id = created.upload_id().unwrap_or_default().to_string();
-    let shown = crate::walk::display_bytes(key.as_bytes());
+    let shown = crate::display::display_bytes(key.as_bytes());
     log::debug!(target: OUTPUT, "CreateMultipartUpload s3://{bucket}/{shown} id {upload_id}{}", settings.describe(level));
     let part_settings = PartSettings {
         level,
@@ -360,7 +366,7 @@ async fn abort_strays(client: &Client, bucket: &str, key: &str, ours: &str) {
         .prefix(key)
         .encoding_type(aws_sdk_s3::types::EncodingType::Url)
         .send();
-    let listed = match tokio::time::timeout(Duration::from_secs(30), listed).await {
+    let listed = match tokio::time::timeout(CLEANUP_TIMEOUT, listed).await {
         Ok(Ok(l)) => l,
         // Best effort: the upload itself is settled either way.
         _ => return,
@@ -425,7 +431,7 @@ pub async fn abort_prefix_strays(
                 continue;
             }
             found += 1;
-            let shown = crate::walk::display_bytes(key.as_bytes());
+            let shown = crate::display::display_bytes(key.as_bytes());
             let initiated = u
                 .initiated()
                 .and_then(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).ok())
@@ -454,14 +460,14 @@ pub async fn abort_prefix_strays(
 /// Aborts a multipart upload; bounded in time so an unreachable server cannot hang an
 /// interrupted run.
 async fn abort(client: &Client, bucket: &str, key: &str, upload_id: &str) {
-    let shown = crate::walk::display_bytes(key.as_bytes());
+    let shown = crate::display::display_bytes(key.as_bytes());
     let req = client
         .abort_multipart_upload()
         .bucket(bucket)
         .key(key)
         .upload_id(upload_id)
         .send();
-    match tokio::time::timeout(std::time::Duration::from_secs(30), req).await {
+    match tokio::time::timeout(CLEANUP_TIMEOUT, req).await {
         Ok(Ok(_)) => {
             log::debug!(target: OUTPUT, "AbortMultipartUpload s3://{bucket}/{shown} id {upload_id}")
         }

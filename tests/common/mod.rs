@@ -37,24 +37,131 @@ pub fn server() -> &'static Server {
             .read_line(&mut line)
             .unwrap();
         assert!(!line.is_empty(), "the S3 test server did not start");
-        let json = line.trim().trim_start_matches('{').trim_end_matches('}');
         let mut env = Vec::new();
         let mut endpoint = String::new();
-        for pair in json.split(", ") {
-            let (k, v) = pair.split_once(": ").unwrap();
-            let (k, v) = (k.trim_matches('"'), v.trim_matches('"'));
+        for (k, v) in parse_flat_json(&line)
+            .unwrap_or_else(|e| panic!("the S3 test server's handshake {line:?}: {e}"))
+        {
             if k == "endpoint" {
-                endpoint = v.to_string();
+                endpoint = v;
             } else {
-                env.push((k.to_string(), v.to_string()));
+                env.push((k, v));
             }
         }
+        assert!(
+            !endpoint.is_empty(),
+            "no endpoint in the handshake {line:?}"
+        );
         Server {
             endpoint,
             env,
             _child: Mutex::new(child),
         }
     })
+}
+
+/// The members of a flat JSON object (`{"k": "v", "n": 3}`), in order. String values are
+/// unescaped (`\"`, `\\`, `\n`, `\uXXXX` with surrogate pairs, ...); a number, `true`, `false`
+/// or `null` comes back as its text. Nested objects and arrays are refused. Enough for the
+/// handshake of `tests/s3server.py` and the counters of `tests/s3proxy.py`, which Python's
+/// `json` writes (with `ensure_ascii`, so any name or value can arrive escaped).
+pub fn parse_flat_json(text: &str) -> Result<Vec<(String, String)>, String> {
+    let mut chars = text.trim().chars().peekable();
+    let skip_ws = |c: &mut std::iter::Peekable<std::str::Chars>| {
+        while c.peek().is_some_and(|ch| ch.is_ascii_whitespace()) {
+            c.next();
+        }
+    };
+    fn hex4(c: &mut std::iter::Peekable<std::str::Chars>) -> Result<u32, String> {
+        let h: String = c.by_ref().take(4).collect();
+        if h.len() != 4 {
+            return Err("short \\u escape".into());
+        }
+        u32::from_str_radix(&h, 16).map_err(|_| format!("bad \\u escape {h:?}"))
+    }
+    fn string(c: &mut std::iter::Peekable<std::str::Chars>) -> Result<String, String> {
+        let mut out = String::new();
+        loop {
+            match c.next().ok_or("unterminated string")? {
+                '"' => return Ok(out),
+                '\\' => match c.next().ok_or("unterminated escape")? {
+                    '"' => out.push('"'),
+                    '\\' => out.push('\\'),
+                    '/' => out.push('/'),
+                    'b' => out.push('\u{8}'),
+                    'f' => out.push('\u{c}'),
+                    'n' => out.push('\n'),
+                    'r' => out.push('\r'),
+                    't' => out.push('\t'),
+                    'u' => {
+                        let mut cp = hex4(c)?;
+                        if (0xd800..0xdc00).contains(&cp) {
+                            if c.next() != Some('\\') || c.next() != Some('u') {
+                                return Err("lone high surrogate".into());
+                            }
+                            let low = hex4(c)?;
+                            if !(0xdc00..0xe000).contains(&low) {
+                                return Err("bad low surrogate".into());
+                            }
+                            cp = 0x10000 + ((cp - 0xd800) << 10) + (low - 0xdc00);
+                        }
+                        out.push(char::from_u32(cp).ok_or("escape is not a character")?);
+                    }
+                    other => return Err(format!("unknown escape \\{other}")),
+                },
+                ch => out.push(ch),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if chars.next() != Some('{') {
+        return Err("not an object".into());
+    }
+    skip_ws(&mut chars);
+    if chars.peek() == Some(&'}') {
+        chars.next();
+    } else {
+        loop {
+            skip_ws(&mut chars);
+            if chars.next() != Some('"') {
+                return Err("expected a member name".into());
+            }
+            let key = string(&mut chars)?;
+            skip_ws(&mut chars);
+            if chars.next() != Some(':') {
+                return Err(format!("expected ':' after {key:?}"));
+            }
+            skip_ws(&mut chars);
+            let value = if chars.peek() == Some(&'"') {
+                chars.next();
+                string(&mut chars)?
+            } else {
+                let mut v = String::new();
+                while chars
+                    .peek()
+                    .is_some_and(|ch| ch.is_ascii_alphanumeric() || "+-.".contains(*ch))
+                {
+                    v.push(chars.next().unwrap());
+                }
+                if v.is_empty() {
+                    return Err(format!("{key:?}: only strings and scalars are supported"));
+                }
+                v
+            };
+            out.push((key, value));
+            skip_ws(&mut chars);
+            match chars.next() {
+                Some(',') => continue,
+                Some('}') => break,
+                _ => return Err("expected ',' or '}'".into()),
+            }
+        }
+    }
+    skip_ws(&mut chars);
+    match chars.next() {
+        None => Ok(out),
+        Some(_) => Err("text after the object".into()),
+    }
 }
 
 pub fn rt() -> tokio::runtime::Runtime {
@@ -163,12 +270,9 @@ pub fn put_object(bucket: &str, key: &str, body: &[u8]) {
     .unwrap();
 }
 
-pub fn open_multipart_uploads(bucket: &str) -> usize {
-    let c = client();
-    rt().block_on(c.list_multipart_uploads().bucket(bucket).send())
-        .unwrap()
-        .uploads()
-        .len()
+/// The `s3://` URL of `prefix` in `bucket`, as the binary takes it.
+pub fn url(bucket: &str, prefix: &str) -> String {
+    format!("s3://{bucket}/{prefix}")
 }
 
 /// A scratch directory with a source tree and a logfile.
@@ -252,19 +356,21 @@ pub fn code(o: &Output) -> i32 {
 
 /// The summary's "uploaded N" count from the last run in the logfile.
 pub fn last_uploaded(scratch: &Scratch) -> usize {
-    let log = scratch.logtext();
-    let line = log
-        .lines()
-        .rev()
-        .find(|l| l.contains("Summary:"))
-        .expect("no summary line");
+    summary_uploaded(&scratch.logtext()).expect("no summary line")
+}
+
+/// The "uploaded N" count of the last summary line in a log text (None without one).
+pub fn summary_uploaded(log: &str) -> Option<usize> {
+    let line = log.lines().rev().find(|l| l.contains("Summary:"))?;
     let at = line.find("uploaded ").unwrap() + "uploaded ".len();
-    line[at..]
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
+    Some(
+        line[at..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap(),
+    )
 }
 
 pub fn show(o: &Output) -> String {
@@ -284,6 +390,51 @@ pub fn poll_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
     while !cond() {
         assert!(start.elapsed() < limit, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits for a spawned run, bounded: a run that hangs is killed and fails the test with
+/// what it printed.
+pub fn wait_bounded(mut child: Child, limit: Duration) -> Output {
+    let start = std::time::Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("the run did not end within {limit:?}\n{}", show(&out));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// splitmix64: a small seeded generator (any seed, 0 included), so that a randomised test
+/// replays exactly from its seed.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// A number in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+    pub fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len())]
+    }
+    /// True `percent` times in a hundred.
+    pub fn chance(&mut self, percent: usize) -> bool {
+        self.below(100) < percent
     }
 }
 
@@ -344,17 +495,11 @@ impl Proxy {
     /// Counters so far: `requests`, `faults`, and one per fault kind.
     pub fn stats(&self) -> BTreeMap<String, u64> {
         let text = std::fs::read_to_string(self.dir.path().join("stats.json")).unwrap_or_default();
-        text.trim()
-            .trim_start_matches('{')
-            .trim_end_matches('}')
-            .split(',')
-            .filter_map(|pair| {
-                let (k, v) = pair.split_once(':')?;
-                Some((
-                    k.trim().trim_matches('"').to_string(),
-                    v.trim().parse().ok()?,
-                ))
-            })
+        // Before the proxy's first write the file is missing (or, mid-write, incomplete): no counters yet.
+        parse_flat_json(&text)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v.parse().ok()?)))
             .collect()
     }
 
@@ -426,14 +571,27 @@ pub fn assert_mirror(bucket: &str, prefix: &str, root: &Path) -> usize {
     local.len()
 }
 
-/// Open multipart uploads under any key (ListMultipartUploads).
-pub fn open_uploads(bucket: &str) -> Vec<String> {
+/// Open multipart uploads under any key (ListMultipartUploads), as (key, upload id).
+pub fn open_uploads_with_ids(bucket: &str) -> Vec<(String, String)> {
     let c = client();
     rt().block_on(c.list_multipart_uploads().bucket(bucket).send())
         .unwrap()
         .uploads()
         .iter()
-        .map(|u| u.key().unwrap_or_default().to_string())
+        .map(|u| {
+            (
+                u.key().unwrap_or_default().to_string(),
+                u.upload_id().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The keys of the open multipart uploads (see [`open_uploads_with_ids`]).
+pub fn open_uploads(bucket: &str) -> Vec<String> {
+    open_uploads_with_ids(bucket)
+        .into_iter()
+        .map(|(key, _)| key)
         .collect()
 }
 
