@@ -18,7 +18,7 @@
 //! hold our lock files. [`LOCK_DIR_ENV`] overrides the directory for tests only (same checks).
 //! A file's name hashes the endpoint (`aws` for AWS itself), the bucket and the prefix: the
 //! same bucket name on two endpoints is two targets. Verify-only runs change nothing and take
-//! no lock.
+//! no lock; a restore takes the same lock as a sync (a sync would delete under it).
 
 use std::fs::{DirBuilder, File, TryLockError};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};

@@ -146,6 +146,42 @@ fn spellings_of_one_endpoint_and_bucket_case_are_one_target() {
     assert_eq!(code(&o), 0, "{}", show(&o));
 }
 
+#[test]
+fn a_restore_and_a_sync_of_one_prefix_never_overlap() {
+    let s = Scratch::new();
+    s.write("a.txt", b"a");
+    let b = bucket("lockrestore");
+    let o = sync(&s, &b, "p");
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    let target = s.dir.path().join("restored");
+    let restore = |prefix: &str| {
+        command(&s)
+            .arg("--restore")
+            .args([target.as_os_str(), url(&b, prefix).as_ref()])
+            .output()
+            .unwrap()
+    };
+    // A sync of the prefix, of an enclosing one or of one inside it is running.
+    for held_prefix in ["p", "", "p/sub"] {
+        let held = hold(&b, held_prefix);
+        let o = restore("p");
+        assert_eq!(code(&o), 6, "{}", show(&o));
+        assert!(
+            s.logtext().contains("another run is already syncing"),
+            "{}",
+            show(&o)
+        );
+        assert!(
+            !target.join("a.txt").exists(),
+            "restored under a running sync"
+        );
+        drop(held);
+    }
+    let o = restore("p");
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    assert_eq!(std::fs::read(target.join("a.txt")).unwrap(), b"a");
+}
+
 /// A tmpfs mounted on a directory of the scratch area for the life of the value (the tests
 /// run as root, as `lock_directories_others_could_use_are_refused` needs too).
 struct Mount(std::path::PathBuf);
