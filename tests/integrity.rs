@@ -493,3 +493,83 @@ fn a_file_truncated_while_it_is_read_is_uploaded_in_its_new_version() {
         std::fs::read(&path).unwrap()
     );
 }
+
+#[test]
+fn the_runs_own_summary_file_in_the_source_never_fails_the_run() {
+    let s = Scratch::new();
+    let bucket = bucket("integ-ownsummary");
+    let src = s.src();
+    s.write("data.txt", b"data");
+    let own = src.join("state/summary.json");
+    std::fs::create_dir_all(own.parent().unwrap()).unwrap();
+    let own_arg = own.to_str().unwrap().to_string();
+    let sync = |extra: &[&str]| {
+        command(&s)
+            .args(["--summaryFile", &own_arg])
+            .args(extra)
+            .arg(&src)
+            .arg(url(&bucket))
+            .output()
+            .unwrap()
+    };
+    let mut previous: Option<Vec<u8>> = None;
+    for night in 0..3 {
+        let out = sync(&[]);
+        assert_eq!(
+            code(&out),
+            0,
+            "night {night}: {}\n{}",
+            show(&out),
+            s.logtext()
+        );
+        // The summary of the night before is uploaded like any file, as the walk saw it.
+        match &previous {
+            Some(p) => assert_eq!(&get_object(&bucket, "p/state/summary.json"), p),
+            None => assert!(!objects(&bucket).contains_key("p/state/summary.json")),
+        }
+        let now = std::fs::read(&own).unwrap();
+        previous = Some(now);
+    }
+    for extra in [
+        &["-v"][..],
+        &["-v", "--verifyContent"],
+        &["--verifyContent"],
+    ] {
+        let out = sync(extra);
+        assert_eq!(code(&out), 0, "{extra:?}: {}\n{}", show(&out), s.logtext());
+    }
+}
+
+#[test]
+fn the_runs_lock_directory_in_the_source_never_fails_the_run() {
+    let s = Scratch::new();
+    let bucket = bucket("integ-ownlock");
+    let src = s.src();
+    s.write("data.txt", b"data");
+    let locks = src.join("var/locks");
+    let sync = |extra: &[&str]| {
+        command(&s)
+            .env("CBACK3_LOCK_DIR", &locks)
+            .args(extra)
+            .arg(&src)
+            .arg(url(&bucket))
+            .output()
+            .unwrap()
+    };
+    for extra in [
+        &[][..],
+        &[],
+        &["--verifyContent"],
+        &["-v", "--verifyContent"],
+    ] {
+        let out = sync(extra);
+        assert_eq!(code(&out), 0, "{extra:?}: {}\n{}", show(&out), s.logtext());
+    }
+    // The lock files (the prefix's and the bucket root's) were walked and copied.
+    let lock_objects = objects(&bucket)
+        .keys()
+        .filter(|k| k.starts_with("p/var/locks/"))
+        .count();
+    assert_eq!(lock_objects, 2, "{:?}", objects(&bucket).keys());
+    assert!(s.logtext().contains("is this run's own file"));
+}
