@@ -183,6 +183,58 @@ fn watch_signals(cancel: CancellationToken) {
     });
 }
 
+/// Ends every process this one started that is still running, with its own descendants:
+/// a `credential_process` the SDK gave up on (timeout, signal) is left running by it, and
+/// would outlive the run (a cron job's orphan that never exits). The binary calls this just
+/// before it exits; its only children are those. (Not for the Python module: the
+/// interpreter's other children are not ours.)
+pub fn end_leftover_children() {
+    let me = std::process::id();
+    // (pid, parent) of every process; a child that has not been waited for keeps its pid.
+    let mut parents = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        let ppid = stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            parents.push((pid, ppid));
+        }
+    }
+    let mut doomed = vec![me];
+    let mut i = 0;
+    while i < doomed.len() {
+        let parent = doomed[i];
+        doomed.extend(
+            parents
+                .iter()
+                .filter(|(pid, ppid)| *ppid == parent && *pid != me)
+                .map(|(pid, _)| *pid),
+        );
+        i += 1;
+    }
+    for pid in &doomed[1..] {
+        // SAFETY: kill has no memory effects; each pid is a descendant found just now.
+        unsafe {
+            libc::kill(*pid as libc::pid_t, libc::SIGKILL);
+        }
+    }
+}
+
 /// One line: program, implementation and version.
 pub fn version_line() -> String {
     diagnostics::version_line()

@@ -149,3 +149,141 @@ fn an_object_an_upload_may_have_been_stored_as_is_not_deleted() {
         "{log}"
     );
 }
+
+/// A profile whose `credential_process` never answers; it records the pids of itself and of
+/// a child it started, one line per call.
+fn hanging_credential_process(s: &Scratch) -> std::path::PathBuf {
+    let pids = s.dir.path().join("pids");
+    let script = s.dir.path().join("creds.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nsleep 1000 &\necho $$ $! >> '{}'\nwait\n",
+            pids.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let aws = s.home().join(".aws");
+    std::fs::create_dir_all(&aws).unwrap();
+    std::fs::write(
+        aws.join("config"),
+        format!(
+            "[default]\nregion = us-east-1\ncredential_process = {}\n",
+            script.display()
+        ),
+    )
+    .unwrap();
+    pids
+}
+
+fn credential_process_command(s: &Scratch) -> std::process::Command {
+    let mut c = command(s);
+    for k in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+    ] {
+        c.env_remove(k);
+    }
+    c
+}
+
+fn recorded_pids(file: &std::path::Path) -> Vec<u32> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect()
+}
+
+/// Gone, or a zombie waiting for init: not running any more.
+fn ended(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat[stat.rfind(')').unwrap() + 1..]
+            .trim_start()
+            .starts_with('Z'),
+    }
+}
+
+fn assert_all_ended(pids: &[u32]) {
+    assert!(!pids.is_empty(), "the credential_process never ran");
+    poll_until(
+        "the credential processes to end",
+        Duration::from_secs(10),
+        || pids.iter().all(|p| ended(*p)),
+    );
+}
+
+/// A `credential_process` that never exits held the run for 125 s (the SDK's load timeout
+/// derived from our retry settings) and was left running after the run ended, with its
+/// children: an orphan per night. Now finding credentials has its own bound and the run ends
+/// every process it started.
+#[test]
+fn a_hanging_credential_process_is_bounded_and_never_outlives_the_run() {
+    let s = Scratch::new();
+    s.write("a.txt", b"a");
+    let b = bucket("rt-credproc");
+    let pids = hanging_credential_process(&s);
+    let started = Instant::now();
+    let child = credential_process_command(&s)
+        .env("CBACK3_CREDENTIALS_TIMEOUT", "2")
+        .args([s.src().to_str().unwrap(), &url(&b)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_bounded(child, Duration::from_secs(30));
+    assert_eq!(code(&out), 6, "{}", show(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    let lines = stdout_lines(&out);
+    assert_eq!(lines.len(), 1, "{}", show(&out));
+    assert!(
+        lines[0].contains("no credentials: finding them took too long"),
+        "{}",
+        show(&out)
+    );
+    assert_all_ended(&recorded_pids(&pids));
+    assert!(objects(&b).is_empty());
+}
+
+/// SIGTERM while the run waits for credentials: exit 5 at once, summary written, and the
+/// `credential_process` ended with it (default bound: the run would wait 30 s otherwise).
+#[test]
+fn sigterm_while_waiting_for_credentials_exits_5_and_ends_the_credential_process() {
+    let s = Scratch::new();
+    s.write("a.txt", b"a");
+    let b = bucket("rt-credterm");
+    let pids = hanging_credential_process(&s);
+    let child = credential_process_command(&s)
+        .args([s.src().to_str().unwrap(), &url(&b)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    poll_until(
+        "the credential_process to start",
+        Duration::from_secs(20),
+        || !recorded_pids(&pids).is_empty(),
+    );
+    let sent = Instant::now();
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let out = wait_bounded(child, Duration::from_secs(10));
+    assert_eq!(code(&out), 5, "{}", show(&out));
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        sent.elapsed()
+    );
+    let log = s.logtext();
+    assert!(log.contains("Summary: "), "{log}");
+    assert!(log.contains("completed with status 5."), "{log}");
+    assert_all_ended(&recorded_pids(&pids));
+}
