@@ -287,3 +287,51 @@ fn sigterm_while_waiting_for_credentials_exits_5_and_ends_the_credential_process
     assert!(log.contains("completed with status 5."), "{log}");
     assert_all_ended(&recorded_pids(&pids));
 }
+
+/// An endpoint that accepts TCP connections and never answers, with the DEFAULT retry
+/// settings (8 attempts, backoff up to 45 s in all): the listing, the first request of a run
+/// and outside the uploads' circuit breaker, is bounded by its retries: 8 response timeouts
+/// plus the backoff. With the 60 s default that is at most 8 x 60 + 45 s, about 9 minutes;
+/// here the response timeout is 0.3 s, so at most 2.4 + 45 s.
+#[test]
+fn an_endpoint_that_never_answers_fails_the_listing_within_its_retry_bound() {
+    let s = Scratch::new();
+    for i in 0..20 {
+        s.write(format!("f{i}"), b"x");
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    {
+        let accepted = accepted.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for c in listener.incoming() {
+                held.push(c);
+                accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+    }
+    let started = Instant::now();
+    let child = command_via(&s, &format!("http://127.0.0.1:{port}"))
+        .env("CBACK3_RESPONSE_TIMEOUT", "0.3")
+        .args([s.src().to_str().unwrap(), "s3://never-answers/p"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_bounded(child, Duration::from_secs(90));
+    let took = started.elapsed();
+    assert_eq!(code(&out), 6, "{}", show(&out));
+    assert!(took < Duration::from_secs(8 * 3 / 10 + 45 + 5), "{took:?}");
+    let lines = stdout_lines(&out);
+    assert_eq!(lines.len(), 1, "{}", show(&out));
+    assert!(
+        lines[0].contains("ListObjectsV2") && lines[0].contains("no response within 0.3 s"),
+        "{}",
+        show(&out)
+    );
+    // Every attempt was made (the default 8), not given up after the SDK's usual 3.
+    assert!(accepted.load(std::sync::atomic::Ordering::SeqCst) >= 8);
+    assert!(s.logtext().contains("Summary: "));
+}
