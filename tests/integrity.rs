@@ -573,3 +573,71 @@ fn the_runs_lock_directory_in_the_source_never_fails_the_run() {
     assert_eq!(lock_objects, 2, "{:?}", objects(&bucket).keys());
     assert!(s.logtext().contains("is this run's own file"));
 }
+
+/// A sparse file (holes read as zeros) that, while it is read, is cut to 0 bytes and written
+/// again to the same size with other bytes and its old mtime put back (`touch -r`): size and
+/// mtime are as the walk saw them, only the ctime tells, and it must be enough. Streamed and
+/// multipart sizes both.
+#[test]
+fn a_sparse_file_emptied_and_refilled_to_its_size_and_mtime_is_uploaded_in_its_new_version() {
+    use std::os::unix::fs::MetadataExt;
+    for (name, size) in [("streamed.bin", 6 * MIB), ("multipart.bin", 20 * MIB)] {
+        let s = Scratch::new();
+        let bucket = bucket("integ-sparse");
+        let path = s.src().join(name);
+        {
+            let f = std::fs::File::create(&path).unwrap();
+            f.set_len(size as u64).unwrap();
+            f.write_at(b"head", 0).unwrap();
+            f.write_at(b"tail", size as u64 - 4).unwrap();
+        }
+        assert!(std::fs::metadata(&path).unwrap().blocks() * 512 < size as u64 / 2);
+        let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        let old_mtime = hour_ago + Duration::from_secs(60);
+        let times = std::fs::FileTimes::new()
+            .set_accessed(hour_ago)
+            .set_modified(old_mtime);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_times(times)
+            .unwrap();
+        let proxy = Proxy::start(5);
+        proxy.set(r#"{"fault_rate": 0, "delay_ms": 300}"#);
+        let child = command_via(&s, &proxy.endpoint())
+            .args([s.src().to_str().unwrap(), &url(&bucket)])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        poll_until("the run to read the file", Duration::from_secs(60), || {
+            let m = std::fs::metadata(&path).unwrap();
+            (m.atime(), m.atime_nsec()) > (m.mtime(), m.mtime_nsec())
+        });
+        let before = std::fs::metadata(&path).unwrap();
+        let body: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.set_len(0).unwrap();
+        f.write_all_at(&body, 0).unwrap();
+        f.set_modified(old_mtime).unwrap();
+        drop(f);
+        let after = std::fs::metadata(&path).unwrap();
+        assert_eq!(
+            (after.len(), after.mtime(), after.mtime_nsec()),
+            (before.len(), before.mtime(), before.mtime_nsec())
+        );
+        let out = wait_bounded(child, Duration::from_secs(120));
+        assert_eq!(code(&out), 0, "{name}: {}\n{}", show(&out), s.logtext());
+        assert!(s.logtext().contains(RETRY_LINE), "{name}: {}", s.logtext());
+        assert!(
+            get_object(&bucket, &format!("p/{name}")) == body,
+            "{name}: the object is not the new version"
+        );
+        let again = run(
+            &s,
+            ["--verifyContent", s.src().to_str().unwrap(), &url(&bucket)],
+        );
+        assert_eq!(code(&again), 0, "{name}: {}", show(&again));
+    }
+}
