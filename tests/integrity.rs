@@ -641,3 +641,47 @@ fn a_sparse_file_emptied_and_refilled_to_its_size_and_mtime_is_uploaded_in_its_n
         assert_eq!(code(&again), 0, "{name}: {}", show(&again));
     }
 }
+
+/// A writer that works in steps (truncate, compute, write, put the mtime back), each within
+/// the settle time of the one before, for about a second and a half: every upload attempt
+/// found the file changing before it read a byte, and the three attempts were spent in
+/// well under a second (the run failed, every night such a writer runs). The upload now
+/// follows the changes until the file has been quiet for the settle time (up to 5 s).
+#[test]
+fn a_file_rewritten_in_quick_steps_is_uploaded_once_it_is_quiet() {
+    let s = Scratch::new();
+    let bucket = bucket("integ-steps");
+    let path = s.write("steps.bin", &vec![1u8; 2 * MIB]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let wrote = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let writer = {
+        let (path, stop, wrote) = (path.clone(), stop.clone(), wrote.clone());
+        std::thread::spawn(move || {
+            let old = SystemTime::now() - Duration::from_secs(3600);
+            for step in 0..30u8 {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+                f.set_len(0).unwrap();
+                f.write_all_at(&vec![step; 2 * MIB], 0).unwrap();
+                f.set_modified(old).unwrap();
+                wrote.fetch_add(1, Ordering::SeqCst);
+                // The pace of the writer (part of the scenario, not a synchronisation).
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    poll_until("the writer to start", Duration::from_secs(10), || {
+        wrote.load(Ordering::SeqCst) > 0
+    });
+    let out = run(&s, [s.src().to_str().unwrap(), &url(&bucket)]);
+    stop.store(true, Ordering::SeqCst);
+    writer.join().unwrap();
+    assert_eq!(code(&out), 0, "{}\n{}", show(&out), s.logtext());
+    assert_eq!(
+        get_object(&bucket, "p/steps.bin"),
+        std::fs::read(&path).unwrap(),
+        "the object is not the file's last version"
+    );
+}
