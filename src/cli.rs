@@ -85,6 +85,7 @@ fn test_start_hooks() {
 /// The binary's entry point: never exits the process itself.
 pub fn main(args: &[OsString]) -> ExitStatus {
     catch_early_signals();
+    adopt_orphans();
     test_start_hooks();
     let opts = match options::parse(args) {
         Ok(o) => o,
@@ -181,6 +182,102 @@ fn watch_signals(cancel: CancellationToken) {
         log::warn!(target: FLOW, "Interrupted by {}: stopping; multipart uploads are aborted, no new request starts.", signal_name(sig));
         cancel.cancel();
     });
+}
+
+/// Makes this process the one that orphaned descendants are given to (a child subreaper):
+/// when a `credential_process` shell exits or is killed before its own children, they become
+/// ours instead of init's, so [`end_leftover_children`] still finds them. Linux only; a
+/// failure only means such a grandchild could outlive the run, as before.
+fn adopt_orphans() {
+    // SAFETY: prctl with an integer option and argument; no memory is passed.
+    unsafe {
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    }
+}
+
+/// Ends every process this one started that is still running, with its own descendants:
+/// a `credential_process` the SDK gave up on (timeout, signal) is left running by it, and
+/// would outlive the run (a cron job's orphan that never exits). The binary calls this just
+/// before it exits; its only children are those. (Not for the Python module: the
+/// interpreter's other children are not ours.)
+pub fn end_leftover_children() {
+    // A credential process may still be starting on a thread the runtime left behind, and a
+    // killed shell's children come to us (see [`adopt_orphans`]): kill, reap, and look again
+    // until no child is left, for a bounded time.
+    let deadline = Instant::now() + END_CHILDREN_WAIT;
+    loop {
+        kill_descendants();
+        let none_left = loop {
+            // SAFETY: waitpid with a null status pointer only reaps ended children.
+            let r = unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) };
+            if r > 0 {
+                continue;
+            }
+            break r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD);
+        };
+        if none_left || Instant::now() >= deadline {
+            return;
+        }
+        std::thread::sleep(END_CHILDREN_POLL);
+    }
+}
+
+/// How long the binary looks for leftover children before it exits anyway.
+const END_CHILDREN_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// Between two looks: a killed process needs a moment to become reapable.
+const END_CHILDREN_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Sends SIGKILL to every live descendant of this process.
+fn kill_descendants() {
+    let me = std::process::id();
+    // (pid, parent) of every live process; a child that has not been waited for keeps its pid.
+    let mut parents = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        let mut rest = stat
+            .rfind(')')
+            .map(|i| stat[i + 1..].split_whitespace())
+            .into_iter()
+            .flatten();
+        let state = rest.next();
+        let ppid = rest.next().and_then(|p| p.parse::<u32>().ok());
+        if let (Some(state), Some(ppid)) = (state, ppid) {
+            if state != "Z" {
+                parents.push((pid, ppid));
+            }
+        }
+    }
+    let mut doomed = vec![me];
+    let mut i = 0;
+    while i < doomed.len() {
+        let parent = doomed[i];
+        doomed.extend(
+            parents
+                .iter()
+                .filter(|(pid, ppid)| *ppid == parent && *pid != me)
+                .map(|(pid, _)| *pid),
+        );
+        i += 1;
+    }
+    for pid in &doomed[1..] {
+        // SAFETY: kill has no memory effects; each pid is a descendant found just now.
+        unsafe {
+            libc::kill(*pid as libc::pid_t, libc::SIGKILL);
+        }
+    }
 }
 
 /// One line: program, implementation and version.

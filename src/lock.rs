@@ -18,7 +18,7 @@
 //! hold our lock files. [`LOCK_DIR_ENV`] overrides the directory for tests only (same checks).
 //! A file's name hashes the endpoint (`aws` for AWS itself), the bucket and the prefix: the
 //! same bucket name on two endpoints is two targets. Verify-only runs change nothing and take
-//! no lock.
+//! no lock; a restore takes the same lock as a sync (a sync would delete under it).
 
 use std::fs::{DirBuilder, File, TryLockError};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
@@ -51,7 +51,7 @@ impl Target {
     /// `endpoint` is the custom endpoint the client uses, if any.
     pub fn new(endpoint: Option<&str>, url: &BucketUrl) -> Self {
         let endpoint = match endpoint {
-            Some(e) => e.trim().trim_end_matches('/').to_ascii_lowercase(),
+            Some(e) => canonical_endpoint(e),
             None => "aws".to_string(),
         };
         Target {
@@ -61,13 +61,49 @@ impl Target {
     }
 
     fn file_name(&self, prefix: &str) -> String {
+        // Bucket names are compared without case: a server that folds them would otherwise
+        // let `s3://B/p` and `s3://b/p` run at once (a false conflict costs only a refusal).
+        let bucket = self.url.bucket.to_ascii_lowercase();
         let mut key = Vec::new();
-        for part in [&self.endpoint, &self.url.bucket, prefix] {
+        for part in [&self.endpoint, &bucket, prefix] {
             key.extend_from_slice(part.as_bytes());
             key.push(0);
         }
-        let shown: String = self.url.bucket.chars().take(SHOWN_BUCKET_CHARS).collect();
+        let shown: String = bucket.chars().take(SHOWN_BUCKET_CHARS).collect();
         format!("{shown}-{:016x}.lock", fnv1a(&key))
+    }
+}
+
+/// One spelling per endpoint, without resolving names: scheme and host in lower case, no
+/// default port (80 for http, 443 for https), no trailing `/` or trailing `.` of the host,
+/// and the loopback names `localhost` and `[::1]` as `127.0.0.1`. Two spellings that name
+/// the same server otherwise (an alias, another address of it) are two targets.
+fn canonical_endpoint(endpoint: &str) -> String {
+    let e = endpoint.trim().trim_end_matches('/').to_ascii_lowercase();
+    let Some((scheme, rest)) = e.split_once("://") else {
+        return e;
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    // `[v6]:port`, `[v6]`, `host:port`, `host`.
+    let (host, port) = match authority.rfind(':') {
+        Some(i) if !authority[i..].contains(']') => (&authority[..i], Some(&authority[i + 1..])),
+        _ => (authority, None),
+    };
+    let port = port
+        .filter(|p| !p.is_empty() && !matches!((scheme, *p), ("http", "80") | ("https", "443")));
+    let host = host.trim_end_matches('.');
+    let host = match host {
+        "localhost" | "[::1]" | "127.0.0.1" => "127.0.0.1",
+        h => h,
+    };
+    let path = path.trim_end_matches('/');
+    match port {
+        Some(p) => format!("{scheme}://{host}:{p}{path}"),
+        None => format!("{scheme}://{host}{path}"),
     }
 }
 
@@ -309,6 +345,40 @@ mod tests {
             a.file_name("p/")
         );
         assert_ne!(a.file_name("p/"), a.file_name("q/"));
+        // Spellings of one endpoint, and bucket-name case, are one target.
+        let same = |e: &str, u: &str| {
+            Target::new(Some(e), &BucketUrl::parse(u).unwrap()).file_name("p/") == a.file_name("p/")
+        };
+        for e in [
+            "http://127.0.0.1:1",
+            "http://127.0.0.1:1//",
+            " HTTP://127.0.0.1:1/ ",
+            "http://localhost:1",
+            "http://LocalHost.:1/",
+            "http://[::1]:1",
+        ] {
+            assert!(same(e, "s3://bkt/p"), "{e}");
+        }
+        assert!(same("http://127.0.0.1:1", "s3://BKT/p"));
+        assert!(!same("http://127.0.0.1:2", "s3://bkt/p"));
+        assert!(!same("https://127.0.0.1:1", "s3://bkt/p"));
+        assert!(!same("http://127.0.0.2:1", "s3://bkt/p"));
+        assert_eq!(
+            canonical_endpoint("HTTPS://S3.Example.com:443/"),
+            "https://s3.example.com"
+        );
+        assert_eq!(
+            canonical_endpoint("http://s3.example.com:80"),
+            "http://s3.example.com"
+        );
+        assert_eq!(
+            canonical_endpoint("http://[fd00::1]:9000/"),
+            "http://[fd00::1]:9000"
+        );
+        assert_eq!(
+            canonical_endpoint("http://h:9000/base/"),
+            "http://h:9000/base"
+        );
         let long = "b".repeat(255);
         assert!(target(&format!("s3://{long}/p")).file_name("p/").len() < 100);
     }

@@ -3,5 +3,6 @@
 fn main() {
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     let status = cback3_s3sync::cli::main(&args);
+    cback3_s3sync::cli::end_leftover_children();
     std::process::exit(status.code());
 }

@@ -966,7 +966,11 @@ pub async fn run_phases(
     log::info!(target: FLOW, "Restoring {url} into {}{}.", display_path(&target), if opts.dry_run { " (dry run)" } else { "" });
     let started = Instant::now();
     let root = open_target(&target, opts.dry_run)?;
-    let client = s3::client().await.map_err(failed)?;
+    let (client, endpoint) = s3::client_with_endpoint().await.map_err(failed)?;
+    // The same lock as a sync of the prefix: a sync running under it would delete or replace
+    // objects this restore has listed (each a failed file here), so the two never overlap.
+    let _lock = crate::lock::acquire(&crate::lock::Target::new(endpoint.as_deref(), &url))
+        .map_err(|e| failed(e.to_string()))?;
     let listing = crate::s3::listing::list(&client, &url, cancel).await?;
     summary.phases.push(("prepare", started.elapsed()));
     let started = Instant::now();

@@ -75,21 +75,37 @@ fn open_for_upload(path: &std::path::Path) -> Result<(std::fs::File, FileVersion
 /// upload waits until its last change is this old before reading it.
 const SETTLE: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// Waits, if needed, until the file's last change is [`SETTLE`] old; `None` if it changed
-/// meanwhile.
+/// How long an upload waits for a file that keeps changing to be [`SETTLE`] old before it
+/// gives the attempt up. A writer that works in steps (truncate, compute, write, set the
+/// mtime back) spent all the attempts of a file within a second, each on a change made
+/// before it read a byte.
+const SETTLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Waits, if needed, until the file's last change is [`SETTLE`] old, following its changes
+/// for up to [`SETTLE_LIMIT`]; the version then, or `None` if it was still changing.
 async fn settled(file: &std::fs::File, version: FileVersion) -> Option<FileVersion> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64);
-    let age = now.saturating_sub(version.ctime_ns.max(version.mtime_ns));
-    let settle = SETTLE.as_nanos() as i64;
-    if age >= settle {
-        return Some(version);
+    let started = std::time::Instant::now();
+    let mut version = version;
+    loop {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64);
+        let age = now.saturating_sub(version.ctime_ns.max(version.mtime_ns));
+        let settle = SETTLE.as_nanos() as i64;
+        if age >= settle {
+            return Some(version);
+        }
+        let wait = (settle - age.max(0)) as u64;
+        tokio::time::sleep(std::time::Duration::from_nanos(wait)).await;
+        let again = FileVersion::of(&file.metadata().ok()?);
+        if again == version {
+            return Some(version);
+        }
+        if started.elapsed() >= SETTLE_LIMIT {
+            return None;
+        }
+        version = again;
     }
-    let wait = (settle - age.max(0)) as u64;
-    tokio::time::sleep(std::time::Duration::from_nanos(wait)).await;
-    let again = FileVersion::of(&file.metadata().ok()?);
-    (again == version).then_some(version)
 }
 
 /// Is the open file, and the file at its path, still `version`?
@@ -134,7 +150,10 @@ async fn attempt(
     };
     let version = match t.own {
         true => version,
-        false => match settled(&file, version).await {
+        false => match tokio::select! {
+            _ = t.cancel.cancelled() => return Attempt::Failed(String::new()),
+            v = settled(&file, version) => v,
+        } {
             Some(v) => v,
             None => return Attempt::Changed { wrote: false },
         },

@@ -473,3 +473,199 @@ fn a_file_truncated_while_it_is_read_is_uploaded_in_its_new_version() {
         std::fs::read(&path).unwrap()
     );
 }
+
+#[test]
+fn the_runs_own_summary_file_in_the_source_never_fails_the_run() {
+    let s = Scratch::new();
+    let bucket = bucket("integ-ownsummary");
+    let src = s.src();
+    s.write("data.txt", b"data");
+    let own = src.join("state/summary.json");
+    std::fs::create_dir_all(own.parent().unwrap()).unwrap();
+    let own_arg = own.to_str().unwrap().to_string();
+    let sync = |extra: &[&str]| {
+        command(&s)
+            .args(["--summaryFile", &own_arg])
+            .args(extra)
+            .arg(&src)
+            .arg(url(&bucket, "p"))
+            .output()
+            .unwrap()
+    };
+    let mut previous: Option<Vec<u8>> = None;
+    for night in 0..3 {
+        let out = sync(&[]);
+        assert_eq!(
+            code(&out),
+            0,
+            "night {night}: {}\n{}",
+            show(&out),
+            s.logtext()
+        );
+        // The summary of the night before is uploaded like any file, as the walk saw it.
+        match &previous {
+            Some(p) => assert_eq!(&get_object(&bucket, "p/state/summary.json"), p),
+            None => assert!(!objects(&bucket).contains_key("p/state/summary.json")),
+        }
+        let now = std::fs::read(&own).unwrap();
+        previous = Some(now);
+    }
+    for extra in [
+        &["-v"][..],
+        &["-v", "--verifyContent"],
+        &["--verifyContent"],
+    ] {
+        let out = sync(extra);
+        assert_eq!(code(&out), 0, "{extra:?}: {}\n{}", show(&out), s.logtext());
+    }
+}
+
+#[test]
+fn the_runs_lock_directory_in_the_source_never_fails_the_run() {
+    let s = Scratch::new();
+    let bucket = bucket("integ-ownlock");
+    let src = s.src();
+    s.write("data.txt", b"data");
+    let locks = src.join("var/locks");
+    let sync = |extra: &[&str]| {
+        command(&s)
+            .env("CBACK3_LOCK_DIR", &locks)
+            .args(extra)
+            .arg(&src)
+            .arg(url(&bucket, "p"))
+            .output()
+            .unwrap()
+    };
+    for extra in [
+        &[][..],
+        &[],
+        &["--verifyContent"],
+        &["-v", "--verifyContent"],
+    ] {
+        let out = sync(extra);
+        assert_eq!(code(&out), 0, "{extra:?}: {}\n{}", show(&out), s.logtext());
+    }
+    // The lock files (the prefix's and the bucket root's) were walked and copied.
+    let lock_objects = objects(&bucket)
+        .keys()
+        .filter(|k| k.starts_with("p/var/locks/"))
+        .count();
+    assert_eq!(lock_objects, 2, "{:?}", objects(&bucket).keys());
+    assert!(s.logtext().contains("is this run's own file"));
+}
+
+/// A sparse file (holes read as zeros) that, while it is read, is cut to 0 bytes and written
+/// again to the same size with other bytes and its old mtime put back (`touch -r`): size and
+/// mtime are as the walk saw them, only the ctime tells, and it must be enough. Streamed and
+/// multipart sizes both.
+#[test]
+fn a_sparse_file_emptied_and_refilled_to_its_size_and_mtime_is_uploaded_in_its_new_version() {
+    use std::os::unix::fs::MetadataExt;
+    for (name, size) in [("streamed.bin", 6 * MIB), ("multipart.bin", 20 * MIB)] {
+        let s = Scratch::new();
+        let bucket = bucket("integ-sparse");
+        let path = s.src().join(name);
+        {
+            let f = std::fs::File::create(&path).unwrap();
+            f.set_len(size as u64).unwrap();
+            f.write_at(b"head", 0).unwrap();
+            f.write_at(b"tail", size as u64 - 4).unwrap();
+        }
+        assert!(std::fs::metadata(&path).unwrap().blocks() * 512 < size as u64 / 2);
+        let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        let old_mtime = hour_ago + Duration::from_secs(60);
+        let times = std::fs::FileTimes::new()
+            .set_accessed(hour_ago)
+            .set_modified(old_mtime);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_times(times)
+            .unwrap();
+        let proxy = Proxy::start(5);
+        proxy.set(r#"{"fault_rate": 0, "delay_ms": 300}"#);
+        let child = command_via(&s, &proxy.endpoint())
+            .args([s.src().to_str().unwrap(), &url(&bucket, "p")])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        poll_until("the run to read the file", Duration::from_secs(60), || {
+            let m = std::fs::metadata(&path).unwrap();
+            (m.atime(), m.atime_nsec()) > (m.mtime(), m.mtime_nsec())
+        });
+        let before = std::fs::metadata(&path).unwrap();
+        let body: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.set_len(0).unwrap();
+        f.write_all_at(&body, 0).unwrap();
+        f.set_modified(old_mtime).unwrap();
+        drop(f);
+        let after = std::fs::metadata(&path).unwrap();
+        assert_eq!(
+            (after.len(), after.mtime(), after.mtime_nsec()),
+            (before.len(), before.mtime(), before.mtime_nsec())
+        );
+        let out = wait_bounded(child, Duration::from_secs(120));
+        assert_eq!(code(&out), 0, "{name}: {}\n{}", show(&out), s.logtext());
+        assert!(s.logtext().contains(RETRY_LINE), "{name}: {}", s.logtext());
+        assert!(
+            get_object(&bucket, &format!("p/{name}")) == body,
+            "{name}: the object is not the new version"
+        );
+        let again = run(
+            &s,
+            [
+                "--verifyContent",
+                s.src().to_str().unwrap(),
+                &url(&bucket, "p"),
+            ],
+        );
+        assert_eq!(code(&again), 0, "{name}: {}", show(&again));
+    }
+}
+
+/// A writer that works in steps (truncate, compute, write, put the mtime back), each within
+/// the settle time of the one before, for about a second and a half: every upload attempt
+/// found the file changing before it read a byte, and the three attempts were spent in
+/// well under a second (the run failed, every night such a writer runs). The upload now
+/// follows the changes until the file has been quiet for the settle time (up to 5 s).
+#[test]
+fn a_file_rewritten_in_quick_steps_is_uploaded_once_it_is_quiet() {
+    let s = Scratch::new();
+    let bucket = bucket("integ-steps");
+    let path = s.write("steps.bin", &vec![1u8; 2 * MIB]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let wrote = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let writer = {
+        let (path, stop, wrote) = (path.clone(), stop.clone(), wrote.clone());
+        std::thread::spawn(move || {
+            let old = SystemTime::now() - Duration::from_secs(3600);
+            for step in 0..30u8 {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+                f.set_len(0).unwrap();
+                f.write_all_at(&vec![step; 2 * MIB], 0).unwrap();
+                f.set_modified(old).unwrap();
+                wrote.fetch_add(1, Ordering::SeqCst);
+                // The pace of the writer (part of the scenario, not a synchronisation).
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    poll_until("the writer to start", Duration::from_secs(10), || {
+        wrote.load(Ordering::SeqCst) > 0
+    });
+    let out = run(&s, [s.src().to_str().unwrap(), &url(&bucket, "p")]);
+    stop.store(true, Ordering::SeqCst);
+    writer.join().unwrap();
+    assert_eq!(code(&out), 0, "{}\n{}", show(&out), s.logtext());
+    assert_eq!(
+        get_object(&bucket, "p/steps.bin"),
+        std::fs::read(&path).unwrap(),
+        "the object is not the file's last version"
+    );
+}

@@ -108,3 +108,120 @@ fn lock_directories_others_could_use_are_refused() {
     }
     assert!(objects(&b).is_empty());
 }
+
+#[test]
+fn spellings_of_one_endpoint_and_bucket_case_are_one_target() {
+    let s = Scratch::new();
+    s.write("a.txt", b"a");
+    let b = bucket("lockspell");
+    let held = hold(&b, "p");
+    let port = server().endpoint.rsplit(':').next().unwrap().to_string();
+    for endpoint in [
+        format!("http://127.0.0.1:{port}/"),
+        format!("HTTP://127.0.0.1:{port}"),
+        format!("http://localhost:{port}"),
+    ] {
+        let o = command_via(&s, &endpoint)
+            .args([s.src().as_os_str(), url(&b, "p").as_ref()])
+            .output()
+            .unwrap();
+        refused(&o, "another run is already syncing");
+    }
+    // The refusal comes before any request, so the bucket need not exist in this case.
+    let upper = run(
+        &s,
+        [s.src().as_os_str(), url(&b.to_uppercase(), "p").as_ref()],
+    );
+    refused(&upper, "another run is already syncing");
+    assert!(objects(&b).is_empty(), "a refused run changed the bucket");
+    drop(held);
+    let o = command_via(&s, &format!("http://localhost:{port}/"))
+        .args([s.src().as_os_str(), url(&b, "p").as_ref()])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", show(&o));
+}
+
+#[test]
+fn a_restore_and_a_sync_of_one_prefix_never_overlap() {
+    let s = Scratch::new();
+    s.write("a.txt", b"a");
+    let b = bucket("lockrestore");
+    let o = sync(&s, &b, "p");
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    let target = s.dir.path().join("restored");
+    let restore = |prefix: &str| {
+        command(&s)
+            .arg("--restore")
+            .args([target.as_os_str(), url(&b, prefix).as_ref()])
+            .output()
+            .unwrap()
+    };
+    // A sync of the prefix, of an enclosing one or of one inside it is running.
+    for held_prefix in ["p", "", "p/sub"] {
+        let held = hold(&b, held_prefix);
+        let o = restore("p");
+        assert_eq!(code(&o), 6, "{}", show(&o));
+        assert!(
+            s.logtext().contains("another run is already syncing"),
+            "{}",
+            show(&o)
+        );
+        assert!(
+            !target.join("a.txt").exists(),
+            "restored under a running sync"
+        );
+        drop(held);
+    }
+    let o = restore("p");
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    assert_eq!(std::fs::read(target.join("a.txt")).unwrap(), b"a");
+}
+
+/// A tmpfs mounted on a directory of the scratch area for the life of the value (the tests
+/// run as root, as `lock_directories_others_could_use_are_refused` needs too).
+struct Mount(std::path::PathBuf);
+
+impl Mount {
+    fn tmpfs(dir: &std::path::Path, options: &str) -> Mount {
+        std::fs::create_dir_all(dir).unwrap();
+        let o = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "mount: {}", show(&o));
+        Mount(dir.to_path_buf())
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_lock_directory_on_a_read_only_or_full_filesystem_is_one_line() {
+    let s = Scratch::new();
+    s.write("a.txt", b"a");
+    let b = bucket("lockro");
+    let ro = s.dir.path().join("ro");
+    let _ro = Mount::tmpfs(&ro, "ro,mode=700");
+    // No inode left: the lock directory cannot be created.
+    let full = s.dir.path().join("full");
+    let _full = Mount::tmpfs(&full, "mode=700,nr_inodes=1");
+    for (dir, want) in [
+        (ro.clone(), "cannot open the run lock"),
+        (ro.join("locks"), "Read-only file system"),
+        (full.join("locks"), "No space left on device"),
+    ] {
+        let o = command(&s)
+            .env(lock::LOCK_DIR_ENV, &dir)
+            .args([s.src().as_os_str(), url(&b, "p").as_ref()])
+            .output()
+            .unwrap();
+        refused(&o, want);
+    }
+    assert!(objects(&b).is_empty());
+}

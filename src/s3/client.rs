@@ -77,6 +77,14 @@ pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Overrides [`RESPONSE_TIMEOUT`] (seconds, fractions allowed); the fault tests use it.
 pub const RESPONSE_TIMEOUT_ENV: &str = "CBACK3_RESPONSE_TIMEOUT";
 
+/// Finding credentials (SSO, `credential_process`, web identity, instance metadata) that takes
+/// longer fails the requests waiting for them. Without it the SDK waits as long as all retries
+/// of a request could take (125 s here), a `credential_process` that hangs included.
+pub const CREDENTIALS_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Overrides [`CREDENTIALS_TIMEOUT`] (seconds, fractions allowed); the tests use it.
+pub const CREDENTIALS_TIMEOUT_ENV: &str = "CBACK3_CREDENTIALS_TIMEOUT";
+
 /// Has the user set `AWS_MAX_ATTEMPTS`, `AWS_RETRY_MODE`, or `max_attempts` / `retry_mode` in
 /// the selected profile? Then their retry settings apply unchanged.
 async fn retries_configured() -> bool {
@@ -95,13 +103,20 @@ async fn retries_configured() -> bool {
 }
 
 fn response_timeout() -> Duration {
-    std::env::var(RESPONSE_TIMEOUT_ENV)
+    seconds_from_env(RESPONSE_TIMEOUT_ENV).unwrap_or(RESPONSE_TIMEOUT)
+}
+
+fn credentials_timeout() -> Duration {
+    seconds_from_env(CREDENTIALS_TIMEOUT_ENV).unwrap_or(CREDENTIALS_TIMEOUT)
+}
+
+fn seconds_from_env(name: &str) -> Option<Duration> {
+    std::env::var(name)
         .ok()
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s > 0.0)
         // A value too large for a Duration (1e300) would panic in from_secs_f64.
         .and_then(|s| Duration::try_from_secs_f64(s).ok())
-        .unwrap_or(RESPONSE_TIMEOUT)
 }
 
 /// A PEM file of CA certificates to trust instead of the system's roots, and where its
@@ -257,6 +272,11 @@ fn s3_config(setup: &Setup) -> aws_sdk_s3::Config {
                 .with_max_backoff(MAX_BACKOFF),
         );
     }
+    builder = builder.identity_cache(
+        aws_sdk_s3::config::IdentityCache::lazy()
+            .load_timeout(credentials_timeout())
+            .build(),
+    );
     builder = builder.timeout_config(
         TimeoutConfig::builder()
             .connect_timeout(CONNECT_TIMEOUT)
@@ -555,9 +575,10 @@ pub async fn effective_configuration(
     out.push((
         "timeouts",
         format!(
-            "connect {} s, response {} s{response_from}, stalled body 20 s",
+            "connect {} s, response {} s{response_from}, stalled body 20 s, credentials {} s",
             CONNECT_TIMEOUT.as_secs_f64(),
-            response_timeout().as_secs_f64()
+            response_timeout().as_secs_f64(),
+            credentials_timeout().as_secs_f64()
         ),
     ));
     out.push(("credentials", credentials_source(&setup.sdk).await));

@@ -138,6 +138,11 @@ where
                  ~/.aws/credentials or ~/.aws/config entries, from web identity, the container \
                  or the instance metadata service"
                     .to_string()
+            } else if innermost.starts_with("identity resolver timed out") {
+                format!(
+                    "no credentials: finding them took too long ({innermost}; a \
+                     credential_process, SSO or instance metadata that does not answer)"
+                )
             } else if innermost.contains("region") {
                 format!("no region: set AWS_REGION or `region` in the profile ({innermost})")
             } else {
