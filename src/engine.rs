@@ -325,7 +325,7 @@ pub async fn synchronize(
             display_bytes(tree.files[*i].rel.as_bytes()),
         );
         let why = format!("not deleted: the server may store the upload of {file} under this key (it rewrites keys)");
-        log::error!(target: FLOW, "s3://{}/{}{shown} {why}", url.bucket, url.prefix);
+        log::error!(target: FLOW, "{} {why}", url.show(key));
         summary.failures.push((shown, why));
     }
     plan.deletes
@@ -384,7 +384,7 @@ async fn resolve_ambiguous(
             p = limit.clone().acquire_owned() => p.expect("semaphore closed"),
         };
         let (client, bucket) = (client.clone(), job.url.bucket.clone());
-        let key = job.url.key_for(tree.files[idx].rel.split('/'));
+        let key = job.url.key(&tree.files[idx].rel);
         tasks.spawn(async move {
             let r = s3::head_mtime(&client, &bucket, &key).await;
             drop(permit);
@@ -454,11 +454,11 @@ fn dry_run(
 ) -> Result<Synced, RunError> {
     let url = &job.url;
     for &(idx, reason) in &plan.uploads {
-        let rel = display_bytes(tree.files[idx].rel.as_bytes());
-        log::info!(target: FLOW, "(dryrun) upload: {rel} to s3://{}/{}{rel} ({reason})", url.bucket, url.prefix);
+        let rel = &tree.files[idx].rel;
+        log::info!(target: FLOW, "(dryrun) upload: {} to {} ({reason})", display_bytes(rel.as_bytes()), url.show(rel));
     }
     for rel in &plan.deletes {
-        log::info!(target: FLOW, "(dryrun) delete: s3://{}/{}{}", url.bucket, url.prefix, display_bytes(rel.as_bytes()));
+        log::info!(target: FLOW, "(dryrun) delete: {}", url.show(rel));
     }
     log::info!(target: FLOW, "(dryrun) {} uploads ({} bytes), {} deletes, {} files unchanged; nothing was changed.", plan.uploads.len(), plan.uploads.iter().map(|&(i, _)| tree.files[i].size).sum::<u64>(), plan.deletes.len(), plan.unchanged);
     deletes_allowed(job, tree, plan)?;

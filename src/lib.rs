@@ -16,6 +16,7 @@ pub mod checksum;
 pub mod cli;
 pub mod content;
 pub mod diagnostics;
+pub mod display;
 pub mod engine;
 pub mod health;
 pub mod lock;

@@ -29,7 +29,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::bucket_url::BucketUrl;
+use crate::bucket_url::{show_object, BucketUrl};
 use crate::checksum::{self, Hasher, Method, StoredChecksums};
 use crate::engine::RunError;
 use crate::options::Options;
@@ -467,7 +467,7 @@ async fn head(
         .send()
         .await
         .map_err(|e| s3_error("HeadObject", key, &e))?;
-    log::debug!(target: OUTPUT, "HeadObject s3://{bucket}/{}", display_bytes(key.as_bytes()));
+    log::debug!(target: OUTPUT, "HeadObject {}", show_object(bucket, key));
     let info = ObjectInfo {
         size: h.content_length().unwrap_or(0).max(0) as u64,
         stored: StoredChecksums {
@@ -516,7 +516,7 @@ impl Ctx {
         display_path(&self.target.join(rel))
     }
     fn shown_url(&self, key: &str) -> String {
-        format!("s3://{}/{}", self.url.bucket, display_bytes(key.as_bytes()))
+        self.url.show_key(key)
     }
 }
 
@@ -1056,14 +1056,7 @@ async fn restore_listing(
     let counts = &mut c;
     let mut rels: Vec<(&str, &RemoteObject)> = listing.iter().map(|(k, o)| (&**k, o)).collect();
     rels.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    let shown = |rel: &str| {
-        format!(
-            "s3://{}/{}{}",
-            url.bucket,
-            url.prefix,
-            display_bytes(rel.as_bytes())
-        )
-    };
+    let shown = |rel: &str| url.show(rel);
     let mut summary_failures: Vec<(String, String)> = Vec::new();
     let both = conflicting_keys(rels.iter().map(|(r, _)| *r).filter(|r| !r.ends_with('/')));
     let mut entries = Vec::new();
@@ -1086,7 +1079,7 @@ async fn restore_listing(
         }
         entries.push(Entry {
             rel: (*rel).into(),
-            key: format!("{}{rel}", url.prefix),
+            key: url.key(rel),
             obj: **obj,
         });
     }

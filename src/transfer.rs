@@ -233,7 +233,7 @@ async fn upload_one(
     mut permit: Option<tokio::sync::OwnedSemaphorePermit>,
     settings: Arc<UploadSettings>,
 ) -> Result<LocalFile, String> {
-    let key = url.key_for(file.rel.split('/'));
+    let key = url.key(&file.rel);
     let name = display_bytes(file.rel.as_bytes());
     let t = Target {
         client: &client,
@@ -273,7 +273,7 @@ async fn upload_one(
     drop(permit);
     match result {
         Err(e) if torn => {
-            let shown = format!("s3://{}/{}", url.bucket, display_bytes(key.as_bytes()));
+            let shown = url.show_key(&key);
             let why = if e.is_empty() { "interrupted" } else { &e };
             match s3::delete_object(&client, &url.bucket, &key).await {
                 Ok(()) => {
@@ -348,7 +348,7 @@ pub async fn upload(
             out.not_attempted = plan.uploads.len() - n;
             break;
         }
-        log::info!(target: OUTPUT, "upload: {} to s3://{}/{}{} ({reason})", display_bytes(file.rel.as_bytes()), url.bucket, url.prefix, display_bytes(file.rel.as_bytes()));
+        log::info!(target: OUTPUT, "upload: {} to {} ({reason})", display_bytes(file.rel.as_bytes()), url.show(&file.rel));
         // A multipart upload takes a permit per part, so it must not hold one itself.
         let permit = (file.size < settings.multipart.threshold).then_some(permit);
         let fut = upload_one(
@@ -404,13 +404,9 @@ pub async fn delete(
     plan: &Plan,
     cancel: &CancellationToken,
 ) -> DeleteOutcome {
-    let keys: Vec<String> = plan
-        .deletes
-        .iter()
-        .map(|rel| format!("{}{}", url.prefix, rel))
-        .collect();
+    let keys: Vec<String> = plan.deletes.iter().map(|rel| url.key(rel)).collect();
     for k in &keys {
-        log::info!(target: OUTPUT, "delete: s3://{}/{}", url.bucket, display_bytes(k.as_bytes()));
+        log::info!(target: OUTPUT, "delete: {}", url.show_key(k));
     }
     let done = s3::delete(client, &url.bucket, &keys, cancel).await;
     let shown = |key: &str| display_bytes(url.relative(key).unwrap_or(key).as_bytes());
@@ -418,12 +414,12 @@ pub async fn delete(
         .failures
         .into_iter()
         .map(|e| {
-            log::error!(target: FLOW, "Failed to delete s3://{}/{}: {}", url.bucket, display_bytes(e.target.as_bytes()), e.detail);
+            log::error!(target: FLOW, "Failed to delete {}: {}", url.show_key(&e.target), e.detail);
             (shown(&e.target), format!("delete failed: {}", e.detail))
         })
         .collect();
     for key in &done.unknown {
-        log::warn!(target: FLOW, "Not known whether s3://{}/{} was deleted (its request was interrupted).", url.bucket, display_bytes(key.as_bytes()));
+        log::warn!(target: FLOW, "Not known whether {} was deleted (its request was interrupted).", url.show_key(key));
     }
     DeleteOutcome {
         deleted: done.deleted,

@@ -11,6 +11,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::error::{s3_error, S3Error};
+use crate::bucket_url::show_object;
 use crate::OUTPUT;
 
 /// Deletes one object (a copy that may be torn, so that the next run sees it missing).
@@ -18,7 +19,7 @@ pub async fn delete_object(client: &Client, bucket: &str, key: &str) -> Result<(
     let req = client.delete_object().bucket(bucket).key(key).send();
     match tokio::time::timeout(Duration::from_secs(60), req).await {
         Ok(Ok(_)) => {
-            log::debug!(target: OUTPUT, "DeleteObject s3://{bucket}/{}", crate::walk::display_bytes(key.as_bytes()));
+            log::debug!(target: OUTPUT, "DeleteObject {}", show_object(bucket, key));
             Ok(())
         }
         Ok(Err(e)) => Err(s3_error("DeleteObject", key, &e)),
@@ -124,7 +125,7 @@ async fn delete_one(
     match answer(request, cancel).await {
         Some(Ok(_)) => {
             out.deleted += 1;
-            log::debug!(target: OUTPUT, "DeleteObject s3://{bucket}/{}", crate::walk::display_bytes(key.as_bytes()));
+            log::debug!(target: OUTPUT, "DeleteObject {}", show_object(bucket, key));
         }
         Some(Err(e)) => out.failures.push(s3_error("DeleteObject", key, &e)),
         None => check_unanswered(client, bucket, &[key], out).await,
@@ -173,7 +174,7 @@ async fn delete_batch(
             }
             out.deleted += batch.len() - errors.len();
             for k in batch {
-                log::debug!(target: OUTPUT, "DeleteObjects s3://{bucket}/{}", crate::walk::display_bytes(k.as_bytes()));
+                log::debug!(target: OUTPUT, "DeleteObjects {}", show_object(bucket, k));
             }
         }
         Some(Err(e)) if rejected_as_a_whole(&e) => {
