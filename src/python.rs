@@ -26,7 +26,7 @@ use crate::bucket_url::BucketUrl;
 use crate::engine::{self, Job, RunError};
 use crate::options::{self, Options, OptionsError};
 use crate::plan::Mode;
-use crate::report::{ExitStatus, Summary};
+use crate::report::{Cause, ExitStatus, Summary};
 use crate::{s3, walk};
 
 static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();
@@ -88,27 +88,30 @@ where
     }
 }
 
-/// The outcome of a phase as Python sees it: `KeyboardInterrupt` on Ctrl-C, `kind` on failure.
-fn phase_result<T>(
-    outcome: Outcome<Result<T, RunError>>,
-    kind: fn(String) -> PyErr,
-) -> PyResult<T> {
+/// The outcome of a phase as Python sees it: the exception says what failed (see
+/// [`exception_for`]), whichever function was called.
+fn phase_result<T>(outcome: Outcome<Result<T, RunError>>) -> PyResult<T> {
     match outcome {
         Outcome::Done(Ok(v)) => Ok(v),
-        Outcome::Done(Err(RunError::Interrupted)) => {
-            Err(PyKeyboardInterrupt::new_err("interrupted"))
-        }
-        Outcome::Done(Err(RunError::Failed(msg))) => Err(kind(msg)),
+        Outcome::Done(Err(e)) => Err(exception_for(e.cause(), e.to_string())),
         Outcome::Interrupted(signal) => Err(signal),
+    }
+}
+
+/// The one table from a failure's cause to the Python exception, as the original raises
+/// them: `ValueError` for bad input and a verification difference, `OSError` where the
+/// original's AWS CLI call failed (S3, local I/O, configuration, lock).
+fn exception_for(cause: Cause, msg: String) -> PyErr {
+    match cause {
+        Cause::Interrupted => PyKeyboardInterrupt::new_err(msg),
+        Cause::Verification | Cause::BadInput => PyValueError::new_err(msg),
+        Cause::S3(_) | Cause::LocalIo | Cause::Config | Cause::LockBusy => PyOSError::new_err(msg),
+        Cause::Internal => PyRuntimeError::new_err(msg),
     }
 }
 
 fn value_error(msg: String) -> PyErr {
     PyValueError::new_err(msg)
-}
-
-fn os_error(msg: String) -> PyErr {
-    PyOSError::new_err(msg)
 }
 
 fn options_error(py: Python<'_>, e: OptionsError) -> PyErr {
@@ -318,7 +321,7 @@ fn run_action(py: Python<'_>, options: &Bound<'_, PyDict>) -> PyResult<()> {
         Outcome::Done(Err(engine::RunError::Interrupted)) => {
             Err(PyKeyboardInterrupt::new_err("interrupted"))
         }
-        Outcome::Done(Err(engine::RunError::Failed(msg))) => Err(PyRuntimeError::new_err(msg)),
+        Outcome::Done(Err(e)) => Err(PyRuntimeError::new_err(e.to_string())),
         Outcome::Interrupted(signal) => Err(signal),
     }
 }
@@ -389,9 +392,12 @@ impl SourceTree {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, RunError> + Send + 'static,
 ) -> Result<T, RunError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|e| Err(RunError::Failed(format!("source walk failed: {e}"))))
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(RunError::Failed {
+            cause: Cause::Internal,
+            message: format!("source walk failed: {e}"),
+        })
+    })
 }
 
 /// Where a bucket URL is not needed (walking, the name check), names are checked as if
@@ -429,7 +435,7 @@ fn check_source_files(py: Python<'_>, source_dir: PathBuf) -> PyResult<()> {
         })
         .await
     })?;
-    phase_result(outcome, value_error)
+    phase_result(outcome)
 }
 
 /// Makes the bucket prefix a mirror of the source (without deletes when `upload_only`).
@@ -470,9 +476,13 @@ fn synchronize(
             blocking(move || engine::prepare(&source_dir, &url, true, &mut Summary::default()))
                 .await?;
         let mut summary = Summary::default();
-        let (client, endpoint, s3_settings) = s3::client_for_run()
-            .await
-            .map_err(engine::RunError::Failed)?;
+        let (client, endpoint, s3_settings) =
+            s3::client_for_run()
+                .await
+                .map_err(|message| engine::RunError::Failed {
+                    cause: Cause::Config,
+                    message,
+                })?;
         let mut job = job;
         job.apply_s3_settings(&s3_settings, max_concurrency, None);
         let lock = engine::lock(&job, endpoint.as_deref())?;
@@ -481,7 +491,7 @@ fn synchronize(
             .await
             .map(|_| ())
     })?;
-    phase_result(outcome, os_error)
+    phase_result(outcome)
 }
 
 /// Checks that every file of `tree` has an object of the same size under the URL.
@@ -499,10 +509,15 @@ fn verify(py: Python<'_>, tree: &SourceTree, s3_bucket_url: &str) -> PyResult<()
     let tree = Arc::clone(&tree.tree);
     let outcome = run_cancellable(py, move |cancel| async move {
         let mut summary = Summary::default();
-        let client = s3::client().await.map_err(engine::RunError::Failed)?;
+        let client = s3::client()
+            .await
+            .map_err(|message| engine::RunError::Failed {
+                cause: Cause::Config,
+                message,
+            })?;
         engine::verify(&client, &job, &tree, None, &mut summary, &cancel).await
     })?;
-    phase_result(outcome, value_error)
+    phase_result(outcome)
 }
 
 #[pymodule]

@@ -31,23 +31,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bucket_url::{show_object, BucketUrl};
 use crate::checksum::{self, Hasher, Method, StoredChecksums};
-use crate::engine::RunError;
+use crate::engine::{failed, RunError};
 use crate::options::Options;
 use crate::plan::{Listing, RemoteObject};
 use crate::progress::{self, Progress};
-use crate::report::{ExitStatus, RestoreCounts, Summary};
+use crate::report::{Cause, ExitStatus, RestoreCounts, Summary};
 use crate::s3::{self, s3_error, OpError, MULTIPART_THRESHOLD};
 use crate::walk::{display_bytes, display_path};
 use crate::{FLOW, OUTPUT};
 
 /// Longest file name most Linux file systems take.
 const NAME_MAX: usize = 255;
-
-/// Logs the reason a run stops, in the words the sync uses, and makes the error.
-fn failed(msg: String) -> RunError {
-    log::error!(target: FLOW, "Error executing backup: {msg}");
-    RunError::Failed(msg)
-}
 
 /// Why a key (relative to the prefix) cannot be a path under the target, if it cannot.
 pub fn path_problem(rel: &str) -> Option<String> {
@@ -959,14 +953,15 @@ pub async fn run_phases(
 ) -> Result<(), RunError> {
     let (Some(target), Some(raw)) = (opts.source_dir.clone(), opts.s3_bucket_url.as_deref()) else {
         return Err(failed(
+            Cause::BadInput,
             "Target directory and S3 bucket URL are both required.".into(),
         ));
     };
-    let url = BucketUrl::parse(raw).map_err(|e| failed(e.to_string()))?;
+    let url = BucketUrl::parse(raw).map_err(|e| failed(Cause::BadInput, e.to_string()))?;
     log::info!(target: FLOW, "Restoring {url} into {}{}.", display_path(&target), if opts.dry_run { " (dry run)" } else { "" });
     let started = Instant::now();
     let root = open_target(&target, opts.dry_run)?;
-    let client = s3::client().await.map_err(failed)?;
+    let client = s3::client().await.map_err(|e| failed(Cause::Config, e))?;
     let listing = crate::s3::listing::list(&client, &url, cancel).await?;
     summary.phases.push(("prepare", started.elapsed()));
     let started = Instant::now();
@@ -988,7 +983,13 @@ pub async fn run_phases(
         log::warn!(target: FLOW, "{} files were checked by size only: their objects carry no whole-object checksum and no MD5 ETag.", c.size_only);
     }
     if c.problems() > 0 {
-        return Err(failed(format!(
+        // Failed downloads or writes first; otherwise what was refused needs the admin's eye.
+        let cause = if c.failed > 0 {
+            Cause::LocalIo
+        } else {
+            Cause::BadInput
+        };
+        return Err(failed(cause, format!(
             "{} objects under {url} were not restored ({} unsafe keys, {} archived, {} differing local files, {} failures).",
             c.problems(),
             c.refused,
@@ -1005,17 +1006,23 @@ pub async fn run_phases(
 fn open_target(target: &Path, dry_run: bool) -> Result<Option<Arc<OwnedFd>>, RunError> {
     if !dry_run {
         std::fs::create_dir_all(target).map_err(|e| {
-            failed(format!(
-                "Cannot create the target directory {}: {e}",
-                display_path(target)
-            ))
+            failed(
+                Cause::LocalIo,
+                format!(
+                    "Cannot create the target directory {}: {e}",
+                    display_path(target)
+                ),
+            )
         })?;
     }
     let c = CString::new(target.as_os_str().as_bytes()).map_err(|_| {
-        failed(format!(
-            "The target directory {} has a NUL byte.",
-            display_path(target)
-        ))
+        failed(
+            Cause::BadInput,
+            format!(
+                "The target directory {} has a NUL byte.",
+                display_path(target)
+            ),
+        )
     })?;
     // SAFETY: NUL-terminated path; the descriptor is owned below.
     let fd = unsafe {
@@ -1029,10 +1036,13 @@ fn open_target(target: &Path, dry_run: bool) -> Result<Option<Arc<OwnedFd>>, Run
         if dry_run && e.kind() == std::io::ErrorKind::NotFound {
             return Ok(None);
         }
-        return Err(failed(format!(
-            "Cannot open the target directory {}: {e}",
-            display_path(target)
-        )));
+        return Err(failed(
+            Cause::LocalIo,
+            format!(
+                "Cannot open the target directory {}: {e}",
+                display_path(target)
+            ),
+        ));
     }
     // SAFETY: fd was just opened and is owned by nothing else.
     Ok(Some(Arc::new(unsafe { OwnedFd::from_raw_fd(fd) })))

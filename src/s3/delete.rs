@@ -10,8 +10,9 @@ use aws_sdk_s3::Client;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::error::{s3_error, S3Error};
+use super::error::{answer_cause, s3_error, S3Error};
 use crate::bucket_url::show_object;
+use crate::report::{Cause, S3Kind};
 use crate::OUTPUT;
 
 /// Deletes one object (a copy that may be torn, so that the next run sees it missing).
@@ -28,6 +29,7 @@ pub async fn delete_object(client: &Client, bucket: &str, key: &str) -> Result<(
             target: key.to_string(),
             detail: "timed out".into(),
             code: None,
+            cause: Cause::S3(S3Kind::NoAnswer),
         }),
     }
 }
@@ -170,6 +172,7 @@ async fn delete_batch(
                         e.message().unwrap_or_default()
                     ),
                     code: e.code().map(str::to_string),
+                    cause: answer_cause(e.code()),
                 });
             }
             out.deleted += batch.len() - errors.len();
