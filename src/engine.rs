@@ -179,18 +179,55 @@ pub fn prepare(
     ignore_warnings: bool,
     summary: &mut Summary,
 ) -> Result<SourceTree, RunError> {
-    prepare_noting(source, url, ignore_warnings, summary, &[], &|| false).map(|(tree, _)| tree)
+    let (found, result) = prepare_noting(source, url, ignore_warnings, &[], &|| false);
+    found.record(summary);
+    result.map(|(tree, _)| tree)
+}
+
+/// What the prepare phase found, for the run's summary (also when it fails).
+#[derive(Debug, Default)]
+pub struct Found {
+    pub local_files: usize,
+    pub local_bytes: u64,
+    pub skipped: usize,
+    pub name_problems: usize,
+    /// Each path that could not be read or named, and why.
+    pub failures: Vec<(String, String)>,
+}
+
+impl Found {
+    /// Puts what was found into the run's summary.
+    pub fn record(self, summary: &mut Summary) {
+        summary.local_files = self.local_files;
+        summary.local_bytes = self.local_bytes;
+        summary.skipped = self.skipped;
+        summary.name_problems = self.name_problems;
+        summary.failures.extend(self.failures);
+    }
 }
 
 /// [`prepare`], also returning the indices of the files that are one of `own` (device and
-/// inode): the run's own logfile, summary file and lock file.
+/// inode): the run's own logfile, summary file and lock file; and what it found, whether it
+/// failed or not.
 pub fn prepare_noting(
     source: &Path,
     url: &BucketUrl,
     ignore_warnings: bool,
-    summary: &mut Summary,
     own: &[(u64, u64)],
     stop: &dyn Fn() -> bool,
+) -> (Found, Result<(SourceTree, Vec<usize>), RunError>) {
+    let mut found = Found::default();
+    let result = prepare_finding(source, url, ignore_warnings, own, stop, &mut found);
+    (found, result)
+}
+
+fn prepare_finding(
+    source: &Path,
+    url: &BucketUrl,
+    ignore_warnings: bool,
+    own: &[(u64, u64)],
+    stop: &dyn Fn() -> bool,
+    found: &mut Found,
 ) -> Result<(SourceTree, Vec<usize>), RunError> {
     let (tree, own) = walk::walk_noting_until(source, url.prefix.len(), own, stop)
         .map_err(|e| failed(Cause::BadInput, e.to_string()))?;
@@ -198,16 +235,16 @@ pub fn prepare_noting(
         // A signal: the tree is only partly walked, so nothing of it is reported.
         return Err(RunError::Interrupted);
     }
-    summary.local_files = tree.files.len();
-    summary.local_bytes = tree.total_bytes();
-    summary.skipped = tree.skipped.len();
-    summary.name_problems = tree.problems.len();
+    found.local_files = tree.files.len();
+    found.local_bytes = tree.total_bytes();
+    found.skipped = tree.skipped.len();
+    found.name_problems = tree.problems.len();
     for s in &tree.skipped {
         log::warn!(target: FLOW, "Skipping {} ({})", s.path, s.why);
     }
     for f in &tree.failures {
         log::error!(target: FLOW, "Cannot read {}: {}", f.path, f.error);
-        summary
+        found
             .failures
             .push((f.path.clone(), format!("cannot read: {}", f.error)));
     }
@@ -226,7 +263,7 @@ pub fn prepare_noting(
                     walk::NameProblem::NotUtf8(p) => p.clone(),
                     walk::NameProblem::KeyTooLong { rel, .. } => rel.clone(),
                 };
-                summary.failures.push((path, p.to_string()));
+                found.failures.push((path, p.to_string()));
             }
             return Err(failed(Cause::BadInput, format!("{} files have names that cannot be S3 keys; nothing was uploaded. Rename them, or use -w to skip them.", tree.problems.len())));
         }
@@ -811,13 +848,11 @@ pub async fn run_phases(
     // The walk (blocking, on its own thread) and the listing run at the same time.
     let (url, ignore) = (job.url.clone(), job.ignore_warnings);
     let own = own_identities(opts, lock.as_ref());
-    let mut s = Summary::default();
     let started = Instant::now();
     let walk_cancel = cancel.clone();
     let walking = tokio::task::spawn_blocking(move || {
         let stop = || walk_cancel.is_cancelled();
-        let r = prepare_noting(&source, &url, ignore, &mut s, &own, &stop);
-        (r, s)
+        prepare_noting(&source, &url, ignore, &own, &stop)
     });
     let listing_task = {
         let (client, url, cancel) = (client.clone(), job.url.clone(), cancel.clone());
@@ -836,8 +871,8 @@ pub async fn run_phases(
     let prepared = walking
         .await
         .map_err(|e| failed(Cause::Internal, format!("source walk failed: {e}")))?;
-    *summary = prepared.1;
-    let tree = match prepared.0 {
+    prepared.0.record(summary);
+    let tree = match prepared.1 {
         Ok((t, own)) => {
             job.features.own_files = own;
             t
