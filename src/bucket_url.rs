@@ -76,22 +76,35 @@ impl BucketUrl {
         })
     }
 
-    /// The object key for a file, from the components of its path relative to the source.
-    pub fn key_for<'a>(&self, components: impl IntoIterator<Item = &'a str>) -> String {
-        let mut key = self.prefix.clone();
-        for (i, c) in components.into_iter().enumerate() {
-            if i > 0 {
-                key.push('/');
-            }
-            key.push_str(c);
-        }
-        key
+    /// The object key for a relative path (`/` separators): the prefix followed by `rel`.
+    pub fn key(&self, rel: &str) -> String {
+        format!("{}{rel}", self.prefix)
+    }
+
+    /// `s3://bucket/prefix/rel` as logs and messages show the object of a relative path,
+    /// escaped for one log line.
+    pub fn show(&self, rel: &str) -> String {
+        show_object(&self.bucket, &self.key(rel))
+    }
+
+    /// `s3://bucket/key` as logs and messages show an object given by its full key.
+    pub fn show_key(&self, key: &str) -> String {
+        show_object(&self.bucket, key)
     }
 
     /// The relative path (with `/` separators) an object key stands for, if it lies under the prefix.
     pub fn relative<'k>(&self, key: &'k str) -> Option<&'k str> {
         key.strip_prefix(self.prefix.as_str())
     }
+}
+
+/// `s3://bucket/key` as logs and messages show an object, the key escaped for one log line;
+/// for the S3 layer, which has a bucket and a key rather than a [`BucketUrl`].
+pub fn show_object(bucket: &str, key: &str) -> String {
+    format!(
+        "s3://{bucket}/{}",
+        crate::display::display_bytes(key.as_bytes())
+    )
 }
 
 impl fmt::Display for BucketUrl {
@@ -107,6 +120,18 @@ mod tests {
     fn p(url: &str) -> (String, String) {
         let u = BucketUrl::parse(url).unwrap();
         (u.bucket, u.prefix)
+    }
+
+    #[test]
+    fn key_and_show_of_a_relative_path() {
+        let u = BucketUrl::parse("s3://bkt/p").unwrap();
+        assert_eq!(u.key("a/b.txt"), "p/a/b.txt");
+        assert_eq!(u.show("a/b\nc"), "s3://bkt/p/a/b\\nc");
+        assert_eq!(u.show_key("p/x"), "s3://bkt/p/x");
+        let root = BucketUrl::parse("s3://bkt").unwrap();
+        assert_eq!(root.key("f"), "f");
+        assert_eq!(root.show("f"), "s3://bkt/f");
+        assert_eq!(show_object("bkt", "k\x07"), "s3://bkt/k\\u{7}");
     }
 
     #[test]
@@ -181,12 +206,12 @@ mod tests {
     fn keys_are_built_from_components() {
         let u = BucketUrl::parse("s3://bkt/myuser").unwrap();
         assert_eq!(
-            u.key_for(["docs", "myuser-notes.txt"]),
+            u.key("docs/myuser-notes.txt"),
             "myuser/docs/myuser-notes.txt"
         );
-        assert_eq!(u.key_for(["a.txt"]), "myuser/a.txt");
+        assert_eq!(u.key("a.txt"), "myuser/a.txt");
         let root = BucketUrl::parse("s3://bkt").unwrap();
-        assert_eq!(root.key_for(["d", "e f+%#?&.txt"]), "d/e f+%#?&.txt");
+        assert_eq!(root.key("d/e f+%#?&.txt"), "d/e f+%#?&.txt");
     }
 
     #[test]

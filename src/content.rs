@@ -151,7 +151,7 @@ pub async fn verify_content(
         let work = check_one(
             client.clone(),
             url.bucket.clone(),
-            url.key_for(f.rel.split('/')),
+            url.key(&f.rel),
             tree.path_of(f),
             hash_limit.clone(),
         );

@@ -14,41 +14,58 @@ use crate::lock::RunLock;
 use crate::options::Options;
 use crate::plan::{self, Listing, Mode};
 use crate::progress::{self, Progress};
-use crate::report::{ExitStatus, Summary};
+use crate::report::{Cause, ExitStatus, S3Kind, Summary};
 use crate::s3::{self, OpError, UploadSettings};
 use crate::walk::{self, SourceTree};
 use crate::{content, transfer, verify, FLOW, OUTPUT};
 
-/// Why a phase stopped. Details were already logged, one line each.
+/// Why a phase stopped, and what kind of failure it was. Details were already logged, one
+/// line each.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RunError {
     #[error("interrupted")]
     Interrupted,
-    #[error("{0}")]
-    Failed(String),
+    #[error("{message}")]
+    Failed { cause: Cause, message: String },
 }
 
 impl RunError {
-    pub fn status(&self) -> ExitStatus {
+    /// What kind of failure stopped the phase.
+    pub fn cause(&self) -> Cause {
         match self {
-            RunError::Interrupted => ExitStatus::Interrupted,
-            RunError::Failed(_) => ExitStatus::Failure,
+            RunError::Interrupted => Cause::Interrupted,
+            RunError::Failed { cause, .. } => *cause,
         }
+    }
+
+    pub fn status(&self) -> ExitStatus {
+        self.cause().status()
     }
 }
 
 /// Logs the reason a run stops, in the original's words, and makes the error.
-fn failed(msg: String) -> RunError {
-    log::error!(target: FLOW, "Error executing backup: {msg}");
-    RunError::Failed(msg)
+pub(crate) fn failed(cause: Cause, message: String) -> RunError {
+    log::error!(target: FLOW, "Error executing backup: {message}");
+    RunError::Failed { cause, message }
 }
 
 impl From<OpError> for RunError {
     fn from(e: OpError) -> Self {
         match e {
             OpError::Interrupted(_) => RunError::Interrupted,
-            other => failed(other.to_string()),
+            other => failed(other.cause(), other.to_string()),
         }
+    }
+}
+
+impl From<crate::lock::LockError> for RunError {
+    fn from(e: crate::lock::LockError) -> Self {
+        use crate::lock::LockError;
+        let cause = match e {
+            LockError::Busy { .. } | LockError::Contained { .. } => Cause::LockBusy,
+            LockError::Dir { .. } | LockError::Open { .. } => Cause::LocalIo,
+        };
+        failed(cause, e.to_string())
     }
 }
 
@@ -132,10 +149,11 @@ impl Job {
     pub fn from_options(opts: &Options) -> Result<Self, RunError> {
         let Some(raw) = &opts.s3_bucket_url else {
             return Err(failed(
+                Cause::BadInput,
                 "Source directory and S3 bucket URL are both required.".into(),
             ));
         };
-        let url = BucketUrl::parse(raw).map_err(|e| failed(e.to_string()))?;
+        let url = BucketUrl::parse(raw).map_err(|e| failed(Cause::BadInput, e.to_string()))?;
         let mode = if opts.verify_only {
             Mode::VerifyOnly
         } else if opts.upload_only {
@@ -162,35 +180,72 @@ pub fn prepare(
     ignore_warnings: bool,
     summary: &mut Summary,
 ) -> Result<SourceTree, RunError> {
-    prepare_noting(source, url, ignore_warnings, summary, &[], &|| false).map(|(tree, _)| tree)
+    let (found, result) = prepare_noting(source, url, ignore_warnings, &[], &|| false);
+    found.record(summary);
+    result.map(|(tree, _)| tree)
+}
+
+/// What the prepare phase found, for the run's summary (also when it fails).
+#[derive(Debug, Default)]
+pub struct Found {
+    pub local_files: usize,
+    pub local_bytes: u64,
+    pub skipped: usize,
+    pub name_problems: usize,
+    /// Each path that could not be read or named, and why.
+    pub failures: Vec<(String, String)>,
+}
+
+impl Found {
+    /// Puts what was found into the run's summary.
+    pub fn record(self, summary: &mut Summary) {
+        summary.local_files = self.local_files;
+        summary.local_bytes = self.local_bytes;
+        summary.skipped = self.skipped;
+        summary.name_problems = self.name_problems;
+        summary.failures.extend(self.failures);
+    }
 }
 
 /// [`prepare`], also returning the indices of the files that are one of `own` (device and
-/// inode): the run's own logfile, summary file and lock file.
+/// inode): the run's own logfile, summary file and lock file; and what it found, whether it
+/// failed or not.
 pub fn prepare_noting(
     source: &Path,
     url: &BucketUrl,
     ignore_warnings: bool,
-    summary: &mut Summary,
     own: &[(u64, u64)],
     stop: &dyn Fn() -> bool,
+) -> (Found, Result<(SourceTree, Vec<usize>), RunError>) {
+    let mut found = Found::default();
+    let result = prepare_finding(source, url, ignore_warnings, own, stop, &mut found);
+    (found, result)
+}
+
+fn prepare_finding(
+    source: &Path,
+    url: &BucketUrl,
+    ignore_warnings: bool,
+    own: &[(u64, u64)],
+    stop: &dyn Fn() -> bool,
+    found: &mut Found,
 ) -> Result<(SourceTree, Vec<usize>), RunError> {
     let (tree, own) = walk::walk_noting_until(source, url.prefix.len(), own, stop)
-        .map_err(|e| failed(e.to_string()))?;
+        .map_err(|e| failed(Cause::BadInput, e.to_string()))?;
     if stop() {
         // A signal: the tree is only partly walked, so nothing of it is reported.
         return Err(RunError::Interrupted);
     }
-    summary.local_files = tree.files.len();
-    summary.local_bytes = tree.total_bytes();
-    summary.skipped = tree.skipped.len();
-    summary.name_problems = tree.problems.len();
+    found.local_files = tree.files.len();
+    found.local_bytes = tree.total_bytes();
+    found.skipped = tree.skipped.len();
+    found.name_problems = tree.problems.len();
     for s in &tree.skipped {
         log::warn!(target: FLOW, "Skipping {} ({})", s.path, s.why);
     }
     for f in &tree.failures {
         log::error!(target: FLOW, "Cannot read {}: {}", f.path, f.error);
-        summary
+        found
             .failures
             .push((f.path.clone(), format!("cannot read: {}", f.error)));
     }
@@ -209,9 +264,9 @@ pub fn prepare_noting(
                     walk::NameProblem::NotUtf8(p) => p.clone(),
                     walk::NameProblem::KeyTooLong { rel, .. } => rel.clone(),
                 };
-                summary.failures.push((path, p.to_string()));
+                found.failures.push((path, p.to_string()));
             }
-            return Err(failed(format!("{} files have names that cannot be S3 keys; nothing was uploaded. Rename them, or use -w to skip them.", tree.problems.len())));
+            return Err(failed(Cause::BadInput, format!("{} files have names that cannot be S3 keys; nothing was uploaded. Rename them, or use -w to skip them.", tree.problems.len())));
         }
     }
     for &i in &own {
@@ -231,8 +286,9 @@ pub struct Synced {
 /// Takes the run lock for the job's target (see [`crate::lock`]), without waiting. Both front
 /// ends take it before they list the prefix, and [`synchronize`] asks for it.
 pub fn lock(job: &Job, endpoint: Option<&str>) -> Result<RunLock, RunError> {
-    crate::lock::acquire(&crate::lock::Target::new(endpoint, &job.url))
-        .map_err(|e| failed(e.to_string()))
+    Ok(crate::lock::acquire(&crate::lock::Target::new(
+        endpoint, &job.url,
+    ))?)
 }
 
 /// Plans from `listing` (the prefix as listed in this run, after `lock` was taken), uploads,
@@ -269,7 +325,7 @@ pub async fn synchronize(
         && !plan.deletes.is_empty()
         && !job.allow_empty_source
     {
-        return Err(failed(format!("Source directory {} has no files but {url} holds {} objects; refusing to delete them all (use --allowEmptySource if that is intended).", crate::display::display_path(&tree.root), plan.deletes.len())));
+        return Err(failed(Cause::BadInput, format!("Source directory {} has no files but {url} holds {} objects; refusing to delete them all (use --allowEmptySource if that is intended).", crate::display::display_path(&tree.root), plan.deletes.len())));
     }
     if job.features.dry_run {
         return dry_run(job, tree, &plan, listing);
@@ -282,7 +338,7 @@ pub async fn synchronize(
         let counters = Progress::new(plan.uploads.len() as u64, summary.planned_upload_bytes);
         settings.progress = Some(counters.clone());
         let shown = progress::Display::start("Uploading", counters);
-        let up = transfer::upload(
+        let mut up = transfer::upload(
             client,
             url,
             tree,
@@ -296,25 +352,28 @@ pub async fn synchronize(
         shown.finish().await;
         summary.uploaded = up.uploaded;
         summary.uploaded_bytes = up.bytes;
-        summary.failed = up.failures.len();
-        summary.failures.extend(up.failed_files);
-        changed = up.uploaded > 0 || !up.failures.is_empty();
-        versions = up.versions;
+        summary.failed = up.failed();
+        summary.failures.extend(up.failed_lines());
+        changed = up.uploaded > 0 || up.failed() > 0;
+        versions = std::mem::take(&mut up.versions);
         if up.interrupted {
             log::error!(target: FLOW, "Interrupted after {} uploads; nothing was deleted.", up.uploaded);
             return Err(RunError::Interrupted);
         }
         if up.not_attempted > 0 {
-            return Err(failed(format!(
-                "{} Nothing was deleted.",
-                crate::health::stopped_answering(up.failures.len(), up.not_attempted, "uploads")
-            )));
+            return Err(failed(
+                Cause::S3(S3Kind::NoAnswer),
+                format!(
+                    "{} Nothing was deleted.",
+                    crate::health::stopped_answering(up.failed(), up.not_attempted, "uploads")
+                ),
+            ));
         }
-        if !up.failures.is_empty() {
-            return Err(failed(format!(
-                "{} uploads failed; nothing was deleted.",
-                up.failures.len()
-            )));
+        if up.failed() > 0 {
+            return Err(failed(
+                up.cause(),
+                format!("{} uploads failed; nothing was deleted.", up.failed()),
+            ));
         }
     }
     // An object that a new file's upload may have been stored as (the server rewrote its key)
@@ -326,7 +385,7 @@ pub async fn synchronize(
             display_bytes(tree.files[*i].rel.as_bytes()),
         );
         let why = format!("not deleted: the server may store the upload of {file} under this key (it rewrites keys)");
-        log::error!(target: FLOW, "s3://{}/{}{shown} {why}", url.bucket, url.prefix);
+        log::error!(target: FLOW, "{} {why}", url.show(key));
         summary.failures.push((shown, why));
     }
     plan.deletes
@@ -337,7 +396,11 @@ pub async fn synchronize(
         let out = transfer::delete(client, url, &plan, cancel).await;
         summary.deleted = out.deleted;
         summary.failed += out.failures.len();
-        summary.failures.extend(out.failures.iter().cloned());
+        summary.failures.extend(
+            out.failures
+                .iter()
+                .map(|(n, f)| (n.clone(), f.message.clone())),
+        );
         changed = true;
         if out.interrupted || out.unknown > 0 || cancel.is_cancelled() {
             let unknown = match out.unknown {
@@ -348,11 +411,14 @@ pub async fn synchronize(
             return Err(RunError::Interrupted);
         }
         if !out.failures.is_empty() {
-            return Err(failed(format!("{} deletes failed.", out.failures.len())));
+            return Err(failed(
+                out.cause(),
+                format!("{} deletes failed.", out.failures.len()),
+            ));
         }
     }
     if !aliased.is_empty() {
-        return Err(failed(format!("{} objects were not deleted: the server stores some uploaded keys under another name (as a backslash made a slash); rename those files.", aliased.len())));
+        return Err(failed(Cause::Verification, format!("{} objects were not deleted: the server stores some uploaded keys under another name (as a backslash made a slash); rename those files.", aliased.len())));
     }
     Ok(Synced {
         listing,
@@ -385,7 +451,7 @@ async fn resolve_ambiguous(
             p = limit.clone().acquire_owned() => p.expect("semaphore closed"),
         };
         let (client, bucket) = (client.clone(), job.url.bucket.clone());
-        let key = job.url.key_for(tree.files[idx].rel.split('/'));
+        let key = job.url.key(&tree.files[idx].rel);
         tasks.spawn(async move {
             let r = s3::head_mtime(&client, &bucket, &key).await;
             drop(permit);
@@ -402,7 +468,12 @@ async fn resolve_ambiguous(
         };
         match done {
             Some(Ok(a)) => answers.push(a),
-            Some(Err(e)) => return Err(failed(format!("HeadObject task failed: {e}"))),
+            Some(Err(e)) => {
+                return Err(failed(
+                    Cause::Internal,
+                    format!("HeadObject task failed: {e}"),
+                ))
+            }
             None => break,
         }
     }
@@ -429,13 +500,16 @@ async fn resolve_ambiguous(
 /// deletes when part of the tree could not be read, nor more than `--maxDeletes`.
 fn deletes_allowed(job: &Job, tree: &SourceTree, plan: &plan::Plan) -> Result<(), RunError> {
     if !tree.failures.is_empty() {
-        return Err(failed(format!(
-            "{} paths could not be read; nothing was deleted.",
-            tree.failures.len()
-        )));
+        return Err(failed(
+            Cause::LocalIo,
+            format!(
+                "{} paths could not be read; nothing was deleted.",
+                tree.failures.len()
+            ),
+        ));
     }
     match job.features.max_deletes {
-        Some(max) if plan.deletes.len() > max => Err(failed(format!(
+        Some(max) if plan.deletes.len() > max => Err(failed(Cause::BadInput, format!(
             "This sync would delete {} objects under {}, more than --maxDeletes {max}; deleted none.",
             plan.deletes.len(),
             job.url
@@ -455,11 +529,11 @@ fn dry_run(
 ) -> Result<Synced, RunError> {
     let url = &job.url;
     for &(idx, reason) in &plan.uploads {
-        let rel = display_bytes(tree.files[idx].rel.as_bytes());
-        log::info!(target: FLOW, "(dryrun) upload: {rel} to s3://{}/{}{rel} ({reason})", url.bucket, url.prefix);
+        let rel = &tree.files[idx].rel;
+        log::info!(target: FLOW, "(dryrun) upload: {} to {} ({reason})", display_bytes(rel.as_bytes()), url.show(rel));
     }
     for rel in &plan.deletes {
-        log::info!(target: FLOW, "(dryrun) delete: s3://{}/{}{}", url.bucket, url.prefix, display_bytes(rel.as_bytes()));
+        log::info!(target: FLOW, "(dryrun) delete: {}", url.show(rel));
     }
     log::info!(target: FLOW, "(dryrun) {} uploads ({} bytes), {} deletes, {} files unchanged; nothing was changed.", plan.uploads.len(), plan.uploads.iter().map(|&(i, _)| tree.files[i].size).sum::<u64>(), plan.deletes.len(), plan.unchanged);
     deletes_allowed(job, tree, plan)?;
@@ -498,11 +572,14 @@ pub async fn verify(
             return Err(RunError::Interrupted);
         }
         if c.not_attempted > 0 {
-            return Err(failed(crate::health::stopped_answering(
-                c.failures.len(),
-                c.not_attempted,
-                "content checks",
-            )));
+            return Err(failed(
+                Cause::S3(S3Kind::NoAnswer),
+                crate::health::stopped_answering(
+                    c.failures.len(),
+                    c.not_attempted,
+                    "content checks",
+                ),
+            ));
         }
         content_failures = c.failures.len();
         if repair && !c.differs.is_empty() {
@@ -512,22 +589,28 @@ pub async fn verify(
     }
     if !v.errors.is_empty() || content_failures > 0 {
         log::error!(target: FLOW, "There were differences between source directory and target S3 bucket.");
-        return Err(failed(format!(
-            "Verification failed: {} differences between {} and {}.",
-            v.errors.len() + content_failures,
-            crate::display::display_path(&tree.root),
-            job.url
-        )));
+        return Err(failed(
+            Cause::Verification,
+            format!(
+                "Verification failed: {} differences between {} and {}.",
+                v.errors.len() + content_failures,
+                crate::display::display_path(&tree.root),
+                job.url
+            ),
+        ));
     }
     if tree.failures.is_empty() {
         log::info!(target: FLOW, "Verified {} files in {}.", v.verified, job.url);
         log::info!(target: FLOW, "Completed verifying Amazon S3 bucket contents (no problems found).");
         Ok(())
     } else {
-        Err(failed(format!(
-            "{} paths could not be read and were not verified.",
-            tree.failures.len()
-        )))
+        Err(failed(
+            Cause::LocalIo,
+            format!(
+                "{} paths could not be read and were not verified.",
+                tree.failures.len()
+            ),
+        ))
     }
 }
 
@@ -644,7 +727,7 @@ async fn repair_content(
     summary.failed += up.failed_files.len();
     let not_uploaded: std::collections::HashSet<String> =
         up.failed_files.iter().map(|(n, _)| n.clone()).collect();
-    summary.failures.extend(up.failed_files);
+    summary.failures.extend(up.failed_lines());
     let files: Vec<walk::LocalFile> = differs
         .iter()
         .filter(|&&i| !not_uploaded.contains(&display_bytes(tree.files[i].rel.as_bytes())))
@@ -748,10 +831,13 @@ pub async fn run_phases(
     }
     let Some(source) = opts.source_dir.clone() else {
         return Err(failed(
+            Cause::BadInput,
             "Source directory and S3 bucket URL are both required.".into(),
         ));
     };
-    let (client, endpoint, s3_settings) = s3::client_for_run().await.map_err(failed)?;
+    let (client, endpoint, s3_settings) = s3::client_for_run()
+        .await
+        .map_err(|e| failed(Cause::Config, e))?;
     job.apply_s3_settings(&s3_settings, opts.max_concurrency, opts.max_bandwidth);
     // One changing run per target at a time (see `lock`), taken before the listing and
     // held until the run returns.
@@ -763,13 +849,11 @@ pub async fn run_phases(
     // The walk (blocking, on its own thread) and the listing run at the same time.
     let (url, ignore) = (job.url.clone(), job.ignore_warnings);
     let own = own_identities(opts, lock.as_ref());
-    let mut s = Summary::default();
     let started = Instant::now();
     let walk_cancel = cancel.clone();
     let walking = tokio::task::spawn_blocking(move || {
         let stop = || walk_cancel.is_cancelled();
-        let r = prepare_noting(&source, &url, ignore, &mut s, &own, &stop);
-        (r, s)
+        prepare_noting(&source, &url, ignore, &own, &stop)
     });
     let listing_task = {
         let (client, url, cancel) = (client.clone(), job.url.clone(), cancel.clone());
@@ -787,9 +871,9 @@ pub async fn run_phases(
     }));
     let prepared = walking
         .await
-        .map_err(|e| failed(format!("source walk failed: {e}")))?;
-    *summary = prepared.1;
-    let tree = match prepared.0 {
+        .map_err(|e| failed(Cause::Internal, format!("source walk failed: {e}")))?;
+    prepared.0.record(summary);
+    let tree = match prepared.1 {
         Ok((t, own)) => {
             job.features.own_files = own;
             t
@@ -804,7 +888,7 @@ pub async fn run_phases(
     }
     let listing = listing_task
         .await
-        .map_err(|e| failed(format!("listing failed: {e}")))??;
+        .map_err(|e| failed(Cause::Internal, format!("listing failed: {e}")))??;
     if let Some(t) = strays_task.0.take() {
         // Best effort, but finished before any upload starts.
         if let Ok(Err(why)) = t.await {

@@ -12,16 +12,19 @@ use crate::bucket_url::BucketUrl;
 use crate::engine::{self, Job, RunError};
 use crate::options::{self, Options, OptionsError};
 use crate::plan::Mode;
-use crate::report::Summary;
+use crate::report::{Cause, Summary};
 use crate::walk::SourceTree;
 
 /// Runs a blocking step (the walk) off the async workers.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, RunError> + Send + 'static,
 ) -> Result<T, RunError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|e| Err(RunError::Failed(format!("source walk failed: {e}"))))
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(RunError::Failed {
+            cause: Cause::Internal,
+            message: format!("source walk failed: {e}"),
+        })
+    })
 }
 
 /// Where a bucket URL is not needed (the name check), names are checked as if the files
@@ -94,9 +97,13 @@ pub async fn synchronize(
     let tree =
         blocking(move || engine::prepare(&source_dir, &url, true, &mut Summary::default())).await?;
     let mut summary = Summary::default();
-    let (client, endpoint, s3_settings) = crate::s3::client_for_run()
-        .await
-        .map_err(RunError::Failed)?;
+    let (client, endpoint, s3_settings) =
+        crate::s3::client_for_run()
+            .await
+            .map_err(|message| RunError::Failed {
+                cause: Cause::Config,
+                message,
+            })?;
     job.apply_s3_settings(&s3_settings, max_concurrency, None);
     let lock = engine::lock(&job, endpoint.as_deref())?;
     let listing = crate::listing::list(&client, &job.url, &cancel).await?;
@@ -120,6 +127,11 @@ pub async fn verify(
         features: Default::default(),
     };
     let mut summary = Summary::default();
-    let client = crate::s3::client().await.map_err(RunError::Failed)?;
+    let client = crate::s3::client()
+        .await
+        .map_err(|message| RunError::Failed {
+            cause: Cause::Config,
+            message,
+        })?;
     engine::verify(&client, &job, &tree, None, &mut summary, &cancel).await
 }

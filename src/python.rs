@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bucket_url::BucketUrl;
 use crate::engine::RunError;
 use crate::options::{self, Kind, Options, OptionsError, Value};
-use crate::report::ExitStatus;
+use crate::report::{Cause, ExitStatus};
 use crate::walk;
 
 static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();
@@ -87,31 +87,26 @@ where
     }
 }
 
-/// The outcome of a phase as Python sees it: `KeyboardInterrupt` on Ctrl-C, `kind` on failure.
-fn phase_result<T>(
-    outcome: Outcome<Result<T, RunError>>,
-    kind: fn(String) -> PyErr,
-) -> PyResult<T> {
+/// The outcome of a phase as Python sees it: the exception says what failed (see
+/// [`exception_for`]), whichever function was called.
+fn phase_result<T>(outcome: Outcome<Result<T, RunError>>) -> PyResult<T> {
     match outcome {
         Outcome::Done(Ok(v)) => Ok(v),
-        Outcome::Done(Err(RunError::Interrupted)) => {
-            Err(PyKeyboardInterrupt::new_err("interrupted"))
-        }
-        Outcome::Done(Err(RunError::Failed(msg))) => Err(kind(msg)),
+        Outcome::Done(Err(e)) => Err(exception_for(e.cause(), e.to_string())),
         Outcome::Interrupted(signal) => Err(signal),
     }
 }
 
-fn value_error(msg: String) -> PyErr {
-    PyValueError::new_err(msg)
-}
-
-fn os_error(msg: String) -> PyErr {
-    PyOSError::new_err(msg)
-}
-
-fn runtime_error(msg: String) -> PyErr {
-    PyRuntimeError::new_err(msg)
+/// The one table from a failure's cause to the Python exception, as the original raises
+/// them: `ValueError` for bad input and a verification difference, `OSError` where the
+/// original's AWS CLI call failed (S3, local I/O, configuration, lock).
+fn exception_for(cause: Cause, msg: String) -> PyErr {
+    match cause {
+        Cause::Interrupted => PyKeyboardInterrupt::new_err(msg),
+        Cause::Verification | Cause::BadInput => PyValueError::new_err(msg),
+        Cause::S3(_) | Cause::LocalIo | Cause::Config | Cause::LockBusy => PyOSError::new_err(msg),
+        Cause::Internal => PyRuntimeError::new_err(msg),
+    }
 }
 
 fn options_error(py: Python<'_>, e: OptionsError) -> PyErr {
@@ -361,7 +356,14 @@ fn run_action(py: Python<'_>, options: &Bound<'_, PyDict>) -> PyResult<()> {
     let outcome = run_cancellable(py, move |cancel| async move {
         crate::phases::run_action(&opts, &cancel).await
     })?;
-    phase_result(outcome, runtime_error)
+    match outcome {
+        Outcome::Done(Ok(())) => Ok(()),
+        Outcome::Done(Err(RunError::Interrupted)) => {
+            Err(PyKeyboardInterrupt::new_err("interrupted"))
+        }
+        Outcome::Done(Err(e)) => Err(PyRuntimeError::new_err(e.to_string())),
+        Outcome::Interrupted(signal) => Err(signal),
+    }
 }
 
 /// The files of a source directory, as the core walked them.
@@ -448,7 +450,7 @@ fn check_source_files(py: Python<'_>, source_dir: PathBuf) -> PyResult<()> {
     let outcome = run_cancellable(py, move |_cancel| async move {
         crate::phases::check_source_files(source_dir).await
     })?;
-    phase_result(outcome, value_error)
+    phase_result(outcome)
 }
 
 /// Makes the bucket prefix a mirror of the source (without deletes when `upload_only`).
@@ -473,7 +475,7 @@ fn synchronize(
     let outcome = run_cancellable(py, move |cancel| async move {
         crate::phases::synchronize(source_dir, job, max_concurrency, cancel).await
     })?;
-    phase_result(outcome, os_error)
+    phase_result(outcome)
 }
 
 /// Checks that every file of `tree` has an object of the same size under the URL.
@@ -485,7 +487,7 @@ fn verify(py: Python<'_>, tree: &SourceTree, s3_bucket_url: &str) -> PyResult<()
     let outcome = run_cancellable(py, move |cancel| async move {
         crate::phases::verify(tree, url, cancel).await
     })?;
-    phase_result(outcome, value_error)
+    phase_result(outcome)
 }
 
 #[pymodule]

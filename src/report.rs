@@ -28,6 +28,58 @@ impl ExitStatus {
     }
 }
 
+/// What made a run, a phase or one file fail. The exit status (below) and the Python
+/// exception (python.rs `exception_for`) are derived from it, each in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// An S3 request failed, and how.
+    S3(S3Kind),
+    /// A local file or directory could not be read or written.
+    LocalIo,
+    /// The bucket does not hold what the source does.
+    Verification,
+    /// Ctrl-C, SIGTERM, SIGHUP (or Python's KeyboardInterrupt).
+    Interrupted,
+    /// Bad input: the bucket URL, the source directory, file names that cannot be keys, or a
+    /// guard that refused the plan (empty source, `--maxDeletes`).
+    BadInput,
+    /// Credentials, region, CA bundle or the profile's s3 settings.
+    Config,
+    /// Another run holds the target's lock.
+    LockBusy,
+    /// A task of the run itself failed (a bug).
+    Internal,
+}
+
+/// How an S3 request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum S3Kind {
+    /// The server answered with an error.
+    Service,
+    /// No answer: refused or reset connection, timeout, a response cut off.
+    NoAnswer,
+    /// The server refused the credentials or the access (`AccessDenied`, `InvalidAccessKeyId`...).
+    AccessDenied,
+    /// `NoSuchBucket`.
+    NoSuchBucket,
+}
+
+impl Cause {
+    /// The exit status of a run that stopped for this cause.
+    pub fn status(self) -> ExitStatus {
+        match self {
+            Cause::Interrupted => ExitStatus::Interrupted,
+            Cause::S3(_)
+            | Cause::LocalIo
+            | Cause::Verification
+            | Cause::BadInput
+            | Cause::Config
+            | Cause::LockBusy
+            | Cause::Internal => ExitStatus::Failure,
+        }
+    }
+}
+
 /// What a run did; logged at the end of every run.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Summary {
@@ -129,6 +181,22 @@ mod tests {
         ];
         for (s, c) in all {
             assert_eq!(s.code(), c);
+        }
+    }
+
+    #[test]
+    fn only_an_interruption_is_not_a_failure() {
+        assert_eq!(Cause::Interrupted.status(), ExitStatus::Interrupted);
+        for c in [
+            Cause::S3(S3Kind::NoAnswer),
+            Cause::LocalIo,
+            Cause::Verification,
+            Cause::BadInput,
+            Cause::Config,
+            Cause::LockBusy,
+            Cause::Internal,
+        ] {
+            assert_eq!(c.status(), ExitStatus::Failure, "{c:?}");
         }
     }
 }

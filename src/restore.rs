@@ -29,25 +29,19 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::bucket_url::BucketUrl;
+use crate::bucket_url::{show_object, BucketUrl};
 use crate::checksum::{self, Hasher, Method, StoredChecksums};
 use crate::display::{display_bytes, display_path};
-use crate::engine::RunError;
+use crate::engine::{failed, RunError};
 use crate::options::Options;
 use crate::plan::{Listing, RemoteObject};
 use crate::progress::{self, Progress};
-use crate::report::{ExitStatus, RestoreCounts, Summary};
+use crate::report::{Cause, ExitStatus, RestoreCounts, Summary};
 use crate::s3::{self, s3_error, OpError, MULTIPART_THRESHOLD};
 use crate::{FLOW, OUTPUT};
 
 /// Longest file name most Linux file systems take.
 const NAME_MAX: usize = 255;
-
-/// Logs the reason a run stops, in the words the sync uses, and makes the error.
-fn failed(msg: String) -> RunError {
-    log::error!(target: FLOW, "Error executing backup: {msg}");
-    RunError::Failed(msg)
-}
 
 /// Why a key (relative to the prefix) cannot be a path under the target, if it cannot.
 pub fn path_problem(rel: &str) -> Option<String> {
@@ -467,7 +461,7 @@ async fn head(
         .send()
         .await
         .map_err(|e| s3_error("HeadObject", key, &e))?;
-    log::debug!(target: OUTPUT, "HeadObject s3://{bucket}/{}", display_bytes(key.as_bytes()));
+    log::debug!(target: OUTPUT, "HeadObject {}", show_object(bucket, key));
     let info = ObjectInfo {
         size: h.content_length().unwrap_or(0).max(0) as u64,
         stored: StoredChecksums {
@@ -516,7 +510,7 @@ impl Ctx {
         display_path(&self.target.join(rel))
     }
     fn shown_url(&self, key: &str) -> String {
-        format!("s3://{}/{}", self.url.bucket, display_bytes(key.as_bytes()))
+        self.url.show_key(key)
     }
 }
 
@@ -959,18 +953,20 @@ pub async fn run_phases(
 ) -> Result<(), RunError> {
     let (Some(target), Some(raw)) = (opts.source_dir.clone(), opts.s3_bucket_url.as_deref()) else {
         return Err(failed(
+            Cause::BadInput,
             "Target directory and S3 bucket URL are both required.".into(),
         ));
     };
-    let url = BucketUrl::parse(raw).map_err(|e| failed(e.to_string()))?;
+    let url = BucketUrl::parse(raw).map_err(|e| failed(Cause::BadInput, e.to_string()))?;
     log::info!(target: FLOW, "Restoring {url} into {}{}.", display_path(&target), if opts.dry_run { " (dry run)" } else { "" });
     let started = Instant::now();
     let root = open_target(&target, opts.dry_run)?;
-    let (client, endpoint) = s3::client_with_endpoint().await.map_err(failed)?;
+    let (client, endpoint) = s3::client_with_endpoint()
+        .await
+        .map_err(|e| failed(Cause::Config, e))?;
     // The same lock as a sync of the prefix: a sync running under it would delete or replace
     // objects this restore has listed (each a failed file here), so the two never overlap.
-    let _lock = crate::lock::acquire(&crate::lock::Target::new(endpoint.as_deref(), &url))
-        .map_err(|e| failed(e.to_string()))?;
+    let _lock = crate::lock::acquire(&crate::lock::Target::new(endpoint.as_deref(), &url))?;
     let listing = crate::s3::listing::list(&client, &url, cancel).await?;
     summary.phases.push(("prepare", started.elapsed()));
     let started = Instant::now();
@@ -992,7 +988,13 @@ pub async fn run_phases(
         log::warn!(target: FLOW, "{} files were checked by size only: their objects carry no whole-object checksum and no MD5 ETag.", c.size_only);
     }
     if c.problems() > 0 {
-        return Err(failed(format!(
+        // Failed downloads or writes first; otherwise what was refused needs the admin's eye.
+        let cause = if c.failed > 0 {
+            Cause::LocalIo
+        } else {
+            Cause::BadInput
+        };
+        return Err(failed(cause, format!(
             "{} objects under {url} were not restored ({} unsafe keys, {} archived, {} differing local files, {} failures).",
             c.problems(),
             c.refused,
@@ -1009,17 +1011,23 @@ pub async fn run_phases(
 fn open_target(target: &Path, dry_run: bool) -> Result<Option<Arc<OwnedFd>>, RunError> {
     if !dry_run {
         std::fs::create_dir_all(target).map_err(|e| {
-            failed(format!(
-                "Cannot create the target directory {}: {e}",
-                display_path(target)
-            ))
+            failed(
+                Cause::LocalIo,
+                format!(
+                    "Cannot create the target directory {}: {e}",
+                    display_path(target)
+                ),
+            )
         })?;
     }
     let c = CString::new(target.as_os_str().as_bytes()).map_err(|_| {
-        failed(format!(
-            "The target directory {} has a NUL byte.",
-            display_path(target)
-        ))
+        failed(
+            Cause::BadInput,
+            format!(
+                "The target directory {} has a NUL byte.",
+                display_path(target)
+            ),
+        )
     })?;
     // SAFETY: NUL-terminated path; the descriptor is owned below.
     let fd = unsafe {
@@ -1033,10 +1041,13 @@ fn open_target(target: &Path, dry_run: bool) -> Result<Option<Arc<OwnedFd>>, Run
         if dry_run && e.kind() == std::io::ErrorKind::NotFound {
             return Ok(None);
         }
-        return Err(failed(format!(
-            "Cannot open the target directory {}: {e}",
-            display_path(target)
-        )));
+        return Err(failed(
+            Cause::LocalIo,
+            format!(
+                "Cannot open the target directory {}: {e}",
+                display_path(target)
+            ),
+        ));
     }
     // SAFETY: fd was just opened and is owned by nothing else.
     Ok(Some(Arc::new(unsafe { OwnedFd::from_raw_fd(fd) })))
@@ -1060,14 +1071,7 @@ async fn restore_listing(
     let counts = &mut c;
     let mut rels: Vec<(&str, &RemoteObject)> = listing.iter().map(|(k, o)| (&**k, o)).collect();
     rels.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    let shown = |rel: &str| {
-        format!(
-            "s3://{}/{}{}",
-            url.bucket,
-            url.prefix,
-            display_bytes(rel.as_bytes())
-        )
-    };
+    let shown = |rel: &str| url.show(rel);
     let mut summary_failures: Vec<(String, String)> = Vec::new();
     let both = conflicting_keys(rels.iter().map(|(r, _)| *r).filter(|r| !r.ends_with('/')));
     let mut entries = Vec::new();
@@ -1090,7 +1094,7 @@ async fn restore_listing(
         }
         entries.push(Entry {
             rel: (*rel).into(),
-            key: format!("{}{rel}", url.prefix),
+            key: url.key(rel),
             obj: **obj,
         });
     }

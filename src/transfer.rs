@@ -12,25 +12,77 @@ use tokio_util::sync::CancellationToken;
 use crate::bucket_url::BucketUrl;
 use crate::display::display_bytes;
 use crate::plan::Plan;
+use crate::report::Cause;
 use crate::s3::{self, Interrupted, OpError, UploadSettings};
 use crate::walk::{FileVersion, LocalFile, SourceTree};
 use crate::{FLOW, OUTPUT};
+
+/// Why one file failed: what kind of failure, and the message the log and summary show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub cause: Cause,
+    pub message: String,
+}
+
+impl Failure {
+    fn new(cause: Cause, message: impl Into<String>) -> Self {
+        Failure {
+            cause,
+            message: message.into(),
+        }
+    }
+
+    fn of(e: &OpError) -> Self {
+        Failure::new(e.cause(), e.to_string())
+    }
+}
+
+/// How one file's upload ended.
+#[derive(Debug)]
+pub enum FileOutcome {
+    /// The object holds this version of the file.
+    Uploaded(LocalFile),
+    Failed(Failure),
+    /// Cancelled before it was stored.
+    Interrupted,
+}
 
 /// What the upload phase did.
 #[derive(Debug, Default)]
 pub struct UploadOutcome {
     pub uploaded: usize,
     pub bytes: u64,
-    /// One line per file that failed: the file and why.
-    pub failures: Vec<String>,
-    /// The same failures as (file, why), for the summary file.
-    pub failed_files: Vec<(String, String)>,
+    /// Each file that failed (as shown) and why.
+    pub failed_files: Vec<(String, Failure)>,
+    /// Upload tasks that ended without an outcome (a bug: they panicked).
+    pub lost_tasks: usize,
     pub interrupted: bool,
     /// Files not dispatched because the endpoint stopped answering (see [`crate::health`]).
     pub not_attempted: usize,
     /// Files uploaded in another version than the walk saw (changed meanwhile), by index:
     /// verification compares the objects with these.
     pub versions: Vec<(usize, LocalFile)>,
+}
+
+impl UploadOutcome {
+    /// Files whose upload failed, lost tasks included.
+    pub fn failed(&self) -> usize {
+        self.failed_files.len() + self.lost_tasks
+    }
+
+    /// What the failures were: the first failed file's cause.
+    pub fn cause(&self) -> Cause {
+        self.failed_files
+            .first()
+            .map_or(Cause::Internal, |(_, f)| f.cause)
+    }
+
+    /// The failures as (file, why), for the summary.
+    pub fn failed_lines(&self) -> impl Iterator<Item = (String, String)> + '_ {
+        self.failed_files
+            .iter()
+            .map(|(n, f)| (n.clone(), f.message.clone()))
+    }
 }
 
 /// How many times one run uploads a file that changes while it is read, each time from
@@ -121,9 +173,11 @@ enum Attempt {
     Done(LocalFile),
     /// The file changed while it was read. `wrote`: an object was written from it anyway
     /// (it may be torn).
-    Changed { wrote: bool },
-    /// Another failure ("" when interrupted).
-    Failed(String),
+    Changed {
+        wrote: bool,
+    },
+    Failed(Failure),
+    Interrupted,
 }
 
 struct Target<'a> {
@@ -146,12 +200,12 @@ async fn attempt(
     let name = display_bytes(walked.rel.as_bytes());
     let (file, version) = match open_for_upload(t.path) {
         Ok(x) => x,
-        Err(e) => return Attempt::Failed(e),
+        Err(e) => return Attempt::Failed(Failure::new(Cause::LocalIo, e)),
     };
     let version = match t.own {
         true => version,
         false => match tokio::select! {
-            _ = t.cancel.cancelled() => return Attempt::Failed(String::new()),
+            _ = t.cancel.cancelled() => return Attempt::Interrupted,
             v = settled(&file, version) => v,
         } {
             Some(v) => v,
@@ -193,7 +247,7 @@ async fn attempt(
         *permit = None;
     } else if permit.is_none() {
         let p = tokio::select! {
-            _ = t.cancel.cancelled() => return Attempt::Failed(String::new()),
+            _ = t.cancel.cancelled() => return Attempt::Interrupted,
             p = t.limit.clone().acquire_owned() => p.expect("semaphore closed"),
         };
         *permit = Some(p);
@@ -229,12 +283,12 @@ async fn attempt(
             mtime_ns,
         }),
         Err(_) if changed.load(Ordering::Relaxed) => Attempt::Changed { wrote: false },
-        Err(OpError::Interrupted(_)) => Attempt::Failed(String::new()),
+        Err(OpError::Interrupted(_)) => Attempt::Interrupted,
         // A failed request of a file that changed (one that shrank cannot be read to its
         // end): try its new version. A single request that failed may still have been
         // stored (its answer lost), so its object counts as possibly torn.
         Err(_) if unchanged().is_err() => Attempt::Changed { wrote: !multipart },
-        Err(e) => Attempt::Failed(e.to_string()),
+        Err(e) => Attempt::Failed(Failure::of(&e)),
     }
 }
 
@@ -252,8 +306,8 @@ async fn upload_one(
     cancel: CancellationToken,
     mut permit: Option<tokio::sync::OwnedSemaphorePermit>,
     settings: Arc<UploadSettings>,
-) -> Result<LocalFile, String> {
-    let key = url.key_for(file.rel.split('/'));
+) -> FileOutcome {
+    let key = url.key(&file.rel);
     let name = display_bytes(file.rel.as_bytes());
     let t = Target {
         client: &client,
@@ -266,12 +320,14 @@ async fn upload_one(
         settings: &settings,
     };
     let mut torn = false;
-    let mut result = Err(String::new());
+    let mut result = FileOutcome::Interrupted;
+    // Every attempt saw the file change (the message gets what the bucket keeps).
+    let mut kept_changing = false;
     for n in 1..=ATTEMPTS {
         match attempt(&t, &file, &mut permit).await {
             Attempt::Done(v) => {
                 torn = false;
-                result = Ok(v);
+                result = FileOutcome::Uploaded(v);
                 break;
             }
             Attempt::Changed { wrote } => {
@@ -279,38 +335,60 @@ async fn upload_one(
                 if n < ATTEMPTS {
                     log::warn!(target: FLOW, "{name} changed while it was being uploaded (attempt {n} of {ATTEMPTS}); uploading its new version.");
                 } else {
-                    result = Err(format!(
-                        "changed while being uploaded, on each of {ATTEMPTS} attempts"
+                    kept_changing = true;
+                    result = FileOutcome::Failed(Failure::new(
+                        Cause::LocalIo,
+                        format!("changed while being uploaded, on each of {ATTEMPTS} attempts"),
                     ));
                 }
             }
             Attempt::Failed(e) => {
-                result = Err(e);
+                result = FileOutcome::Failed(e);
+                break;
+            }
+            Attempt::Interrupted => {
+                result = FileOutcome::Interrupted;
                 break;
             }
         }
     }
     drop(permit);
     match result {
-        Err(e) if torn => {
-            let shown = format!("s3://{}/{}", url.bucket, display_bytes(key.as_bytes()));
-            let why = if e.is_empty() { "interrupted" } else { &e };
+        FileOutcome::Uploaded(_) => result,
+        _ if torn => {
+            let shown = url.show_key(&key);
+            let why = match &result {
+                FileOutcome::Failed(f) => f.message.clone(),
+                _ => "interrupted".to_string(),
+            };
             match s3::delete_object(&client, &url.bucket, &key).await {
                 Ok(()) => {
                     log::warn!(target: FLOW, "Deleted {shown}: it was written while {name} changed and may be torn.");
-                    Err(if e.is_empty() {
-                        e
-                    } else {
-                        format!("{why}; the object written meanwhile was deleted, so the next run uploads it again")
-                    })
+                    match result {
+                        FileOutcome::Failed(f) => FileOutcome::Failed(Failure::new(
+                            f.cause,
+                            format!("{why}; the object written meanwhile was deleted, so the next run uploads it again"),
+                        )),
+                        other => other,
+                    }
                 }
-                Err(d) => Err(format!(
-                    "{why}; {shown} was written while the file changed and may be torn, and could not be deleted ({d})"
-                )),
+                Err(d) => {
+                    let cause = match &result {
+                        FileOutcome::Failed(f) => f.cause,
+                        _ => d.cause,
+                    };
+                    FileOutcome::Failed(Failure::new(cause, format!(
+                        "{why}; {shown} was written while the file changed and may be torn, and could not be deleted ({d})"
+                    )))
+                }
             }
         }
-        Err(e) if e.starts_with("changed while being uploaded") => Err(format!(
-            "{e}; nothing was written, the bucket keeps its previous object of this key (if any)"
+        FileOutcome::Failed(f) if kept_changing => FileOutcome::Failed(Failure::new(
+            f.cause,
+            format!(
+                "{}; nothing was written, the bucket keeps its previous object of this key (if any)",
+                f.message
+            ),
         )),
         other => other,
     }
@@ -336,27 +414,25 @@ pub async fn upload(
     let health = crate::health::Health::new();
     let url = Arc::new(url.clone());
     let mut out = UploadOutcome::default();
-    let mut tasks: JoinSet<(usize, Result<LocalFile, String>)> = JoinSet::new();
-    let collect =
-        |out: &mut UploadOutcome, tree: &SourceTree, idx: usize, r: Result<LocalFile, String>| {
-            let name = display_bytes(tree.files[idx].rel.as_bytes());
-            match r {
-                Ok(version) => {
-                    health.answered();
-                    out.uploaded += 1;
-                    out.bytes += version.size;
-                    if version != tree.files[idx] {
-                        out.versions.push((idx, version));
-                    }
-                }
-                Err(e) if e.is_empty() => out.interrupted = true,
-                Err(e) => {
-                    log::error!(target: FLOW, "Failed to upload {name}: {e}");
-                    out.failures.push(format!("{name}: {e}"));
-                    out.failed_files.push((name, e));
+    let mut tasks: JoinSet<(usize, FileOutcome)> = JoinSet::new();
+    let collect = |out: &mut UploadOutcome, tree: &SourceTree, idx: usize, r: FileOutcome| {
+        let name = display_bytes(tree.files[idx].rel.as_bytes());
+        match r {
+            FileOutcome::Uploaded(version) => {
+                health.answered();
+                out.uploaded += 1;
+                out.bytes += version.size;
+                if version != tree.files[idx] {
+                    out.versions.push((idx, version));
                 }
             }
-        };
+            FileOutcome::Interrupted => out.interrupted = true,
+            FileOutcome::Failed(f) => {
+                log::error!(target: FLOW, "Failed to upload {name}: {}", f.message);
+                out.failed_files.push((name, f));
+            }
+        }
+    };
     for (n, &(idx, reason)) in plan.uploads.iter().enumerate() {
         let file = &tree.files[idx];
         let permit = tokio::select! {
@@ -368,7 +444,7 @@ pub async fn upload(
             out.not_attempted = plan.uploads.len() - n;
             break;
         }
-        log::info!(target: OUTPUT, "upload: {} to s3://{}/{}{} ({reason})", display_bytes(file.rel.as_bytes()), url.bucket, url.prefix, display_bytes(file.rel.as_bytes()));
+        log::info!(target: OUTPUT, "upload: {} to {} ({reason})", display_bytes(file.rel.as_bytes()), url.show(&file.rel));
         // A multipart upload takes a permit per part, so it must not hold one itself.
         let permit = (file.size < settings.multipart.threshold).then_some(permit);
         let fut = upload_one(
@@ -394,7 +470,10 @@ pub async fn upload(
     while let Some(done) = tasks.join_next().await {
         match done {
             Ok((i, r)) => collect(&mut out, tree, i, r),
-            Err(e) => out.failures.push(format!("upload task failed: {e}")),
+            Err(e) => {
+                log::debug!(target: FLOW, "upload task failed: {e}");
+                out.lost_tasks += 1;
+            }
         }
     }
     if cancel.is_cancelled() {
@@ -409,12 +488,21 @@ pub struct DeleteOutcome {
     /// Objects known to be gone.
     pub deleted: usize,
     /// Each key that could not be deleted (relative to the prefix, as shown) and why.
-    pub failures: Vec<(String, String)>,
+    pub failures: Vec<(String, Failure)>,
     /// Cancelled before every object was tried.
     pub interrupted: bool,
     /// Objects whose delete request got no answer before the interruption and that could not
     /// be checked afterwards: they may or may not be gone.
     pub unknown: usize,
+}
+
+impl DeleteOutcome {
+    /// What the failures were: the first failed delete's cause.
+    pub fn cause(&self) -> Cause {
+        self.failures
+            .first()
+            .map_or(Cause::S3(crate::report::S3Kind::Service), |(_, f)| f.cause)
+    }
 }
 
 /// Deletes the planned objects. Call only after every upload succeeded.
@@ -424,13 +512,9 @@ pub async fn delete(
     plan: &Plan,
     cancel: &CancellationToken,
 ) -> DeleteOutcome {
-    let keys: Vec<String> = plan
-        .deletes
-        .iter()
-        .map(|rel| format!("{}{}", url.prefix, rel))
-        .collect();
+    let keys: Vec<String> = plan.deletes.iter().map(|rel| url.key(rel)).collect();
     for k in &keys {
-        log::info!(target: OUTPUT, "delete: s3://{}/{}", url.bucket, display_bytes(k.as_bytes()));
+        log::info!(target: OUTPUT, "delete: {}", url.show_key(k));
     }
     let done = s3::delete(client, &url.bucket, &keys, cancel).await;
     let shown = |key: &str| display_bytes(url.relative(key).unwrap_or(key).as_bytes());
@@ -438,12 +522,15 @@ pub async fn delete(
         .failures
         .into_iter()
         .map(|e| {
-            log::error!(target: FLOW, "Failed to delete s3://{}/{}: {}", url.bucket, display_bytes(e.target.as_bytes()), e.detail);
-            (shown(&e.target), format!("delete failed: {}", e.detail))
+            log::error!(target: FLOW, "Failed to delete {}: {}", url.show_key(&e.target), e.detail);
+            (
+                shown(&e.target),
+                Failure::new(e.cause, format!("delete failed: {}", e.detail)),
+            )
         })
         .collect();
     for key in &done.unknown {
-        log::warn!(target: FLOW, "Not known whether s3://{}/{} was deleted (its request was interrupted).", url.bucket, display_bytes(key.as_bytes()));
+        log::warn!(target: FLOW, "Not known whether {} was deleted (its request was interrupted).", url.show_key(key));
     }
     DeleteOutcome {
         deleted: done.deleted,

@@ -10,7 +10,9 @@ use aws_sdk_s3::Client;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::error::{s3_error, S3Error};
+use super::error::{answer_cause, s3_error, S3Error};
+use crate::bucket_url::show_object;
+use crate::report::{Cause, S3Kind};
 use crate::OUTPUT;
 
 /// Bound on one DeleteObject (on top of the SDK's per-attempt timeouts, over its retries):
@@ -27,7 +29,7 @@ pub async fn delete_object(client: &Client, bucket: &str, key: &str) -> Result<(
     let req = client.delete_object().bucket(bucket).key(key).send();
     match tokio::time::timeout(DELETE_OBJECT_TIMEOUT, req).await {
         Ok(Ok(_)) => {
-            log::debug!(target: OUTPUT, "DeleteObject s3://{bucket}/{}", crate::display::display_bytes(key.as_bytes()));
+            log::debug!(target: OUTPUT, "DeleteObject {}", show_object(bucket, key));
             Ok(())
         }
         Ok(Err(e)) => Err(s3_error("DeleteObject", key, &e)),
@@ -36,6 +38,7 @@ pub async fn delete_object(client: &Client, bucket: &str, key: &str) -> Result<(
             target: key.to_string(),
             detail: "timed out".into(),
             code: None,
+            cause: Cause::S3(S3Kind::NoAnswer),
         }),
     }
 }
@@ -134,7 +137,7 @@ async fn delete_one(
     match answer(request, cancel).await {
         Some(Ok(_)) => {
             out.deleted += 1;
-            log::debug!(target: OUTPUT, "DeleteObject s3://{bucket}/{}", crate::display::display_bytes(key.as_bytes()));
+            log::debug!(target: OUTPUT, "DeleteObject {}", show_object(bucket, key));
         }
         Some(Err(e)) => out.failures.push(s3_error("DeleteObject", key, &e)),
         None => check_unanswered(client, bucket, &[key], out).await,
@@ -179,11 +182,12 @@ async fn delete_batch(
                         e.message().unwrap_or_default()
                     ),
                     code: e.code().map(str::to_string),
+                    cause: answer_cause(e.code()),
                 });
             }
             out.deleted += batch.len() - errors.len();
             for k in batch {
-                log::debug!(target: OUTPUT, "DeleteObjects s3://{bucket}/{}", crate::display::display_bytes(k.as_bytes()));
+                log::debug!(target: OUTPUT, "DeleteObjects {}", show_object(bucket, k));
             }
         }
         Some(Err(e)) if rejected_as_a_whole(&e) => {

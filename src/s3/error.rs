@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
+use crate::report::{Cause, S3Kind};
+
 static FULL_CHAIN: AtomicBool = AtomicBool::new(false);
 
 /// Turns on (`-s`) or off the full description of failures by [`crate::diagnostics::describe`] and of
@@ -28,6 +30,36 @@ pub struct S3Error {
     pub detail: String,
     /// The service's error code, when it sent one (for example `NoSuchBucket`).
     pub code: Option<String>,
+    /// What kind of failure it was (no answer, access denied, no credentials...).
+    pub cause: Cause,
+}
+
+/// The cause of an error answer with this code.
+pub(crate) fn answer_cause(code: Option<&str>) -> Cause {
+    match code {
+        Some("NoSuchBucket") => Cause::S3(S3Kind::NoSuchBucket),
+        Some(
+            "AccessDenied"
+            | "AllAccessDisabled"
+            | "InvalidAccessKeyId"
+            | "SignatureDoesNotMatch"
+            | "AccountProblem",
+        ) => Cause::S3(S3Kind::AccessDenied),
+        _ => Cause::S3(S3Kind::Service),
+    }
+}
+
+/// The cause of an SDK error: no answer, an error answer, or a request that could not be
+/// made (credentials, region: configuration).
+fn sdk_cause<E, R>(err: &SdkError<E, R>) -> Cause
+where
+    E: ProvideErrorMetadata,
+{
+    match err {
+        _ if is_transport(err) => Cause::S3(S3Kind::NoAnswer),
+        SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_) => Cause::Config,
+        _ => answer_cause(err.code()),
+    }
 }
 
 /// The work was cancelled (Ctrl-C, SIGTERM, or Python's KeyboardInterrupt).
@@ -46,6 +78,15 @@ pub enum OpError {
 }
 
 impl OpError {
+    /// What kind of failure it was.
+    pub fn cause(&self) -> Cause {
+        match self {
+            OpError::S3(e) => e.cause,
+            OpError::Interrupted(_) => Cause::Interrupted,
+            OpError::Local { .. } => Cause::LocalIo,
+        }
+    }
+
     /// A failure of a local file, named as log lines show paths.
     pub fn local(path: &Path, message: impl Into<String>) -> Self {
         OpError::Local {
@@ -88,6 +129,7 @@ where
         target: target.to_string(),
         detail,
         code,
+        cause: sdk_cause(err),
     }
 }
 
@@ -170,4 +212,27 @@ pub(super) fn s3_error_detail<E: ProvideErrorMetadata>(
     one_line(&format!("{code}: {msg}"))
         .trim_end_matches(": ")
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_give_the_cause() {
+        assert_eq!(
+            answer_cause(Some("NoSuchBucket")),
+            Cause::S3(S3Kind::NoSuchBucket)
+        );
+        assert_eq!(
+            answer_cause(Some("AccessDenied")),
+            Cause::S3(S3Kind::AccessDenied)
+        );
+        assert_eq!(
+            answer_cause(Some("InvalidAccessKeyId")),
+            Cause::S3(S3Kind::AccessDenied)
+        );
+        assert_eq!(answer_cause(Some("SlowDown")), Cause::S3(S3Kind::Service));
+        assert_eq!(answer_cause(None), Cause::S3(S3Kind::Service));
+    }
 }

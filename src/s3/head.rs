@@ -5,6 +5,7 @@ use aws_sdk_s3::Client;
 
 use super::body::MTIME_METADATA;
 use super::error::{s3_error, S3Error};
+use crate::bucket_url::show_object;
 use crate::checksum::StoredChecksums;
 use crate::OUTPUT;
 
@@ -23,7 +24,7 @@ pub async fn head_checksums(
         .send()
         .await
         .map_err(|e| s3_error("HeadObject", key, &e))?;
-    log::debug!(target: OUTPUT, "HeadObject s3://{bucket}/{}", crate::display::display_bytes(key.as_bytes()));
+    log::debug!(target: OUTPUT, "HeadObject {}", show_object(bucket, key));
     Ok(StoredChecksums {
         crc64nvme: h.checksum_crc64_nvme().map(str::to_string),
         crc32: h.checksum_crc32().map(str::to_string),
@@ -48,6 +49,6 @@ pub async fn head_mtime(
         .send()
         .await
         .map_err(|e| s3_error("HeadObject", key, &e))?;
-    log::debug!(target: OUTPUT, "HeadObject s3://{bucket}/{} (mtime metadata)", crate::display::display_bytes(key.as_bytes()));
+    log::debug!(target: OUTPUT, "HeadObject {} (mtime metadata)", show_object(bucket, key));
     Ok(h.metadata().and_then(|m| m.get(MTIME_METADATA)).cloned())
 }

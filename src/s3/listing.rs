@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::error::{s3_error, Interrupted, OpError};
-use crate::bucket_url::BucketUrl;
+use crate::bucket_url::{show_object, BucketUrl};
 use crate::plan::{Listing, RemoteObject};
 use crate::OUTPUT;
 
@@ -73,7 +73,7 @@ async fn page(
     }
     let out = tokio::select! {
         _ = cancel.cancelled() => return Err(Interrupted.into()),
-        r = req.send() => r.map_err(|e| s3_error("ListObjectsV2", &format!("s3://{bucket}/{prefix}"), &e))?,
+        r = req.send() => r.map_err(|e| s3_error("ListObjectsV2", &show_object(bucket, prefix), &e))?,
     };
     let objects = out
         .contents()

@@ -23,6 +23,7 @@ use super::checksum_fallback::{
 use super::error::{s3_error, s3_error_detail, Interrupted, OpError};
 use super::limits::{IN_MEMORY_BODY, MAX_OBJECT_SIZE, MAX_PARTS};
 use super::settings::{Bandwidth, Multipart};
+use crate::bucket_url::show_object;
 use crate::checksum;
 use crate::progress::Progress;
 use crate::OUTPUT;
@@ -163,7 +164,7 @@ pub async fn put(
             }
         }
     }
-    log::debug!(target: OUTPUT, "PutObject s3://{bucket}/{} ({size} bytes{})", crate::display::display_bytes(key.as_bytes()), settings.describe(level));
+    log::debug!(target: OUTPUT, "PutObject {} ({size} bytes{})", show_object(bucket, key), settings.describe(level));
     settings.bytes_done(size);
     settings.file_done();
     Ok(())
@@ -276,8 +277,8 @@ async fn multipart_once(
         .await
         .map_err(|e| MultipartFailure::of("CreateMultipartUpload", key, &e))?;
     let upload_id = created.upload_id().unwrap_or_default().to_string();
-    let shown = crate::display::display_bytes(key.as_bytes());
-    log::debug!(target: OUTPUT, "CreateMultipartUpload s3://{bucket}/{shown} id {upload_id}{}", settings.describe(level));
+    let shown = show_object(bucket, key);
+    log::debug!(target: OUTPUT, "CreateMultipartUpload {shown} id {upload_id}{}", settings.describe(level));
     let part_settings = PartSettings {
         level,
         progress: settings.progress.clone(),
@@ -321,7 +322,7 @@ async fn multipart_once(
                 .map_err(|e| MultipartFailure::of("CompleteMultipartUpload", key, &e));
             match done {
                 Ok(_) => {
-                    log::debug!(target: OUTPUT, "CompleteMultipartUpload s3://{bucket}/{shown} ({size} bytes)");
+                    log::debug!(target: OUTPUT, "CompleteMultipartUpload {shown} ({size} bytes)");
                     settings.file_done();
                     abort_strays(client, bucket, key, &upload_id).await;
                     Ok(())
@@ -418,7 +419,8 @@ pub async fn abort_prefix_strays(
         };
         let page = page.map_err(|e| {
             format!(
-                "Could not list open multipart uploads under s3://{bucket}/{prefix}: {}",
+                "Could not list open multipart uploads under {}: {}",
+                show_object(bucket, prefix),
                 s3_error("ListMultipartUploads", prefix, &e).detail
             )
         })?;
@@ -431,16 +433,16 @@ pub async fn abort_prefix_strays(
                 continue;
             }
             found += 1;
-            let shown = crate::display::display_bytes(key.as_bytes());
+            let shown = show_object(bucket, &key);
             let initiated = u
                 .initiated()
                 .and_then(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).ok())
                 .unwrap_or_else(|| "unknown".into());
             if dry_run {
-                log::warn!(target: crate::FLOW, "(dryrun) would abort stray multipart upload of s3://{bucket}/{shown} (initiated {initiated}, upload id {id})");
+                log::warn!(target: crate::FLOW, "(dryrun) would abort stray multipart upload of {shown} (initiated {initiated}, upload id {id})");
                 continue;
             }
-            log::warn!(target: crate::FLOW, "Aborting stray multipart upload of s3://{bucket}/{shown} (initiated {initiated}, upload id {id}), left open by an earlier run");
+            log::warn!(target: crate::FLOW, "Aborting stray multipart upload of {shown} (initiated {initiated}, upload id {id}), left open by an earlier run");
             if cancel.is_cancelled() {
                 return Ok(found);
             }
@@ -469,7 +471,7 @@ async fn abort(client: &Client, bucket: &str, key: &str, upload_id: &str) {
         .send();
     match tokio::time::timeout(CLEANUP_TIMEOUT, req).await {
         Ok(Ok(_)) => {
-            log::debug!(target: OUTPUT, "AbortMultipartUpload s3://{bucket}/{shown} id {upload_id}")
+            log::debug!(target: OUTPUT, "AbortMultipartUpload {} id {upload_id}", show_object(bucket, key))
         }
         Ok(Err(e)) => {
             log::warn!(target: crate::FLOW, "could not abort multipart upload {upload_id} of {shown}: {}", s3_error("AbortMultipartUpload", key, &e))

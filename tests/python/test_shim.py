@@ -7,6 +7,7 @@ import io
 import logging
 import os
 import re
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,22 @@ def test_verify_differences_raise_value_error_with_one_line_each(
     errors = records(caplog, FLOW, logging.ERROR)
     assert any("new.txt" in m for m in errors)
     assert any("size differs" in m and "a.txt" in m for m in errors)
+
+
+def test_s3_outage_during_verify_is_an_os_error_not_a_difference(
+    s3: Any, bucket: str, tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"s3://{bucket}/outage"
+    shim._synchronizeBucket(str(tree), url, False)
+    files = shim._buildSourceFiles(str(tree))
+    # A port nothing listens on: the listing gets no answer at all.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    with pytest.raises(OSError, match="cannot reach the endpoint") as raised:
+        shim._verifyBucketContents(str(tree), files, url)
+    assert not isinstance(raised.value, ValueError)
 
 
 def test_synchronize_failure_is_an_os_error(s3: Any, tree: Path) -> None:
