@@ -264,6 +264,12 @@ pub fn open_logfile(path: &Path, mode: u32, owner: (&str, &str)) -> Result<File,
 /// does, and notes whether failures are described in full (`-s`): the Python command's
 /// first step of logging setup, so that both front ends fail the same way (exit 3).
 pub fn prepare_logfile(opts: &Options) -> Result<(), LoggingError> {
+    open_logfile_of(opts).map(drop)
+}
+
+/// Notes `-s`, then creates (with the `-m` mode and `-o` owner, or their defaults) or opens
+/// the logfile of `opts`.
+fn open_logfile_of(opts: &Options) -> Result<std::fs::File, LoggingError> {
     crate::s3::error::set_full_chain(opts.stacktrace);
     let owner = opts
         .owner
@@ -275,7 +281,6 @@ pub fn prepare_logfile(opts: &Options) -> Result<(), LoggingError> {
         opts.mode.unwrap_or(DEFAULT_MODE),
         owner,
     )
-    .map(drop)
 }
 
 /// The reason in "Error setting up logging: REASON" (stderr, exit 3): one line, or with
@@ -287,17 +292,7 @@ pub fn setup_error_text(e: &LoggingError) -> String {
 /// Installs the process-wide logger for the binary. Fails (exit 3) when the logfile cannot
 /// be opened or created. Also records whether failures are described in full (`-s`).
 pub fn init(opts: &Options) -> Result<(), LoggingError> {
-    crate::s3::error::set_full_chain(opts.stacktrace);
-    let owner = opts
-        .owner
-        .as_ref()
-        .map(|(u, g)| (u.as_str(), g.as_str()))
-        .unwrap_or(DEFAULT_OWNER);
-    let file = open_logfile(
-        &opts.logfile_path(),
-        opts.mode.unwrap_or(DEFAULT_MODE),
-        owner,
-    )?;
+    let file = open_logfile_of(opts)?;
     let levels = Levels::from_options(opts);
     let logger = CedarLogger::new(file, levels, &opts.logfile_path());
     if log::set_boxed_logger(Box::new(logger)).is_ok() {

@@ -29,7 +29,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::bucket_url::{show_object, BucketUrl};
+use crate::bucket_url::BucketUrl;
 use crate::checksum::{self, Hasher, Method, StoredChecksums};
 use crate::display::{display_bytes, display_path};
 use crate::engine::{failed, RunError};
@@ -453,25 +453,10 @@ async fn head(
     bucket: &str,
     key: &str,
 ) -> Result<(ObjectInfo, Option<String>), OpError> {
-    let h = client
-        .head_object()
-        .bucket(bucket)
-        .key(key)
-        .checksum_mode(ChecksumMode::Enabled)
-        .send()
-        .await
-        .map_err(|e| s3_error("HeadObject", key, &e))?;
-    log::debug!(target: OUTPUT, "HeadObject {}", show_object(bucket, key));
+    let h = s3::head_object(client, bucket, key).await?;
     let info = ObjectInfo {
         size: h.content_length().unwrap_or(0).max(0) as u64,
-        stored: StoredChecksums {
-            crc64nvme: h.checksum_crc64_nvme().map(str::to_string),
-            crc32: h.checksum_crc32().map(str::to_string),
-            crc32c: h.checksum_crc32_c().map(str::to_string),
-            checksum_type: h.checksum_type().map(|t| t.as_str().to_string()),
-            etag: h.e_tag().map(str::to_string),
-            sse: h.server_side_encryption().map(|e| e.as_str().to_string()),
-        },
+        stored: s3::stored_checksums(&h),
         recorded: Recorded::from_metadata(h.metadata()),
         etag: h.e_tag().map(str::to_string),
     };

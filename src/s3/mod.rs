@@ -28,7 +28,7 @@ pub use client::{
 pub use delete::{delete, delete_object, fits_delete_xml, Deleted, DELETE_GRACE};
 pub(crate) use error::s3_error;
 pub use error::{Interrupted, OpError, S3Error};
-pub use head::{head_checksums, head_mtime};
+pub use head::{head_checksums, head_mtime, head_object, stored_checksums};
 pub use limits::{
     IN_MEMORY_BODY, MAX_OBJECT_SIZE, MAX_PARTS, MAX_PART_SIZE, MIN_PART_SIZE, MULTIPART_THRESHOLD,
     S3_MIN_PART_SIZE,
