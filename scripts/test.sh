@@ -22,12 +22,11 @@ step "the S3 suites again against moto (AWS's own answers: whole-second LastModi
 #   missing_bucket_access_denied_and_credentials   (bad_input) a read-only identity, unknown key ids
 #   secrets_never_reach_the_screen_or_the_logfile  (security)  a wrong secret is rejected
 # Not repeated: faults, soak and redteam (the client's retries and timing through
-# tests/s3proxy.py, not the server model), user_setup (moto's server closes every connection,
-# so connection reuse cannot show), logging, cli_options and getopt_differential (no S3
-# answers involved).
+# tests/s3proxy.py, not the server model), logging, cli_options and getopt_differential (no
+# S3 answers involved).
 CBACK3_TEST_SERVER=moto cargo test --test sync --test features --test bad_input --test security --test cron \
     --test aws_s3_settings --test checksum_fallback --test deletes_signals_strays --test integrity \
-    --test lock --test restore -- \
+    --test lock --test restore --test user_setup -- \
     --skip wrong_credentials_fail_cleanly \
     --skip missing_bucket_access_denied_and_credentials \
     --skip secrets_never_reach_the_screen_or_the_logfile

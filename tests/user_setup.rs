@@ -322,8 +322,12 @@ fn https_connections_are_reused() {
     // hyper finishes a connect it started even when an idle connection came free first, so
     // a loaded machine may see a few more than 8 (8 measured on a quiet one).
     let handshakes = proxy.stats()["handshakes"];
+    // moto's server closes the connection after every answer, so a client must connect anew
+    // for each request there: what can still be checked is one handshake per request at most
+    // (no retries, no connections thrown away).
+    let most = if on_moto() { 310 } else { 16 };
     assert!(
-        (1..=16).contains(&handshakes),
+        (1..=most).contains(&handshakes),
         "{handshakes} TLS handshakes for 300 uploads at concurrency 8"
     );
 }
