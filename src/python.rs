@@ -16,9 +16,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use pyo3::exceptions::{PyKeyboardInterrupt, PyOSError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyKeyboardInterrupt, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyInt, PyString, PyTuple};
 use tokio::runtime::Runtime;
 use tokio_util::sync::CancellationToken;
 
@@ -267,6 +267,168 @@ fn build_argument_string(py: Python<'_>, options: &Bound<'_, PyDict>) -> PyResul
 #[pyfunction]
 fn split_argument_string(text: &str) -> Vec<String> {
     options::split_argument_string(text)
+}
+
+/// The value an `Options` property stores when set to `value`, or `ValueError` with the
+/// original's message, word for word. The original's fields keep its setter rules, with
+/// Python's own `len()` and `int()` (so any object behaves as it did there); flags take any
+/// truth value; our own switches' values are read by the core as on the command line.
+#[pyfunction]
+fn check_field<'py>(
+    py: Python<'py>,
+    name: &str,
+    value: Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let Some(field) = options::fields().find(|f| f.name == name) else {
+        return Err(PyValueError::new_err(format!(
+            "options: unknown key {name}"
+        )));
+    };
+    let non_empty = |value: &Bound<'py, PyAny>| -> PyResult<()> {
+        if !value.is_none() && value.len()? < 1 {
+            return Err(PyValueError::new_err(format!(
+                "The {name} parameter must be a non-empty string."
+            )));
+        }
+        Ok(())
+    };
+    match name {
+        "logfile" => {
+            non_empty(&value)?;
+            fsdecode(py, value) // bytes as os.listdir decodes them
+        }
+        "sourceDir" | "s3BucketUrl" => non_empty(&value).map(|()| value),
+        "owner" => check_owner(py, value),
+        "mode" => check_mode(py, value),
+        _ if field.kind() == Kind::Flag => {
+            Ok(PyBool::new(py, value.is_truthy()?).to_owned().into_any())
+        }
+        _ => check_own_switch(py, field, value),
+    }
+}
+
+/// `bytes` decoded as `os.fsdecode` does; anything else unchanged.
+fn fsdecode<'py>(py: Python<'py>, value: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    if value.is_instance_of::<PyBytes>() {
+        return py.import("os")?.call_method1("fsdecode", (value,));
+    }
+    Ok(value)
+}
+
+fn check_owner<'py>(py: Python<'py>, value: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    if value.is_none() {
+        return Ok(value);
+    }
+    if value.is_instance_of::<PyString>() || value.len()? != 2 {
+        return Err(PyValueError::new_err(
+            "Must specify user and group tuple for owner parameter.",
+        ));
+    }
+    let (user, group) = (value.get_item(0)?, value.get_item(1)?);
+    if user.len()? < 1 || group.len()? < 1 {
+        return Err(PyValueError::new_err(
+            "User and group tuple values must be non-empty strings.",
+        ));
+    }
+    Ok(PyTuple::new(py, [user, group])?.into_any())
+}
+
+fn check_mode<'py>(py: Python<'py>, value: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    if value.is_none() {
+        return Ok(value);
+    }
+    let int = py.get_type::<PyInt>();
+    let number = if value.is_instance_of::<PyString>() {
+        int.call1((value, 8)) // "644" is octal, as on the command line
+    } else {
+        int.call1((value,))
+    };
+    // The original's two messages differ by one character; both are kept as they are.
+    let number = number.map_err(|e| {
+        if !e.is_instance_of::<PyTypeError>(py) {
+            return e;
+        }
+        let err = PyValueError::new_err("Mode must be an octal integer >= 0, i.e. 644.");
+        err.set_cause(py, Some(e));
+        err
+    })?;
+    if number.lt(0)? {
+        return Err(PyValueError::new_err(
+            "Mode must be an octal integer >= 0. i.e. 644.",
+        ));
+    }
+    Ok(number)
+}
+
+/// One of our own valued switches: the value is read by the core as `--long=value`.
+fn check_own_switch<'py>(
+    py: Python<'py>,
+    field: &options::Field,
+    value: Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    if value.is_none() {
+        return Ok(value);
+    }
+    let Some(switch) = options::SWITCHES
+        .iter()
+        .find(|s| s.field.name == field.name)
+    else {
+        return Err(PyValueError::new_err(format!(
+            "options: {} has no switch",
+            field.name
+        )));
+    };
+    let text: OsString = if value.is_instance_of::<PyBytes>() {
+        fsdecode(py, value)?.extract()?
+    } else {
+        value.str()?.extract()?
+    };
+    let mut arg = OsString::from(format!("--{}=", switch.long));
+    arg.push(text);
+    let opts = options::parse_unvalidated(&[arg]).map_err(|e| options_error(py, e))?;
+    value_to_py(py, field.get(&opts))
+}
+
+/// Compares two options dicts field by field in the table's order, as the original's
+/// `Options` does: -1, 0 or 1. Numbers compare as numbers (unset as 0), two flags as
+/// flags, anything else as text (unset as "").
+#[pyfunction]
+fn compare_options<'py>(
+    py: Python<'py>,
+    mine: &Bound<'py, PyDict>,
+    theirs: &Bound<'py, PyDict>,
+) -> PyResult<i32> {
+    let int = py.get_type::<PyInt>();
+    let text = py.get_type::<PyString>();
+    for f in options::fields() {
+        let get = |d: &Bound<'py, PyDict>| -> PyResult<Bound<'py, PyAny>> {
+            d.get_item(f.name)?.ok_or_else(|| {
+                PyValueError::new_err(format!("options: the key {:?} is missing", f.name))
+            })
+        };
+        let (a, b) = (get(mine)?, get(theirs)?);
+        if a.eq(&b)? {
+            continue;
+        }
+        let or = |v: Bound<'py, PyAny>, unset: Bound<'py, PyAny>| -> PyResult<Bound<'py, PyAny>> {
+            Ok(if v.is_truthy()? { v } else { unset })
+        };
+        let less = match f.kind() {
+            Kind::Mode | Kind::Count | Kind::Rate => {
+                let zero = 0i32.into_pyobject(py)?.into_any();
+                int.call1((or(a, zero.clone())?,))?
+                    .lt(int.call1((or(b, zero)?,))?)?
+            }
+            _ if a.is_instance_of::<PyBool>() && b.is_instance_of::<PyBool>() => a.lt(b)?,
+            _ => {
+                let empty = PyString::new(py, "").into_any();
+                text.call1((or(a, empty.clone())?,))?
+                    .lt(text.call1((or(b, empty)?,))?)?
+            }
+        };
+        return Ok(if less { -1 } else { 1 });
+    }
+    Ok(0)
 }
 
 /// The usage text (`-h`, and on a bad command line).
@@ -524,6 +686,8 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(build_argument_list, m)?)?;
     m.add_function(wrap_pyfunction!(build_argument_string, m)?)?;
     m.add_function(wrap_pyfunction!(split_argument_string, m)?)?;
+    m.add_function(wrap_pyfunction!(check_field, m)?)?;
+    m.add_function(wrap_pyfunction!(compare_options, m)?)?;
     m.add_function(wrap_pyfunction!(usage, m)?)?;
     m.add_function(wrap_pyfunction!(usage_error, m)?)?;
     m.add_function(wrap_pyfunction!(version_text, m)?)?;

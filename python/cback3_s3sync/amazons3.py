@@ -48,8 +48,6 @@ LONG_SWITCHES = [
 ]
 # Every property of Options, in the comparison order (the original's fields, then ours).
 _FIELDS = tuple(name for name, _ in _core.FIELDS)
-_KINDS = dict(_core.FIELDS)
-_LONG_NAMES = {field: long for long, _, _, _, field, _, _ in _core.SWITCHES}
 _HELP = {field: help.replace("\n", " ") for _, _, _, _, field, _, help in _core.SWITCHES}
 
 # Cedar Backup's logfile layout, used when Cedar Backup itself is not installed.
@@ -58,65 +56,6 @@ _DISK_OUTPUT_FORMAT = "%(message)s"
 _DATE_FORMAT = "%Y-%m-%dT%H:%M:%S %Z"
 
 _MIN_PYTHON = (3, 11)
-
-
-def _set_logfile(value: str | bytes | None) -> str | None:
-    if value is not None and len(value) < 1:
-        raise ValueError("The logfile parameter must be a non-empty string.")
-    return os.fsdecode(value) if isinstance(value, bytes) else value  # bytes as os.listdir decodes
-
-
-def _set_owner(value: Sequence[str] | None) -> tuple[str, str] | None:
-    if value is None:
-        return None
-    if isinstance(value, str) or len(value) != 2:
-        raise ValueError("Must specify user and group tuple for owner parameter.")
-    if len(value[0]) < 1 or len(value[1]) < 1:
-        raise ValueError("User and group tuple values must be non-empty strings.")
-    return (value[0], value[1])
-
-
-def _set_mode(value: int | str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        number = int(value, 8) if isinstance(value, str) else int(value)
-    except TypeError as e:
-        raise ValueError("Mode must be an octal integer >= 0, i.e. 644.") from e
-    if number < 0:
-        raise ValueError("Mode must be an octal integer >= 0. i.e. 644.")
-    return number
-
-
-def _set_positional(what: str) -> Any:
-    def setter(value: str | None) -> str | None:
-        if value is not None and len(value) < 1:
-            raise ValueError(f"The {what} parameter must be a non-empty string.")
-        return value
-
-    return setter
-
-
-def _set_ours(name: str) -> Any:
-    """Our own valued switches: the value is read by the core, as on the command line."""
-
-    def setter(value: object) -> object:
-        if value is None:
-            return None
-        text = os.fsdecode(value) if isinstance(value, bytes) else str(value)
-        return dict(_core.parse_options([f"--{_LONG_NAMES[name]}={text}"], validate=False))[name]
-
-    return setter
-
-
-# The original's setter rules and messages for its fields; flags take any truth value.
-_SETTERS: dict[str, Any] = {
-    "logfile": _set_logfile,
-    "owner": _set_owner,
-    "mode": _set_mode,
-    "sourceDir": _set_positional("sourceDir"),
-    "s3BucketUrl": _set_positional("s3BucketUrl"),
-}
 
 
 @functools.total_ordering
@@ -163,20 +102,8 @@ class Options:
     __str__ = __repr__
 
     def _compare(self, other: Options | None) -> int:
-        if other is None:
-            return 1
-        for name in _FIELDS:
-            mine, theirs = getattr(self, name), getattr(other, name)
-            if mine == theirs:
-                continue
-            if _KINDS[name] in ("mode", "count", "rate"):
-                less = int(mine or 0) < int(theirs or 0)
-            elif isinstance(mine, bool) and isinstance(theirs, bool):
-                less = mine < theirs
-            else:
-                less = str(mine or "") < str(theirs or "")
-            return -1 if less else 1
-        return 0
+        # Field by field in the table's order, as the original compares (the core's rule).
+        return 1 if other is None else _core.compare_options(self._as_dict(), other._as_dict())
 
     def __eq__(self, other: object) -> bool:
         return self._compare(other) == 0  # type: ignore[arg-type]
@@ -205,20 +132,19 @@ class Options:
         return _core.build_argument_string(self._as_dict())
 
 
-def _property(name: str, kind: str) -> property:
-    setter = bool if kind == "flag" else _SETTERS.get(name) or _set_ours(name)
-
+def _property(name: str) -> property:
     def get(self: Options) -> Any:
         return self._values[name]
 
     def set_(self: Options, value: Any) -> None:
-        self._values[name] = setter(value)
+        # The original's setter rules and messages, and our switches' values, are the core's.
+        self._values[name] = _core.check_field(name, value)
 
     return property(get, set_, None, _HELP.get(name, f"The {name} argument."))
 
 
-for _name, _kind in _core.FIELDS:
-    setattr(Options, _name, _property(_name, _kind))
+for _name in _FIELDS:
+    setattr(Options, _name, _property(_name))
 
 
 class SourceFiles(list[str]):
