@@ -118,3 +118,18 @@ def test_the_originals_setter_messages() -> None:
         with pytest.raises(ValueError) as raised:
             setattr(options, field, value)
         assert str(raised.value) == message, field
+
+
+def test_the_setter_rules_and_the_ordering_are_the_cores() -> None:
+    assert _core.check_field("mode", "644") == 0o644
+    assert _core.check_field("logfile", b"/tmp/x.log") == "/tmp/x.log"
+    assert _core.check_field("owner", ["u", "g"]) == ("u", "g")
+    assert _core.check_field("dryRun", "yes") is True
+    assert _core.check_field("maxBandwidth", "1KB/s") == 1024
+    with pytest.raises(ValueError, match="unknown key nothing"):
+        _core.check_field("nothing", 1)
+    low, high = shim.Options(), shim.Options()
+    low.mode, high.mode = 0o600, 0o640
+    assert _core.compare_options(low._as_dict(), high._as_dict()) == -1
+    assert _core.compare_options(high._as_dict(), low._as_dict()) == 1
+    assert _core.compare_options(low._as_dict(), low._as_dict()) == 0
