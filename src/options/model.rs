@@ -9,13 +9,9 @@ pub const DEFAULT_LOGFILE: &str = "/var/log/cback3.log";
 pub const DEFAULT_OWNER: (&str, &str) = ("root", "adm");
 /// Default mode of a newly created logfile.
 pub const DEFAULT_MODE: u32 = 0o640;
-/// Default bound on concurrent S3 requests.
-pub const DEFAULT_MAX_CONCURRENCY: usize = 64;
-/// The largest `--maxConcurrency`. Far beyond what one prefix can use (S3 takes about 3,500
-/// writes a second per prefix, which 64 requests already reach at normal latencies), while
-/// each request may hold a 1 MiB body and two file descriptors: 1,000 stays within 1 GiB and
-/// a typical descriptor limit, and far from tokio's semaphore limit (2^61), which panics.
-pub const MAX_CONCURRENCY: usize = 1000;
+/// The default and the largest `--maxConcurrency`, defined once in the S3 layer (which the
+/// profile's `max_concurrent_requests` also obeys).
+pub use crate::s3::settings::{DEFAULT_MAX_CONCURRENCY, MAX_CONCURRENCY};
 
 /// Everything the command line can say. `None` means "not given" (the default applies).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
