@@ -35,11 +35,6 @@ pub mod transfer;
 pub mod verify;
 pub mod walk;
 
-// python.rs and options.rs (rewritten on other branches now) still name these by their old
-// paths; drop the aliases once they say `crate::s3::listing` / `crate::s3::settings`.
-pub use s3::listing;
-pub use s3::settings as s3_settings;
-
 #[cfg(feature = "python")]
 mod python;
 

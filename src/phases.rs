@@ -106,7 +106,7 @@ pub async fn synchronize(
             })?;
     job.apply_s3_settings(&s3_settings, max_concurrency, None);
     let lock = engine::lock(&job, endpoint.as_deref())?;
-    let listing = crate::listing::list(&client, &job.url, &cancel).await?;
+    let listing = crate::s3::listing::list(&client, &job.url, &cancel).await?;
     engine::synchronize(&client, &job, &lock, &tree, listing, &mut summary, &cancel)
         .await
         .map(|_| ())

@@ -12,9 +12,7 @@ use std::path::{Path, PathBuf};
 use walkdir::WalkDir;
 
 use crate::bucket_url::MAX_KEY_BYTES;
-// Re-exported under their old path only for branches written before display.rs; drop once
-// nothing says `walk::display_*`.
-pub use crate::display::{display_bytes, display_path};
+use crate::display::{display_bytes, display_path};
 
 /// A local regular file, by its path relative to the source (components joined with `/`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -468,7 +468,7 @@ pub static SWITCHES: &[Switch] = &[
         field: field!("maxBandwidth", Rate, max_bandwidth),
         parse: |v| {
             let text = utf8("maxBandwidth value", v)?;
-            let rate = crate::s3_settings::parse_rate(text)
+            let rate = crate::s3::settings::parse_rate(text)
                 .map_err(|e| OptionsError::Value(format!("--maxBandwidth: {e}.")))?;
             Ok(Value::Int(Some(rate)))
         },
