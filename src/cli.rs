@@ -314,11 +314,10 @@ pub async fn execute(opts: &Options, cancel: CancellationToken) -> ExitStatus {
     for line in diagnostics() {
         log::info!(target: FLOW, "{line}");
     }
-    let mut summary = Summary::default();
-    let mut status = if opts.restore {
-        crate::restore::run(opts, &cancel, &mut summary).await
+    let (mut summary, mut status) = if opts.restore {
+        crate::restore::run(opts, &cancel).await
     } else {
-        crate::engine::run(opts, &cancel, &mut summary).await
+        crate::engine::run(opts, &cancel).await
     };
     summary.elapsed = started.elapsed();
     if let Some(p) = &opts.summary_file {

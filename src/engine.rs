@@ -3,7 +3,7 @@
 //! functions; [`run`] chains them for the command line.
 
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use aws_sdk_s3::Client;
 use tokio_util::sync::CancellationToken;
@@ -178,11 +178,10 @@ pub fn prepare(
     source: &Path,
     url: &BucketUrl,
     ignore_warnings: bool,
-    summary: &mut Summary,
 ) -> Result<SourceTree, RunError> {
-    let (found, result) = prepare_noting(source, url, ignore_warnings, &[], &|| false);
-    found.record(summary);
-    result.map(|(tree, _)| tree)
+    prepare_noting(source, url, ignore_warnings, &[], &|| false)
+        .1
+        .map(|(tree, _)| tree)
 }
 
 /// What the prepare phase found, for the run's summary (also when it fails).
@@ -194,17 +193,6 @@ pub struct Found {
     pub name_problems: usize,
     /// Each path that could not be read or named, and why.
     pub failures: Vec<(String, String)>,
-}
-
-impl Found {
-    /// Puts what was found into the run's summary.
-    pub fn record(self, summary: &mut Summary) {
-        summary.local_files = self.local_files;
-        summary.local_bytes = self.local_bytes;
-        summary.skipped = self.skipped;
-        summary.name_problems = self.name_problems;
-        summary.failures.extend(self.failures);
-    }
 }
 
 /// [`prepare`], also returning the indices of the files that are one of `own` (device and
@@ -275,12 +263,40 @@ fn prepare_finding(
     Ok((tree, own))
 }
 
-/// The result of the sync phase: the listing taken before it, and whether the bucket changed.
+/// What the sync phase did (also when it fails): the listing taken before it, whether the
+/// bucket changed, and its counts for the run's summary.
+#[derive(Default)]
 pub struct Synced {
     pub listing: Listing,
     pub changed: bool,
     /// Files uploaded in another version than the walk saw, by index: verify compares with these.
     pub versions: Vec<(usize, walk::LocalFile)>,
+    pub unchanged: usize,
+    pub planned_uploads: usize,
+    pub planned_upload_bytes: u64,
+    pub planned_deletes: usize,
+    pub uploaded: usize,
+    pub uploaded_bytes: u64,
+    pub deleted: usize,
+    pub failed: usize,
+    /// Each upload or delete that failed (or delete left out), and why.
+    pub failures: Vec<(String, String)>,
+}
+
+/// What the verify phase did (also when it fails), for the run's summary.
+#[derive(Debug, Default)]
+pub struct Verified {
+    pub verified: usize,
+    pub verify_errors: usize,
+    pub extra_objects: usize,
+    pub content_verified: usize,
+    pub content_unverifiable: usize,
+    /// What `--verifyContent` uploaded again to repair differing objects.
+    pub uploaded: usize,
+    pub uploaded_bytes: u64,
+    pub failed: usize,
+    /// Each file or object that failed verification (or its repair), and why.
+    pub failures: Vec<(String, String)>,
 }
 
 /// Takes the run lock for the job's target (see [`crate::lock`]), without waiting. Both front
@@ -292,17 +308,32 @@ pub fn lock(job: &Job, endpoint: Option<&str>) -> Result<RunLock, RunError> {
 }
 
 /// Plans from `listing` (the prefix as listed in this run, after `lock` was taken), uploads,
-/// and deletes only if everything before succeeded.
-#[allow(clippy::too_many_arguments)]
+/// and deletes only if everything before succeeded. Returns what it did, whether it failed
+/// or not.
 pub async fn synchronize(
     client: &Client,
     job: &Job,
     lock: &RunLock,
     tree: &SourceTree,
     listing: Listing,
-    summary: &mut Summary,
     cancel: &CancellationToken,
-) -> Result<Synced, RunError> {
+) -> (Synced, Result<(), RunError>) {
+    let mut synced = Synced {
+        listing,
+        ..Synced::default()
+    };
+    let result = synchronize_into(client, job, lock, tree, &mut synced, cancel).await;
+    (synced, result)
+}
+
+async fn synchronize_into(
+    client: &Client,
+    job: &Job,
+    lock: &RunLock,
+    tree: &SourceTree,
+    summary: &mut Synced,
+    cancel: &CancellationToken,
+) -> Result<(), RunError> {
     let url = &job.url;
     debug_assert_eq!(&lock.target.url, url, "the lock is for another target");
     log::info!(target: FLOW, "Synchronizing local source directory up to Amazon S3.");
@@ -314,7 +345,7 @@ pub async fn synchronize(
             log::info!(target: FLOW, "This will be a full sync process, removing any S3 files that do not exist in the source")
         }
     }
-    let mut plan = plan::plan(&tree.files, &listing, job.mode);
+    let mut plan = plan::plan(&tree.files, &summary.listing, job.mode);
     resolve_ambiguous(client, job, tree, &mut plan, cancel).await?;
     summary.unchanged = plan.unchanged;
     summary.planned_uploads = plan.uploads.len();
@@ -328,10 +359,8 @@ pub async fn synchronize(
         return Err(failed(Cause::BadInput, format!("Source directory {} has no files but {url} holds {} objects; refusing to delete them all (use --allowEmptySource if that is intended).", crate::display::display_path(&tree.root), plan.deletes.len())));
     }
     if job.features.dry_run {
-        return dry_run(job, tree, &plan, listing);
+        return dry_run(job, tree, &plan);
     }
-    let mut changed = false;
-    let mut versions = Vec::new();
     if !plan.uploads.is_empty() {
         log::info!(target: FLOW, "Uploading {} files.", plan.uploads.len());
         let mut settings = job.features.upload.clone();
@@ -354,8 +383,8 @@ pub async fn synchronize(
         summary.uploaded_bytes = up.bytes;
         summary.failed = up.failed();
         summary.failures.extend(up.failed_lines());
-        changed = up.uploaded > 0 || up.failed() > 0;
-        versions = std::mem::take(&mut up.versions);
+        summary.changed = up.uploaded > 0 || up.failed() > 0;
+        summary.versions = std::mem::take(&mut up.versions);
         if up.interrupted {
             log::error!(target: FLOW, "Interrupted after {} uploads; nothing was deleted.", up.uploaded);
             return Err(RunError::Interrupted);
@@ -401,7 +430,7 @@ pub async fn synchronize(
                 .iter()
                 .map(|(n, f)| (n.clone(), f.message.clone())),
         );
-        changed = true;
+        summary.changed = true;
         if out.interrupted || out.unknown > 0 || cancel.is_cancelled() {
             let unknown = match out.unknown {
                 0 => String::new(),
@@ -420,11 +449,7 @@ pub async fn synchronize(
     if !aliased.is_empty() {
         return Err(failed(Cause::Verification, format!("{} objects were not deleted: the server stores some uploaded keys under another name (as a backslash made a slash); rename those files.", aliased.len())));
     }
-    Ok(Synced {
-        listing,
-        changed,
-        versions,
-    })
+    Ok(())
 }
 
 /// Settles the plan's ambiguous files (same size, mtime newer than LastModified by less than
@@ -521,12 +546,7 @@ fn deletes_allowed(job: &Job, tree: &SourceTree, plan: &plan::Plan) -> Result<()
 /// `--dryRun`: logs each upload with its reason and each delete, as `aws s3 sync --dryrun`
 /// prints them, and applies the guards the real run would (so the exit status says whether it
 /// could run). Changes nothing.
-fn dry_run(
-    job: &Job,
-    tree: &SourceTree,
-    plan: &plan::Plan,
-    listing: Listing,
-) -> Result<Synced, RunError> {
+fn dry_run(job: &Job, tree: &SourceTree, plan: &plan::Plan) -> Result<(), RunError> {
     let url = &job.url;
     for &(idx, reason) in &plan.uploads {
         let rel = &tree.files[idx].rel;
@@ -536,22 +556,30 @@ fn dry_run(
         log::info!(target: FLOW, "(dryrun) delete: {}", url.show(rel));
     }
     log::info!(target: FLOW, "(dryrun) {} uploads ({} bytes), {} deletes, {} files unchanged; nothing was changed.", plan.uploads.len(), plan.uploads.iter().map(|&(i, _)| tree.files[i].size).sum::<u64>(), plan.deletes.len(), plan.unchanged);
-    deletes_allowed(job, tree, plan)?;
-    Ok(Synced {
-        listing,
-        changed: false,
-        versions: Vec::new(),
-    })
+    deletes_allowed(job, tree, plan)
 }
 
 /// Compares the tree with the bucket. `known` is a listing taken in this run after which
-/// nothing changed; without it the prefix is listed again.
+/// nothing changed; without it the prefix is listed again. Returns what it found, whether it
+/// failed or not.
 pub async fn verify(
     client: &Client,
     job: &Job,
     tree: &SourceTree,
     known: Option<Listing>,
-    summary: &mut Summary,
+    cancel: &CancellationToken,
+) -> (Verified, Result<(), RunError>) {
+    let mut verified = Verified::default();
+    let result = verify_into(client, job, tree, known, &mut verified, cancel).await;
+    (verified, result)
+}
+
+async fn verify_into(
+    client: &Client,
+    job: &Job,
+    tree: &SourceTree,
+    known: Option<Listing>,
+    summary: &mut Verified,
     cancel: &CancellationToken,
 ) -> Result<(), RunError> {
     let listing = match known {
@@ -622,7 +650,7 @@ async fn verify_content(
     tree: &SourceTree,
     listing: &Listing,
     repair: bool,
-    summary: &mut Summary,
+    summary: &mut Verified,
     cancel: &CancellationToken,
 ) -> content::ContentOutcome {
     log::info!(target: FLOW, "Verifying the content of each file against the checksum the bucket stores.");
@@ -697,7 +725,7 @@ async fn repair_content(
     job: &Job,
     tree: &SourceTree,
     differs: &[usize],
-    summary: &mut Summary,
+    summary: &mut Verified,
     cancel: &CancellationToken,
 ) -> Result<usize, RunError> {
     log::warn!(target: FLOW, "Uploading {} files again whose objects' content differs.", differs.len());
@@ -809,21 +837,76 @@ fn own_identities(opts: &Options, lock: Option<&crate::lock::RunLock>) -> Vec<(u
 }
 
 /// The whole run for the command line: prepare, synchronize (unless verify-only), verify.
-pub async fn run(opts: &Options, cancel: &CancellationToken, summary: &mut Summary) -> ExitStatus {
-    match run_phases(opts, cancel, summary).await {
+/// Returns the run's summary (without its elapsed time) and its status.
+pub async fn run(opts: &Options, cancel: &CancellationToken) -> (Summary, ExitStatus) {
+    let (mut summary, result) = run_phases(opts, cancel).await;
+    let status = match result {
         Ok(()) => ExitStatus::Success,
         Err(e) => {
             summary.error = Some(e.to_string());
             e.status()
         }
+    };
+    (summary, status)
+}
+
+/// What each phase of a run returned, as far as the run got.
+#[derive(Default)]
+struct Phases {
+    found: Found,
+    synced: Option<Synced>,
+    verified: Option<Verified>,
+    durations: Vec<(&'static str, Duration)>,
+}
+
+impl Phases {
+    /// The run's summary, assembled from what its phases did.
+    fn summary(self) -> Summary {
+        let synced = self.synced.unwrap_or_default();
+        let verified = self.verified.unwrap_or_default();
+        let mut failures = self.found.failures;
+        failures.extend(synced.failures);
+        failures.extend(verified.failures);
+        Summary {
+            local_files: self.found.local_files,
+            local_bytes: self.found.local_bytes,
+            skipped: self.found.skipped,
+            name_problems: self.found.name_problems,
+            uploaded: synced.uploaded + verified.uploaded,
+            uploaded_bytes: synced.uploaded_bytes + verified.uploaded_bytes,
+            unchanged: synced.unchanged,
+            deleted: synced.deleted,
+            failed: synced.failed + verified.failed,
+            verified: verified.verified,
+            verify_errors: verified.verify_errors,
+            extra_objects: verified.extra_objects,
+            planned_uploads: synced.planned_uploads,
+            planned_upload_bytes: synced.planned_upload_bytes,
+            planned_deletes: synced.planned_deletes,
+            content_verified: verified.content_verified,
+            content_unverifiable: verified.content_unverifiable,
+            phases: self.durations,
+            failures,
+            ..Summary::default()
+        }
     }
 }
 
-/// [`run`] with the reason a run stopped, for front ends that raise it (the Python shim).
+/// [`run`] with the reason a run stopped, for front ends that raise it (the Python shim),
+/// and the summary of what it did (also when it failed).
 pub async fn run_phases(
     opts: &Options,
     cancel: &CancellationToken,
-    summary: &mut Summary,
+) -> (Summary, Result<(), RunError>) {
+    let mut phases = Phases::default();
+    let result = run_collecting(opts, cancel, &mut phases).await;
+    (phases.summary(), result)
+}
+
+async fn run_collecting(
+    opts: &Options,
+    cancel: &CancellationToken,
+    phases: &mut Phases,
 ) -> Result<(), RunError> {
     let mut job = Job::from_options(opts)?;
     if cancel.is_cancelled() {
@@ -872,7 +955,7 @@ pub async fn run_phases(
     let prepared = walking
         .await
         .map_err(|e| failed(Cause::Internal, format!("source walk failed: {e}")))?;
-    prepared.0.record(summary);
+    phases.found = prepared.0;
     let tree = match prepared.1 {
         Ok((t, own)) => {
             job.features.own_files = own;
@@ -895,15 +978,20 @@ pub async fn run_phases(
             log::warn!(target: FLOW, "{why}");
         }
     }
-    summary.phases.push(("prepare", started.elapsed()));
+    phases.durations.push(("prepare", started.elapsed()));
     let (known, versions) = match &lock {
         None => (Some(listing), Vec::new()),
         Some(lock) => {
             let started = Instant::now();
-            let synced = synchronize(&client, &job, lock, &tree, listing, summary, cancel).await;
-            summary.phases.push(("synchronize", started.elapsed()));
-            let synced = synced?;
-            ((!synced.changed).then_some(synced.listing), synced.versions)
+            let (mut synced, result) =
+                synchronize(&client, &job, lock, &tree, listing, cancel).await;
+            phases.durations.push(("synchronize", started.elapsed()));
+            let listing = std::mem::take(&mut synced.listing);
+            let versions = std::mem::take(&mut synced.versions);
+            let changed = synced.changed;
+            phases.synced = Some(synced);
+            result?;
+            ((!changed).then_some(listing), versions)
         }
     };
     // Files that changed after the walk are verified as the version that was uploaded.
@@ -929,7 +1017,93 @@ pub async fn run_phases(
         return Ok(());
     }
     let started = Instant::now();
-    let verified = verify(&client, &job, tree, known, summary, cancel).await;
-    summary.phases.push(("verify", started.elapsed()));
-    verified
+    let (verified, result) = verify(&client, &job, tree, known, cancel).await;
+    phases.durations.push(("verify", started.elapsed()));
+    phases.verified = Some(verified);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_adds_up_what_each_phase_returned() {
+        let phases = Phases {
+            found: Found {
+                local_files: 4,
+                local_bytes: 40,
+                skipped: 1,
+                name_problems: 0,
+                failures: vec![("a".into(), "cannot read: gone".into())],
+            },
+            synced: Some(Synced {
+                unchanged: 1,
+                planned_uploads: 3,
+                planned_upload_bytes: 30,
+                planned_deletes: 2,
+                uploaded: 2,
+                uploaded_bytes: 20,
+                deleted: 2,
+                failed: 1,
+                failures: vec![("b".into(), "upload failed".into())],
+                ..Synced::default()
+            }),
+            verified: Some(Verified {
+                verified: 3,
+                verify_errors: 1,
+                extra_objects: 5,
+                content_verified: 2,
+                content_unverifiable: 1,
+                uploaded: 1,
+                uploaded_bytes: 10,
+                failed: 1,
+                failures: vec![("c".into(), "content differs".into())],
+            }),
+            durations: vec![("prepare", Duration::from_millis(1))],
+        };
+        let s = phases.summary();
+        assert_eq!(
+            (
+                s.local_files,
+                s.local_bytes,
+                s.skipped,
+                s.unchanged,
+                s.deleted
+            ),
+            (4, 40, 1, 1, 2)
+        );
+        // A repair's uploads and failures add to the sync's.
+        assert_eq!((s.uploaded, s.uploaded_bytes, s.failed), (3, 30, 2));
+        assert_eq!(
+            (s.planned_uploads, s.planned_upload_bytes, s.planned_deletes),
+            (3, 30, 2)
+        );
+        assert_eq!((s.verified, s.verify_errors, s.extra_objects), (3, 1, 5));
+        assert_eq!((s.content_verified, s.content_unverifiable), (2, 1));
+        let names: Vec<&str> = s.failures.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c"], "in the order the phases ran");
+        assert_eq!(s.phases, [("prepare", Duration::from_millis(1))]);
+        assert_eq!((s.error, s.restore), (None, None));
+    }
+
+    #[test]
+    fn a_run_stopped_by_its_walk_reports_what_the_walk_found() {
+        let s = Phases {
+            found: Found {
+                local_files: 2,
+                name_problems: 1,
+                failures: vec![("x".into(), "bad name".into())],
+                ..Found::default()
+            },
+            ..Phases::default()
+        }
+        .summary();
+        assert_eq!(
+            (s.local_files, s.name_problems, s.failures.len()),
+            (2, 1, 1)
+        );
+        assert_eq!((s.uploaded, s.verified, s.failed), (0, 0, 0));
+        assert!(s.phases.is_empty());
+    }
 }

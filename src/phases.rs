@@ -12,7 +12,7 @@ use crate::bucket_url::BucketUrl;
 use crate::engine::{self, Job, RunError};
 use crate::options::{self, Options, OptionsError};
 use crate::plan::Mode;
-use crate::report::{Cause, Summary};
+use crate::report::Cause;
 use crate::walk::SourceTree;
 
 /// Runs a blocking step (the walk) off the async workers.
@@ -38,20 +38,16 @@ fn bucket_root() -> BucketUrl {
 
 /// The work of a run without its start and end lines: a restore or a sync, as the options say.
 pub async fn run_action(opts: &Options, cancel: &CancellationToken) -> Result<(), RunError> {
-    let mut summary = Summary::default();
     if opts.restore {
-        crate::restore::run_phases(opts, cancel, &mut summary).await
+        crate::restore::run_phases(opts, cancel).await.1
     } else {
-        engine::run_phases(opts, cancel, &mut summary).await
+        engine::run_phases(opts, cancel).await.1
     }
 }
 
 /// Fails if any name under `source_dir` cannot be an object key (one log line each).
 pub async fn check_source_files(source_dir: PathBuf) -> Result<(), RunError> {
-    blocking(move || {
-        engine::prepare(&source_dir, &bucket_root(), false, &mut Summary::default()).map(|_| ())
-    })
-    .await
+    blocking(move || engine::prepare(&source_dir, &bucket_root(), false).map(|_| ())).await
 }
 
 /// The job `_synchronizeBucket` runs: a full (or upload-only) sync that skips names which
@@ -94,9 +90,7 @@ pub async fn synchronize(
     cancel: CancellationToken,
 ) -> Result<(), RunError> {
     let url = job.url.clone();
-    let tree =
-        blocking(move || engine::prepare(&source_dir, &url, true, &mut Summary::default())).await?;
-    let mut summary = Summary::default();
+    let tree = blocking(move || engine::prepare(&source_dir, &url, true)).await?;
     let (client, endpoint, s3_settings) =
         crate::s3::client_for_run()
             .await
@@ -107,9 +101,9 @@ pub async fn synchronize(
     job.apply_s3_settings(&s3_settings, max_concurrency, None);
     let lock = engine::lock(&job, endpoint.as_deref())?;
     let listing = crate::s3::listing::list(&client, &job.url, &cancel).await?;
-    engine::synchronize(&client, &job, &lock, &tree, listing, &mut summary, &cancel)
+    engine::synchronize(&client, &job, &lock, &tree, listing, &cancel)
         .await
-        .map(|_| ())
+        .1
 }
 
 /// Checks that every file of `tree` has an object of the same size under `url`.
@@ -126,12 +120,11 @@ pub async fn verify(
         ignore_warnings: true,
         features: Default::default(),
     };
-    let mut summary = Summary::default();
     let client = crate::s3::client()
         .await
         .map_err(|message| RunError::Failed {
             cause: Cause::Config,
             message,
         })?;
-    engine::verify(&client, &job, &tree, None, &mut summary, &cancel).await
+    engine::verify(&client, &job, &tree, None, &cancel).await.1
 }

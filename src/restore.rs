@@ -21,7 +21,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use aws_sdk_s3::types::ChecksumMode;
 use aws_sdk_s3::Client;
@@ -919,22 +919,60 @@ impl std::io::Read for ReadAt<'_> {
     }
 }
 
-/// The whole restore for the command line.
-pub async fn run(opts: &Options, cancel: &CancellationToken, summary: &mut Summary) -> ExitStatus {
-    match run_phases(opts, cancel, summary).await {
+/// The whole restore for the command line: its summary (without its elapsed time) and status.
+pub async fn run(opts: &Options, cancel: &CancellationToken) -> (Summary, ExitStatus) {
+    let (mut summary, result) = run_phases(opts, cancel).await;
+    let status = match result {
         Ok(()) => ExitStatus::Success,
         Err(e) => {
             summary.error = Some(e.to_string());
             e.status()
         }
+    };
+    (summary, status)
+}
+
+/// What the phases of a restore returned, as far as it got.
+#[derive(Default)]
+struct Phases {
+    /// The restore phase's counts and failures, if it ran.
+    restored: Option<(RestoreCounts, Vec<(String, String)>)>,
+    durations: Vec<(&'static str, Duration)>,
+}
+
+impl Phases {
+    /// The restore's summary, assembled from what its phases did.
+    fn summary(self) -> Summary {
+        let mut summary = Summary {
+            phases: self.durations,
+            ..Summary::default()
+        };
+        if let Some((c, failures)) = self.restored {
+            summary.failed = c.problems();
+            summary.content_verified = c.checksum_verified;
+            summary.content_unverifiable = c.size_only;
+            summary.failures = failures;
+            summary.restore = Some(c);
+        }
+        summary
     }
 }
 
-/// [`run`] with the reason a restore stopped, for front ends that raise it.
+/// [`run`] with the reason a restore stopped, for front ends that raise it, and the summary
+/// of what it did (also when it failed).
 pub async fn run_phases(
     opts: &Options,
     cancel: &CancellationToken,
-    summary: &mut Summary,
+) -> (Summary, Result<(), RunError>) {
+    let mut phases = Phases::default();
+    let result = run_collecting(opts, cancel, &mut phases).await;
+    (phases.summary(), result)
+}
+
+async fn run_collecting(
+    opts: &Options,
+    cancel: &CancellationToken,
+    phases: &mut Phases,
 ) -> Result<(), RunError> {
     let (Some(target), Some(raw)) = (opts.source_dir.clone(), opts.s3_bucket_url.as_deref()) else {
         return Err(failed(
@@ -953,15 +991,12 @@ pub async fn run_phases(
     // objects this restore has listed (each a failed file here), so the two never overlap.
     let _lock = crate::lock::acquire(&crate::lock::Target::new(endpoint.as_deref(), &url))?;
     let listing = crate::s3::listing::list(&client, &url, cancel).await?;
-    summary.phases.push(("prepare", started.elapsed()));
+    phases.durations.push(("prepare", started.elapsed()));
     let started = Instant::now();
-    let counts_result =
-        restore_listing(&client, &url, &target, root, listing, opts, cancel, summary).await;
-    summary.phases.push(("restore", started.elapsed()));
-    let c = summary.restore.clone().unwrap_or_default();
-    summary.failed = c.problems();
-    summary.content_verified = c.checksum_verified;
-    summary.content_unverifiable = c.size_only;
+    let (c, failures, counts_result) =
+        restore_listing(&client, &url, &target, root, listing, opts, cancel).await;
+    phases.durations.push(("restore", started.elapsed()));
+    phases.restored = Some((c.clone(), failures));
     counts_result?;
     let (would, dry) = if opts.dry_run {
         ("would be restored", "(dryrun) ")
@@ -1047,8 +1082,7 @@ async fn restore_listing(
     listing: Listing,
     opts: &Options,
     cancel: &CancellationToken,
-    summary: &mut Summary,
-) -> Result<(), RunError> {
+) -> (RestoreCounts, Vec<(String, String)>, Result<(), RunError>) {
     let mut c = RestoreCounts {
         objects: listing.len(),
         ..RestoreCounts::default()
@@ -1198,13 +1232,11 @@ async fn restore_listing(
         }
     }
     shown_progress.finish().await;
-    summary.failures.extend(summary_failures);
-    summary.restore = Some(c.clone());
     if interrupted || cancel.is_cancelled() {
         log::error!(target: FLOW, "Interrupted after restoring {} files; temporary files were removed.", c.restored);
-        return Err(RunError::Interrupted);
+        return (c, summary_failures, Err(RunError::Interrupted));
     }
-    Ok(())
+    (c, summary_failures, Ok(()))
 }
 
 #[cfg(test)]
@@ -1294,5 +1326,31 @@ mod tests {
         assert!(same_mtime(5_000_000_000, 5_000_000_123));
         assert!(!same_mtime(5_000_000_100, 5_000_000_123));
         assert!(!same_mtime(4_000_000_000, 5_000_000_123));
+    }
+
+    #[test]
+    fn the_restore_summary_comes_from_the_restore_phase() {
+        let none = Phases::default().summary();
+        assert_eq!((none.restore, none.failed), (None, 0));
+        let c = RestoreCounts {
+            restored: 3,
+            checksum_verified: 2,
+            size_only: 1,
+            refused: 1,
+            failed: 2,
+            ..RestoreCounts::default()
+        };
+        let s = Phases {
+            restored: Some((c.clone(), vec![("k".into(), "unsafe key: ..".into())])),
+            durations: vec![("restore", Duration::from_millis(2))],
+        }
+        .summary();
+        assert_eq!(
+            (s.failed, s.content_verified, s.content_unverifiable),
+            (3, 2, 1)
+        );
+        assert_eq!(s.failures.len(), 1);
+        assert_eq!(s.phases, [("restore", Duration::from_millis(2))]);
+        assert_eq!(s.restore, Some(c));
     }
 }
