@@ -921,15 +921,7 @@ impl std::io::Read for ReadAt<'_> {
 
 /// The whole restore for the command line: its summary (without its elapsed time) and status.
 pub async fn run(opts: &Options, cancel: &CancellationToken) -> (Summary, ExitStatus) {
-    let (mut summary, result) = run_phases(opts, cancel).await;
-    let status = match result {
-        Ok(()) => ExitStatus::Success,
-        Err(e) => {
-            summary.error = Some(e.to_string());
-            e.status()
-        }
-    };
-    (summary, status)
+    crate::engine::finish(run_phases(opts, cancel).await)
 }
 
 /// What the phases of a restore returned, as far as it got.

@@ -242,15 +242,7 @@ fn a_file_replaced_by_a_fifo_before_its_upload_does_not_hang_the_run() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    poll_until(
-        "the walk to end and the listing to stall",
-        Duration::from_secs(30),
-        || {
-            s.logtext()
-                .contains("Completed checking source filename encoding")
-                && proxy.stats().get("stall").is_some_and(|n| *n >= 1)
-        },
-    );
+    wait_for_walk_and_stalled_listing(&s, &proxy);
     std::fs::remove_file(&victim).unwrap();
     let c = std::ffi::CString::new(victim.as_os_str().as_bytes()).unwrap();
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
@@ -433,7 +425,6 @@ fn the_runs_own_logfile_in_the_source_never_fails_the_run() {
 
 #[test]
 fn a_file_truncated_while_it_is_read_is_uploaded_in_its_new_version() {
-    use std::os::unix::fs::MetadataExt;
     let s = Scratch::new();
     let bucket = bucket("integ-shrink");
     let path = s.write("shrinks.bin", &vec![9u8; 12 * MIB]);
@@ -458,10 +449,7 @@ fn a_file_truncated_while_it_is_read_is_uploaded_in_its_new_version() {
         .spawn()
         .unwrap();
     // Once the run has started reading the file, cut it to a quarter.
-    poll_until("the run to read the file", Duration::from_secs(60), || {
-        let m = std::fs::metadata(&path).unwrap();
-        (m.atime(), m.atime_nsec()) > (m.mtime(), m.mtime_nsec())
-    });
+    wait_until_read(&path);
     let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     f.set_len(3 * MIB as u64).unwrap();
     drop(f);
@@ -591,10 +579,7 @@ fn a_sparse_file_emptied_and_refilled_to_its_size_and_mtime_is_uploaded_in_its_n
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        poll_until("the run to read the file", Duration::from_secs(60), || {
-            let m = std::fs::metadata(&path).unwrap();
-            (m.atime(), m.atime_nsec()) > (m.mtime(), m.mtime_nsec())
-        });
+        wait_until_read(&path);
         let before = std::fs::metadata(&path).unwrap();
         let body: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
         let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();

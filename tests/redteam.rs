@@ -40,15 +40,7 @@ fn verify_content_never_blocks_on_a_fifo_that_replaced_a_walked_file() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    poll_until(
-        "the walk to end and the listing to stall",
-        Duration::from_secs(30),
-        || {
-            s.logtext()
-                .contains("Completed checking source filename encoding")
-                && proxy.stats().get("stall").is_some_and(|n| *n >= 1)
-        },
-    );
+    wait_for_walk_and_stalled_listing(&s, &proxy);
     std::fs::remove_file(&victim).unwrap();
     mkfifo(&victim);
     proxy.set(r#"{"fault_rate": 0}"#);

@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import IO
+from typing import IO, Self
 
 ACCESS_KEY = "AKTEST"
 SECRET_KEY = "SKTEST-secret"
@@ -68,16 +68,14 @@ def _free_ports(count: int) -> list[int]:
     return found
 
 
-class LocalS3:
-    """One ``weed mini`` process with its own data directory and ports."""
+class _Server:
+    """What both server models share: the endpoint, the client environment, the process
+    stop, the log tail and the context-manager protocol. ``KIND`` names the model."""
 
-    def __init__(self, data_dir: str | None = None) -> None:
-        self._own_dir = data_dir is None
-        self.data_dir = data_dir or tempfile.mkdtemp(prefix="cback3-s3sync-weed-")
-        os.makedirs(self.data_dir, exist_ok=True)
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.port = 0
-        self.log_path = os.path.join(self.data_dir, "weed.log")
+    KIND = ""
+    proc: subprocess.Popen[bytes] | None
+    port: int
+    log_path: str
 
     @property
     def endpoint(self) -> str:
@@ -92,8 +90,52 @@ class LocalS3:
             "AWS_DEFAULT_REGION": REGION,
             "AWS_REGION": REGION,
             "AWS_EC2_METADATA_DISABLED": "true",
-            SERVER_VAR: "seaweedfs",
+            SERVER_VAR: self.KIND,
         }
+
+    def start(self, timeout: float = 60.0) -> None:
+        raise NotImplementedError
+
+    def _tail(self) -> str:
+        try:
+            with open(self.log_path, "rb") as fh:
+                return fh.read()[-3000:].decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def _stop_process(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
+
+    def stop(self) -> None:
+        self._stop_process()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class LocalS3(_Server):
+    """One ``weed mini`` process with its own data directory and ports."""
+
+    KIND = "seaweedfs"
+
+    def __init__(self, data_dir: str | None = None) -> None:
+        self._own_dir = data_dir is None
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="cback3-s3sync-weed-")
+        os.makedirs(self.data_dir, exist_ok=True)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+        self.log_path = os.path.join(self.data_dir, "weed.log")
 
     def start(self, timeout: float = 60.0) -> None:
         weed = shutil.which("weed")
@@ -157,35 +199,14 @@ class LocalS3:
         self.stop()
         raise RuntimeError(f"weed mini not ready after {timeout} s:\n{self._tail()}")
 
-    def _tail(self) -> str:
-        try:
-            with open(self.log_path, "rb") as fh:
-                return fh.read()[-3000:].decode("utf-8", "replace")
-        except OSError:
-            return ""
-
     def _answers(self) -> bool:
         """True once the S3 port answers an HTTP request with an S3 reply (any status)."""
         return _answers_http(self.port)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.proc = None
+        self._stop_process()
         if self._own_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
-
-    def __enter__(self) -> LocalS3:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def _answers_http(port: int) -> bool:
@@ -198,34 +219,20 @@ def _answers_http(port: int) -> bool:
         return False
 
 
-class MotoS3:
+class MotoS3(_Server):
     """One ``python -m moto.server`` process (state in memory) on a free loopback port.
 
     moto accepts any credentials (no signature check by default), so the read-only identity
     of SeaweedFS does not exist here; tests that need it are not run against moto.
     """
 
+    KIND = "moto"
+
     def __init__(self) -> None:
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
         self._log = tempfile.NamedTemporaryFile(prefix="cback3-s3sync-moto-", suffix=".log", delete=False)  # noqa: SIM115
         self.log_path = self._log.name
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def env(self) -> dict[str, str]:
-        """The environment a client needs to reach this server (and nothing else)."""
-        return {
-            "AWS_ENDPOINT_URL": self.endpoint,
-            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-            "AWS_DEFAULT_REGION": REGION,
-            "AWS_REGION": REGION,
-            "AWS_EC2_METADATA_DISABLED": "true",
-            SERVER_VAR: "moto",
-        }
 
     def start(self, timeout: float = 60.0) -> None:
         missing = [m for m in ("moto", "flask", "awscrt") if importlib.util.find_spec(m) is None]
@@ -254,32 +261,11 @@ class MotoS3:
         self.stop()
         raise RuntimeError(f"moto.server not ready after {timeout} s:\n{self._tail()}")
 
-    def _tail(self) -> str:
-        try:
-            with open(self.log_path, "rb") as fh:
-                return fh.read()[-3000:].decode("utf-8", "replace")
-        except OSError:
-            return ""
-
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.proc = None
+        self._stop_process()
         self._log.close()
         with contextlib.suppress(OSError):
             os.unlink(self.log_path)
-
-    def __enter__(self) -> MotoS3:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def new_server() -> LocalS3 | MotoS3:

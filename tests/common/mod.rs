@@ -709,3 +709,27 @@ pub fn assert_moto_newline_bug(bucket: &str) {
         .map(|resp| resp.status().as_u16());
     assert_eq!(status, Some(404), "moto's line-feed bug changed");
 }
+
+/// Waits until a run through `proxy` (whose GETs stall) has walked its source and is held in
+/// its listing: the moment between the walk and the uploads.
+pub fn wait_for_walk_and_stalled_listing(s: &Scratch, proxy: &Proxy) {
+    poll_until(
+        "the walk to end and the listing to stall",
+        Duration::from_secs(30),
+        || {
+            s.logtext()
+                .contains("Completed checking source filename encoding")
+                && proxy.stats().get("stall").is_some_and(|n| *n >= 1)
+        },
+    );
+}
+
+/// Waits until something has read `path` since it was last written (its atime passed its
+/// mtime; the test set the atime back first).
+pub fn wait_until_read(path: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    poll_until("the run to read the file", Duration::from_secs(60), || {
+        let m = std::fs::metadata(path).unwrap();
+        (m.atime(), m.atime_nsec()) > (m.mtime(), m.mtime_nsec())
+    });
+}
