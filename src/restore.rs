@@ -33,10 +33,11 @@ use crate::bucket_url::BucketUrl;
 use crate::checksum::{self, Hasher, Method, StoredChecksums};
 use crate::display::{display_bytes, display_path};
 use crate::engine::{failed, RunError};
+use crate::health::Health;
 use crate::options::Options;
 use crate::plan::{Listing, RemoteObject};
 use crate::progress::{self, Progress};
-use crate::report::{Cause, ExitStatus, RestoreCounts, Summary};
+use crate::report::{Cause, ExitStatus, RestoreCounts, S3Kind, Summary};
 use crate::s3::{self, s3_error, OpError, MULTIPART_THRESHOLD};
 use crate::{FLOW, OUTPUT};
 
@@ -482,12 +483,19 @@ struct Ctx {
     url: BucketUrl,
     target: PathBuf,
     limit: Arc<Semaphore>,
+    /// Files in flight, as many as requests: a large object gives back its request permit
+    /// once its ranges start, and without this the loop would start every large object at
+    /// once (a temporary file open for each; none left "not attempted" when the endpoint
+    /// stops answering).
+    files: Arc<Semaphore>,
     cancel: CancellationToken,
     overwrite: bool,
     dry_run: bool,
     progress: Arc<Progress>,
     default_mode: u32,
     as_root: bool,
+    /// The restore's tracker: ranged GETs run in their own tasks and report to it too.
+    health: Arc<Health>,
 }
 
 impl Ctx {
@@ -598,8 +606,7 @@ async fn restore_one(
         Err(err) => return io_failed("cannot create a temporary file", err),
     };
     let fetched = if e.obj.size >= MULTIPART_THRESHOLD {
-        drop(permit);
-        fetch_ranges(&ctx, &e, &temp, known).await
+        fetch_ranges(&ctx, &e, &temp, known, permit).await
     } else {
         let r = fetch_whole(&ctx, &e, &temp).await;
         drop(permit);
@@ -733,13 +740,14 @@ async fn fetch_whole(ctx: &Ctx, e: &Entry, temp: &Temp) -> Fetched {
             }
             Ok(None) => break,
             Err(err) => {
+                crate::health::transport_failure();
                 return Err(interrupted_or(
                     ctx,
                     Done::Failed(format!(
                         "GetObject {}: {err}",
                         display_bytes(e.key.as_bytes())
                     )),
-                ))
+                ));
             }
         }
     }
@@ -771,7 +779,14 @@ where
 /// A large object: HeadObject, then ranged GETs (one permit each, pinned to the ETag) written
 /// in place. Each range is hashed as it arrives and the CRCs are combined into the whole's;
 /// only an MD5 (a large single-part object of another tool) needs the file read back.
-async fn fetch_ranges(ctx: &Ctx, e: &Entry, temp: &Temp, known: Option<ObjectInfo>) -> Fetched {
+/// `permit` (the file's request permit) is held through the HeadObject, then given back.
+async fn fetch_ranges(
+    ctx: &Ctx,
+    e: &Entry,
+    temp: &Temp,
+    known: Option<ObjectInfo>,
+    permit: Option<OwnedSemaphorePermit>,
+) -> Fetched {
     let info = match known {
         Some(i) => i,
         None => match head(&ctx.client, &ctx.url.bucket, &e.key).await {
@@ -779,6 +794,7 @@ async fn fetch_ranges(ctx: &Ctx, e: &Entry, temp: &Temp, known: Option<ObjectInf
             Err(err) => return Err(interrupted_or(ctx, Done::Failed(err.to_string()))),
         },
     };
+    drop(permit);
     let size = info.size;
     let psize = s3::part_size(size, s3::MIN_PART_SIZE);
     let count = size.div_ceil(psize);
@@ -817,7 +833,7 @@ async fn fetch_ranges(ctx: &Ctx, e: &Entry, temp: &Temp, known: Option<ObjectInf
             let (file, key, progress) = (file.clone(), e.key.clone(), ctx.progress.clone());
             let mut hasher = crc.as_ref().map(Hasher::new);
             let index = next as usize;
-            tasks.spawn(async move {
+            tasks.spawn(crate::health::scope(ctx.health.clone(), async move {
                 let _permit = permit;
                 let out = req
                     .send()
@@ -826,6 +842,7 @@ async fn fetch_ranges(ctx: &Ctx, e: &Entry, temp: &Temp, known: Option<ObjectInf
                 let mut body = out.body;
                 let mut at = offset;
                 while let Some(chunk) = body.try_next().await.map_err(|err| {
+                    crate::health::transport_failure();
                     Done::Failed(format!(
                         "GetObject {}: {err}",
                         display_bytes(key.as_bytes())
@@ -852,7 +869,7 @@ async fn fetch_ranges(ctx: &Ctx, e: &Entry, temp: &Temp, known: Option<ObjectInf
                 }
                 let value = hasher.and_then(Hasher::finish_crc).unwrap_or(0);
                 Ok((index, value, len))
-            });
+            }));
             next += 1;
         }
         if tasks.is_empty() {
@@ -990,6 +1007,12 @@ async fn run_collecting(
     phases.durations.push(("restore", started.elapsed()));
     phases.restored = Some((c.clone(), failures));
     counts_result?;
+    if c.not_attempted > 0 {
+        return Err(failed(
+            Cause::S3(S3Kind::NoAnswer),
+            crate::health::stopped_answering(c.failed, c.not_attempted, "downloads"),
+        ));
+    }
     let (would, dry) = if opts.dry_run {
         ("would be restored", "(dryrun) ")
     } else {
@@ -1114,6 +1137,7 @@ async fn restore_listing(
         url: url.clone(),
         target: target.to_path_buf(),
         limit: Arc::new(Semaphore::new(opts.concurrency().max(1))),
+        files: Arc::new(Semaphore::new(opts.concurrency().max(1))),
         cancel: cancel.clone(),
         overwrite: opts.overwrite,
         dry_run: opts.dry_run,
@@ -1124,6 +1148,7 @@ async fn restore_listing(
         default_mode: default_mode(),
         // SAFETY: geteuid has no preconditions.
         as_root: unsafe { libc::geteuid() } == 0,
+        health: Health::new(),
     });
     let shown_progress = progress::Display::start("Restoring", ctx.progress.clone());
     let mut dirs = root.map(|r| Dirs {
@@ -1141,6 +1166,7 @@ async fn restore_listing(
         };
         match done {
             Done::Restored { bytes, method } => {
+                ctx.health.answered();
                 counts.restored += 1;
                 counts.restored_bytes += bytes;
                 match method {
@@ -1177,18 +1203,30 @@ async fn restore_listing(
                 continue;
             }
         };
+        // The file's slot first, then its request permit: a large object waiting for
+        // permits for its ranges holds a slot but no permit, so this order cannot deadlock.
+        let slot = tokio::select! {
+            _ = cancel.cancelled() => { interrupted = true; break }
+            p = ctx.files.clone().acquire_owned() => p.expect("semaphore closed"),
+        };
         let permit = tokio::select! {
             _ = cancel.cancelled() => { interrupted = true; break }
             p = ctx.limit.clone().acquire_owned() => p.expect("semaphore closed"),
         };
+        // Checked once a slot is free, as failures arrive while the loop waits for one.
+        if ctx.health.tripped() {
+            counts.not_attempted = entries.len() - idx;
+            break;
+        }
         let (ctx2, e2, cancel2) = (ctx.clone(), e.clone(), cancel.clone());
-        tasks.spawn(async move {
+        tasks.spawn(crate::health::scope(ctx.health.clone(), async move {
+            let _slot = slot;
             let done = tokio::select! {
                 _ = cancel2.cancelled() => Done::Interrupted,
                 d = restore_one(ctx2, e2, dir, Some(permit)) => d,
             };
             (idx, done)
-        });
+        }));
         while let Some(done) = tasks.try_join_next() {
             if let Ok((i, d)) = done {
                 record(counts, &entries[i], d);
