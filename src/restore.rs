@@ -283,17 +283,12 @@ impl Temp {
                 )
             }
         };
+        let busy = || std::io::Error::other("another restore is writing this file now");
         let mut fd = open();
         if fd < 0 && last_os_error().kind() == std::io::ErrorKind::AlreadyExists {
-            if held_by_another_run(&dir, &name) {
-                return Err(std::io::Error::other(
-                    "another restore is writing this file now",
-                ));
+            if !remove_stale(&dir, &name) {
+                return Err(busy());
             }
-            // Left by a run that was killed: ours to replace. unlinkat removes a symlink
-            // itself, never its target.
-            // SAFETY: as above.
-            unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) };
             fd = open();
         }
         if fd < 0 {
@@ -301,8 +296,11 @@ impl Temp {
         }
         // SAFETY: fd was just opened and is owned by nothing else.
         let file = unsafe { std::fs::File::from_raw_fd(fd) };
-        // A new file: nobody else holds a lock on it.
-        let _ = file.try_lock();
+        // Between our open and our lock, another run may have taken the new file for one left
+        // behind and replaced it: the name is then theirs (and is not removed on the way out).
+        if !claim(&dir, &name, &file) {
+            return Err(busy());
+        }
         Ok(Temp {
             dir,
             name,
@@ -316,8 +314,9 @@ impl Temp {
 
     /// Renames the file to `final_name` in the same directory. `replace` false: fails with
     /// `AlreadyExists` if something took the name meanwhile.
+    /// The file stays open (locked) until the rename is done: another run finding the
+    /// temporary name unlocked would take it for one left behind.
     fn rename_to(mut self, final_name: &str, replace: bool) -> std::io::Result<()> {
-        self.file = None;
         let to = cstring(final_name);
         let (d, from) = (self.dir.as_raw_fd(), self.name.as_ptr());
         let flags = if replace { 0 } else { libc::RENAME_NOREPLACE };
@@ -339,13 +338,14 @@ impl Temp {
             return Err(last_os_error());
         }
         self.name = CString::default();
+        self.file = None;
         Ok(())
     }
 }
 
 impl Drop for Temp {
+    /// Removes the name while the file is still open and locked (the file closes after).
     fn drop(&mut self) {
-        self.file = None;
         if !self.name.as_bytes().is_empty() {
             // SAFETY: valid descriptor and NUL-terminated name.
             unsafe { libc::unlinkat(self.dir.as_raw_fd(), self.name.as_ptr(), 0) };
@@ -353,8 +353,55 @@ impl Drop for Temp {
     }
 }
 
-/// Whether a temporary file that exists is locked by a restore that is running now.
-fn held_by_another_run(dir: &OwnedFd, name: &CString) -> bool {
+/// Is `name` in `dir` the file open as `file`?
+fn names(dir: &OwnedFd, name: &CString, file: &std::fs::File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: zeroed stat is a valid out-parameter; valid descriptor and NUL-terminated name.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    let r = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    r == 0
+        && file
+            .metadata()
+            .is_ok_and(|m| m.dev() == st.st_dev as u64 && m.ino() == st.st_ino as u64)
+}
+
+/// Locks a temporary file just created and checks its name still leads to it. The protocol:
+/// only the holder of the lock on the file at a temporary name removes or renames that name.
+fn claim(dir: &OwnedFd, name: &CString, file: &std::fs::File) -> bool {
+    file.try_lock().is_ok() && names(dir, name, file)
+}
+
+/// Removes what is at a temporary name when no running restore holds it (left by a run that
+/// was killed): under that file's lock, and only if the name still leads to it. False: a
+/// running restore holds it. Something other than a regular file there (a FIFO, a device)
+/// is never a restore's and is never opened (opening a device can act on it); unlinkat
+/// removes a symlink itself, never its target.
+fn remove_stale(dir: &OwnedFd, name: &CString) -> bool {
+    // SAFETY: zeroed stat is a valid out-parameter; valid descriptor and NUL-terminated name.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    let r = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if r != 0 {
+        return true;
+    }
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        // SAFETY: valid descriptor and NUL-terminated name.
+        unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) };
+        return true;
+    }
     // SAFETY: valid descriptor and NUL-terminated name; the result is owned below.
     let fd = unsafe {
         libc::openat(
@@ -364,11 +411,20 @@ fn held_by_another_run(dir: &OwnedFd, name: &CString) -> bool {
         )
     };
     if fd < 0 {
-        return false;
+        // Gone meanwhile (or replaced by something that is not a file): the exclusive
+        // create that follows tells.
+        return true;
     }
     // SAFETY: fd was just opened and is owned by nothing else.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    std::fs::File::from(fd).try_lock().is_err()
+    let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    if file.try_lock().is_err() {
+        return false;
+    }
+    if names(dir, name, &file) {
+        // SAFETY: valid descriptor and NUL-terminated name.
+        unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) };
+    }
+    true
 }
 
 /// What is at a final name now.
@@ -1307,6 +1363,82 @@ mod tests {
         let mut got: Vec<&str> = conflicting_keys(keys.iter().copied()).into_iter().collect();
         got.sort();
         assert_eq!(got, ["a", "c/d"]);
+    }
+
+    fn dir_fd(p: &Path) -> Arc<OwnedFd> {
+        Arc::new(std::fs::File::open(p).unwrap().into())
+    }
+
+    /// Two restores writing one file: one takes the temporary name, the other fails and
+    /// leaves that name alone, also when the second found the first's new file before the
+    /// first could lock it (and took it for one left by a killed run).
+    #[test]
+    fn a_temporary_name_has_one_owner() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = dir_fd(d.path());
+        let path = d.path().join(".f.cback3-tmp");
+        let a = Temp::create(dir.clone(), "f").unwrap();
+        let err = Temp::create(dir.clone(), "f").err().unwrap();
+        assert!(
+            err.to_string().contains("another restore is writing"),
+            "{err}"
+        );
+        assert!(path.exists(), "the loser must not remove the owner's file");
+        drop(a);
+        assert!(!path.exists());
+
+        // B has just created its file and not locked it yet; A replaces it meanwhile.
+        let b_file = std::fs::File::options()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .unwrap();
+        let a = Temp::create(dir.clone(), "f").unwrap();
+        let name = cstring(".f.cback3-tmp");
+        assert!(
+            !claim(&dir, &name, &b_file),
+            "B must see the name is no longer its file"
+        );
+        (&**a.file()).write_all(b"whole").unwrap();
+        a.rename_to("f", false).unwrap();
+        assert_eq!(std::fs::read(d.path().join("f")).unwrap(), b"whole");
+    }
+
+    /// A FIFO or device node at the temporary name is removed without being opened.
+    #[test]
+    fn something_else_at_a_temporary_name_is_replaced_unopened() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = dir_fd(d.path());
+        let path = d.path().join(".f.cback3-tmp");
+        let c = CString::new(path.as_os_str().as_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        // A writer blocked in open(2) until someone opens the FIFO for reading.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let writer = {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                tx.send(unsafe { libc::gettid() }).unwrap();
+                std::fs::OpenOptions::new().write(true).open(path).is_ok()
+            })
+        };
+        // Wait until the writer is inside openat(2) (syscall 257 on x86-64, 56 on arm64).
+        let syscall = format!("/proc/self/task/{}/syscall", rx.recv().unwrap());
+        let started = Instant::now();
+        while !std::fs::read_to_string(&syscall)
+            .is_ok_and(|s| s.starts_with("257 ") || s.starts_with("56 "))
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "writer never blocked"
+            );
+            std::thread::yield_now();
+        }
+        let t = Temp::create(dir, "f").unwrap();
+        drop(t);
+        // Nothing opened it for reading, so the writer is still blocked (an open would have
+        // let it through); the FIFO is gone from the name.
+        assert!(!writer.is_finished());
+        assert!(!path.exists());
     }
 
     #[test]
