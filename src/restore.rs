@@ -887,6 +887,7 @@ async fn fetch_ranges(
                 .range(format!("bytes={offset}-{}", offset + len - 1))
                 .set_if_match(info.etag.clone());
             let (file, key, progress) = (file.clone(), e.key.clone(), ctx.progress.clone());
+            let pinned = info.etag.clone();
             let mut hasher = crc.as_ref().map(Hasher::new);
             let index = next as usize;
             tasks.spawn(crate::health::scope(ctx.health.clone(), async move {
@@ -895,6 +896,15 @@ async fn fetch_ranges(
                     .send()
                     .await
                     .map_err(|err| Done::Failed(s3_error("GetObject", &key, &err).to_string()))?;
+                // If-Match pins the range to the object the HeadObject saw; a server that
+                // ignores it still names the version it sent.
+                if let (Some(want), Some(got)) = (&pinned, out.e_tag()) {
+                    if want != got {
+                        return Err(Done::Failed(format!(
+                            "the object changed during its download (ETag {want}, now {got}); not put in place, run the restore again"
+                        )));
+                    }
+                }
                 let mut body = out.body;
                 let mut at = offset;
                 while let Some(chunk) = body.try_next().await.map_err(|err| {

@@ -783,3 +783,48 @@ fn a_killed_runs_temporary_file_is_replaced_and_a_running_ones_is_left_alone() {
     assert_eq!(std::fs::read(target.join("busy")).unwrap(), b"busy now");
     no_temp_files(&target);
 }
+
+/// A body that stops mid-transfer (the proxy sends half of it, then nothing): whole GETs and
+/// ranged GETs alike end within the stalled-stream bound with one ERROR each, no temporary
+/// file and nothing under the final name; the other files come back.
+#[test]
+fn a_body_that_stops_mid_transfer_ends_in_bounded_time() {
+    let s = Scratch::new();
+    let b = bucket("stallbody");
+    put_object(&b, "p/fine", b"fine");
+    put_object(&b, "p/stuck-small", &vec![7u8; 256 * 1024]);
+    let big: Vec<u8> = (0..17 * MIB).map(|i| (i % 233) as u8).collect();
+    put_object(&b, "p/stuck-big", &big);
+    let proxy = Proxy::start(29);
+    proxy.set(r#"{"fault_rate": 1, "faults": ["stall_body"], "stall_s": 300, "fault_methods": ["GET"], "fault_match": "/p/stuck"}"#);
+    let target = s.dir.path().join("t");
+    let started = std::time::Instant::now();
+    let child = command_via(&s, &proxy.endpoint())
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .args(restore_args(&[], &target, &url(&b, "p")))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The SDK's stalled-stream protection gives up after 20 s without progress.
+    let o = wait_bounded(child, Duration::from_secs(60));
+    let took = started.elapsed();
+    let stats = proxy.finish();
+    eprintln!("{took:?} {stats:?}");
+    assert_eq!(code(&o), 6, "{}", show(&o));
+    assert!(
+        stats.get("stall_body").copied().unwrap_or(0) >= 2,
+        "{stats:?}"
+    );
+    let errs = errors(&s);
+    for name in ["stuck-small", "stuck-big"] {
+        assert_eq!(
+            errs.iter().filter(|l| l.contains(name)).count(),
+            1,
+            "{name}: {errs:?}"
+        );
+        assert!(!target.join(name).exists());
+    }
+    assert_eq!(std::fs::read(target.join("fine")).unwrap(), b"fine");
+    no_temp_files(&target);
+}
