@@ -828,3 +828,44 @@ fn a_body_that_stops_mid_transfer_ends_in_bounded_time() {
     assert_eq!(std::fs::read(target.join("fine")).unwrap(), b"fine");
     no_temp_files(&target);
 }
+
+/// The large object is replaced (same size) between its first and second ranged GET (the
+/// proxy holds the second until the test has replaced it): the file fails, nothing mixed is
+/// put in place, and no temporary file is left.
+#[test]
+fn an_object_replaced_between_its_ranges_is_never_put_in_place_mixed() {
+    let s = Scratch::new();
+    let b = bucket("tornrange");
+    let old: Vec<u8> = (0..17 * MIB).map(|i| (i % 227) as u8).collect();
+    put_object(&b, "p/big", &old);
+    let proxy = Proxy::start(31);
+    proxy.set(r#"{"fault_rate": 1, "faults": ["stall"], "stall_s": 3, "fault_methods": ["GET"], "fault_match": "/p/big", "fault_skip": 1}"#);
+    let target = s.dir.path().join("t");
+    let child = command_via(&s, &proxy.endpoint())
+        .env("AWS_MAX_ATTEMPTS", "2")
+        .args(restore_args(
+            &["--maxConcurrency", "1"],
+            &target,
+            &url(&b, "p"),
+        ))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    poll_until("the second range held", Duration::from_secs(30), || {
+        proxy.stats().get("stall").copied().unwrap_or(0) >= 1
+    });
+    let new: Vec<u8> = old.iter().map(|b| b ^ 0x5a).collect();
+    put_object(&b, "p/big", &new);
+    proxy.set(r#"{"fault_rate": 0}"#);
+    let o = wait_bounded(child, Duration::from_secs(60));
+    assert_eq!(code(&o), 6, "{}\n{}", show(&o), s.logtext());
+    let errs = errors(&s);
+    assert_eq!(
+        errs.iter().filter(|l| l.contains("big")).count(),
+        1,
+        "{errs:?}"
+    );
+    assert!(!target.join("big").exists());
+    no_temp_files(&target);
+}

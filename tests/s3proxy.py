@@ -17,7 +17,8 @@ control file given with ``--control`` (read before each request), for example
 ``{"fault_rate": 0.2, "faults": ["reset", "503"]}`` or ``{"fault_rate": 0}``; ``stall_s``,
 ``delay_ms``, ``fault_methods`` (only requests with these HTTP methods get faults, for example
 ``["PUT"]``) and ``fault_match`` (only requests whose request line contains this text, for example
-a key) may be set there too. Two more kinds exist for downloads: ``corrupt`` (relay the answer
+a key) and ``fault_skip`` (so many eligible requests pass before faults start) may be set there
+too. Two more kinds exist for downloads: ``corrupt`` (relay the answer
 with the first byte of its body changed; needs a Content-Length body) and ``stall_body`` (relay
 the head and the first half of a Content-Length body, then stay silent for ``stall_s`` seconds
 and close: a body that stops mid-transfer). With a control file every
@@ -70,6 +71,7 @@ class Settings:
     stall_s: float = 30.0
     fault_methods: list[str] | None = None
     fault_match: str | None = None
+    fault_skip: int = 0
     reject_checksums: str | None = None
     reject_header: str | None = None
     reject_methods: list[str] | None = None
@@ -104,6 +106,7 @@ class Settings:
         methods = data.get("fault_methods")
         self.fault_methods = [str(m).upper() for m in methods] if methods else None
         self.fault_match = data.get("fault_match") or None
+        self.fault_skip = int(data.get("fault_skip", 0))
 
 
 def b2_unsupported(header: str) -> tuple[int, str, str, str]:
@@ -255,6 +258,10 @@ class Proxy:
                 if self.s.fault_match:
                     request_line = head.split(b"\r\n", 1)[0].decode("utf-8", "replace")
                     eligible = eligible and self.s.fault_match in request_line
+                if eligible and self.s.fault_skip > 0:
+                    # The first fault_skip eligible requests pass untouched.
+                    self.s.fault_skip -= 1
+                    eligible = False
                 if eligible and self.s.faults and self.rng.random() < self.s.fault_rate:
                     fault = self.rng.choice(self.s.faults)
                 if fault == "reset":
