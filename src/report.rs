@@ -158,6 +158,8 @@ pub struct RestoreCounts {
     pub failed: usize,
     /// Zero-byte keys ending in `/` (folders made by S3 consoles): nothing to write.
     pub directory_markers: usize,
+    /// Files not dispatched because the endpoint stopped answering (see [`crate::health`]).
+    pub not_attempted: usize,
 }
 
 impl RestoreCounts {

@@ -33,10 +33,11 @@ use crate::bucket_url::BucketUrl;
 use crate::checksum::{self, Hasher, Method, StoredChecksums};
 use crate::display::{display_bytes, display_path};
 use crate::engine::{failed, RunError};
+use crate::health::Health;
 use crate::options::Options;
 use crate::plan::{Listing, RemoteObject};
 use crate::progress::{self, Progress};
-use crate::report::{Cause, ExitStatus, RestoreCounts, Summary};
+use crate::report::{Cause, ExitStatus, RestoreCounts, S3Kind, Summary};
 use crate::s3::{self, s3_error, OpError, MULTIPART_THRESHOLD};
 use crate::{FLOW, OUTPUT};
 
@@ -282,17 +283,12 @@ impl Temp {
                 )
             }
         };
+        let busy = || std::io::Error::other("another restore is writing this file now");
         let mut fd = open();
         if fd < 0 && last_os_error().kind() == std::io::ErrorKind::AlreadyExists {
-            if held_by_another_run(&dir, &name) {
-                return Err(std::io::Error::other(
-                    "another restore is writing this file now",
-                ));
+            if !remove_stale(&dir, &name) {
+                return Err(busy());
             }
-            // Left by a run that was killed: ours to replace. unlinkat removes a symlink
-            // itself, never its target.
-            // SAFETY: as above.
-            unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) };
             fd = open();
         }
         if fd < 0 {
@@ -300,8 +296,11 @@ impl Temp {
         }
         // SAFETY: fd was just opened and is owned by nothing else.
         let file = unsafe { std::fs::File::from_raw_fd(fd) };
-        // A new file: nobody else holds a lock on it.
-        let _ = file.try_lock();
+        // Between our open and our lock, another run may have taken the new file for one left
+        // behind and replaced it: the name is then theirs (and is not removed on the way out).
+        if !claim(&dir, &name, &file) {
+            return Err(busy());
+        }
         Ok(Temp {
             dir,
             name,
@@ -315,8 +314,9 @@ impl Temp {
 
     /// Renames the file to `final_name` in the same directory. `replace` false: fails with
     /// `AlreadyExists` if something took the name meanwhile.
+    /// The file stays open (locked) until the rename is done: another run finding the
+    /// temporary name unlocked would take it for one left behind.
     fn rename_to(mut self, final_name: &str, replace: bool) -> std::io::Result<()> {
-        self.file = None;
         let to = cstring(final_name);
         let (d, from) = (self.dir.as_raw_fd(), self.name.as_ptr());
         let flags = if replace { 0 } else { libc::RENAME_NOREPLACE };
@@ -338,13 +338,14 @@ impl Temp {
             return Err(last_os_error());
         }
         self.name = CString::default();
+        self.file = None;
         Ok(())
     }
 }
 
 impl Drop for Temp {
+    /// Removes the name while the file is still open and locked (the file closes after).
     fn drop(&mut self) {
-        self.file = None;
         if !self.name.as_bytes().is_empty() {
             // SAFETY: valid descriptor and NUL-terminated name.
             unsafe { libc::unlinkat(self.dir.as_raw_fd(), self.name.as_ptr(), 0) };
@@ -352,8 +353,55 @@ impl Drop for Temp {
     }
 }
 
-/// Whether a temporary file that exists is locked by a restore that is running now.
-fn held_by_another_run(dir: &OwnedFd, name: &CString) -> bool {
+/// Is `name` in `dir` the file open as `file`?
+fn names(dir: &OwnedFd, name: &CString, file: &std::fs::File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: zeroed stat is a valid out-parameter; valid descriptor and NUL-terminated name.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    let r = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    r == 0
+        && file
+            .metadata()
+            .is_ok_and(|m| m.dev() == st.st_dev as u64 && m.ino() == st.st_ino as u64)
+}
+
+/// Locks a temporary file just created and checks its name still leads to it. The protocol:
+/// only the holder of the lock on the file at a temporary name removes or renames that name.
+fn claim(dir: &OwnedFd, name: &CString, file: &std::fs::File) -> bool {
+    file.try_lock().is_ok() && names(dir, name, file)
+}
+
+/// Removes what is at a temporary name when no running restore holds it (left by a run that
+/// was killed): under that file's lock, and only if the name still leads to it. False: a
+/// running restore holds it. Something other than a regular file there (a FIFO, a device)
+/// is never a restore's and is never opened (opening a device can act on it); unlinkat
+/// removes a symlink itself, never its target.
+fn remove_stale(dir: &OwnedFd, name: &CString) -> bool {
+    // SAFETY: zeroed stat is a valid out-parameter; valid descriptor and NUL-terminated name.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    let r = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if r != 0 {
+        return true;
+    }
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        // SAFETY: valid descriptor and NUL-terminated name.
+        unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) };
+        return true;
+    }
     // SAFETY: valid descriptor and NUL-terminated name; the result is owned below.
     let fd = unsafe {
         libc::openat(
@@ -363,11 +411,20 @@ fn held_by_another_run(dir: &OwnedFd, name: &CString) -> bool {
         )
     };
     if fd < 0 {
-        return false;
+        // Gone meanwhile (or replaced by something that is not a file): the exclusive
+        // create that follows tells.
+        return true;
     }
     // SAFETY: fd was just opened and is owned by nothing else.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    std::fs::File::from(fd).try_lock().is_err()
+    let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    if file.try_lock().is_err() {
+        return false;
+    }
+    if names(dir, name, &file) {
+        // SAFETY: valid descriptor and NUL-terminated name.
+        unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) };
+    }
+    true
 }
 
 /// What is at a final name now.
@@ -482,12 +539,19 @@ struct Ctx {
     url: BucketUrl,
     target: PathBuf,
     limit: Arc<Semaphore>,
+    /// Files in flight, as many as requests: a large object gives back its request permit
+    /// once its ranges start, and without this the loop would start every large object at
+    /// once (a temporary file open for each; none left "not attempted" when the endpoint
+    /// stops answering).
+    files: Arc<Semaphore>,
     cancel: CancellationToken,
     overwrite: bool,
     dry_run: bool,
     progress: Arc<Progress>,
     default_mode: u32,
     as_root: bool,
+    /// The restore's tracker: ranged GETs run in their own tasks and report to it too.
+    health: Arc<Health>,
 }
 
 impl Ctx {
@@ -598,8 +662,7 @@ async fn restore_one(
         Err(err) => return io_failed("cannot create a temporary file", err),
     };
     let fetched = if e.obj.size >= MULTIPART_THRESHOLD {
-        drop(permit);
-        fetch_ranges(&ctx, &e, &temp, known).await
+        fetch_ranges(&ctx, &e, &temp, known, permit).await
     } else {
         let r = fetch_whole(&ctx, &e, &temp).await;
         drop(permit);
@@ -733,13 +796,14 @@ async fn fetch_whole(ctx: &Ctx, e: &Entry, temp: &Temp) -> Fetched {
             }
             Ok(None) => break,
             Err(err) => {
+                crate::health::transport_failure();
                 return Err(interrupted_or(
                     ctx,
                     Done::Failed(format!(
                         "GetObject {}: {err}",
                         display_bytes(e.key.as_bytes())
                     )),
-                ))
+                ));
             }
         }
     }
@@ -771,7 +835,14 @@ where
 /// A large object: HeadObject, then ranged GETs (one permit each, pinned to the ETag) written
 /// in place. Each range is hashed as it arrives and the CRCs are combined into the whole's;
 /// only an MD5 (a large single-part object of another tool) needs the file read back.
-async fn fetch_ranges(ctx: &Ctx, e: &Entry, temp: &Temp, known: Option<ObjectInfo>) -> Fetched {
+/// `permit` (the file's request permit) is held through the HeadObject, then given back.
+async fn fetch_ranges(
+    ctx: &Ctx,
+    e: &Entry,
+    temp: &Temp,
+    known: Option<ObjectInfo>,
+    permit: Option<OwnedSemaphorePermit>,
+) -> Fetched {
     let info = match known {
         Some(i) => i,
         None => match head(&ctx.client, &ctx.url.bucket, &e.key).await {
@@ -779,6 +850,7 @@ async fn fetch_ranges(ctx: &Ctx, e: &Entry, temp: &Temp, known: Option<ObjectInf
             Err(err) => return Err(interrupted_or(ctx, Done::Failed(err.to_string()))),
         },
     };
+    drop(permit);
     let size = info.size;
     let psize = s3::part_size(size, s3::MIN_PART_SIZE);
     let count = size.div_ceil(psize);
@@ -815,17 +887,28 @@ async fn fetch_ranges(ctx: &Ctx, e: &Entry, temp: &Temp, known: Option<ObjectInf
                 .range(format!("bytes={offset}-{}", offset + len - 1))
                 .set_if_match(info.etag.clone());
             let (file, key, progress) = (file.clone(), e.key.clone(), ctx.progress.clone());
+            let pinned = info.etag.clone();
             let mut hasher = crc.as_ref().map(Hasher::new);
             let index = next as usize;
-            tasks.spawn(async move {
+            tasks.spawn(crate::health::scope(ctx.health.clone(), async move {
                 let _permit = permit;
                 let out = req
                     .send()
                     .await
                     .map_err(|err| Done::Failed(s3_error("GetObject", &key, &err).to_string()))?;
+                // If-Match pins the range to the object the HeadObject saw; a server that
+                // ignores it still names the version it sent.
+                if let (Some(want), Some(got)) = (&pinned, out.e_tag()) {
+                    if want != got {
+                        return Err(Done::Failed(format!(
+                            "the object changed during its download (ETag {want}, now {got}); not put in place, run the restore again"
+                        )));
+                    }
+                }
                 let mut body = out.body;
                 let mut at = offset;
                 while let Some(chunk) = body.try_next().await.map_err(|err| {
+                    crate::health::transport_failure();
                     Done::Failed(format!(
                         "GetObject {}: {err}",
                         display_bytes(key.as_bytes())
@@ -852,7 +935,7 @@ async fn fetch_ranges(ctx: &Ctx, e: &Entry, temp: &Temp, known: Option<ObjectInf
                 }
                 let value = hasher.and_then(Hasher::finish_crc).unwrap_or(0);
                 Ok((index, value, len))
-            });
+            }));
             next += 1;
         }
         if tasks.is_empty() {
@@ -990,6 +1073,12 @@ async fn run_collecting(
     phases.durations.push(("restore", started.elapsed()));
     phases.restored = Some((c.clone(), failures));
     counts_result?;
+    if c.not_attempted > 0 {
+        return Err(failed(
+            Cause::S3(S3Kind::NoAnswer),
+            crate::health::stopped_answering(c.failed, c.not_attempted, "downloads"),
+        ));
+    }
     let (would, dry) = if opts.dry_run {
         ("would be restored", "(dryrun) ")
     } else {
@@ -1114,6 +1203,7 @@ async fn restore_listing(
         url: url.clone(),
         target: target.to_path_buf(),
         limit: Arc::new(Semaphore::new(opts.concurrency().max(1))),
+        files: Arc::new(Semaphore::new(opts.concurrency().max(1))),
         cancel: cancel.clone(),
         overwrite: opts.overwrite,
         dry_run: opts.dry_run,
@@ -1124,6 +1214,7 @@ async fn restore_listing(
         default_mode: default_mode(),
         // SAFETY: geteuid has no preconditions.
         as_root: unsafe { libc::geteuid() } == 0,
+        health: Health::new(),
     });
     let shown_progress = progress::Display::start("Restoring", ctx.progress.clone());
     let mut dirs = root.map(|r| Dirs {
@@ -1141,6 +1232,7 @@ async fn restore_listing(
         };
         match done {
             Done::Restored { bytes, method } => {
+                ctx.health.answered();
                 counts.restored += 1;
                 counts.restored_bytes += bytes;
                 match method {
@@ -1177,18 +1269,30 @@ async fn restore_listing(
                 continue;
             }
         };
+        // The file's slot first, then its request permit: a large object waiting for
+        // permits for its ranges holds a slot but no permit, so this order cannot deadlock.
+        let slot = tokio::select! {
+            _ = cancel.cancelled() => { interrupted = true; break }
+            p = ctx.files.clone().acquire_owned() => p.expect("semaphore closed"),
+        };
         let permit = tokio::select! {
             _ = cancel.cancelled() => { interrupted = true; break }
             p = ctx.limit.clone().acquire_owned() => p.expect("semaphore closed"),
         };
+        // Checked once a slot is free, as failures arrive while the loop waits for one.
+        if ctx.health.tripped() {
+            counts.not_attempted = entries.len() - idx;
+            break;
+        }
         let (ctx2, e2, cancel2) = (ctx.clone(), e.clone(), cancel.clone());
-        tasks.spawn(async move {
+        tasks.spawn(crate::health::scope(ctx.health.clone(), async move {
+            let _slot = slot;
             let done = tokio::select! {
                 _ = cancel2.cancelled() => Done::Interrupted,
                 d = restore_one(ctx2, e2, dir, Some(permit)) => d,
             };
             (idx, done)
-        });
+        }));
         while let Some(done) = tasks.try_join_next() {
             if let Ok((i, d)) = done {
                 record(counts, &entries[i], d);
@@ -1269,6 +1373,82 @@ mod tests {
         let mut got: Vec<&str> = conflicting_keys(keys.iter().copied()).into_iter().collect();
         got.sort();
         assert_eq!(got, ["a", "c/d"]);
+    }
+
+    fn dir_fd(p: &Path) -> Arc<OwnedFd> {
+        Arc::new(std::fs::File::open(p).unwrap().into())
+    }
+
+    /// Two restores writing one file: one takes the temporary name, the other fails and
+    /// leaves that name alone, also when the second found the first's new file before the
+    /// first could lock it (and took it for one left by a killed run).
+    #[test]
+    fn a_temporary_name_has_one_owner() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = dir_fd(d.path());
+        let path = d.path().join(".f.cback3-tmp");
+        let a = Temp::create(dir.clone(), "f").unwrap();
+        let err = Temp::create(dir.clone(), "f").err().unwrap();
+        assert!(
+            err.to_string().contains("another restore is writing"),
+            "{err}"
+        );
+        assert!(path.exists(), "the loser must not remove the owner's file");
+        drop(a);
+        assert!(!path.exists());
+
+        // B has just created its file and not locked it yet; A replaces it meanwhile.
+        let b_file = std::fs::File::options()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .unwrap();
+        let a = Temp::create(dir.clone(), "f").unwrap();
+        let name = cstring(".f.cback3-tmp");
+        assert!(
+            !claim(&dir, &name, &b_file),
+            "B must see the name is no longer its file"
+        );
+        (&**a.file()).write_all(b"whole").unwrap();
+        a.rename_to("f", false).unwrap();
+        assert_eq!(std::fs::read(d.path().join("f")).unwrap(), b"whole");
+    }
+
+    /// A FIFO or device node at the temporary name is removed without being opened.
+    #[test]
+    fn something_else_at_a_temporary_name_is_replaced_unopened() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = dir_fd(d.path());
+        let path = d.path().join(".f.cback3-tmp");
+        let c = CString::new(path.as_os_str().as_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        // A writer blocked in open(2) until someone opens the FIFO for reading.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let writer = {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                tx.send(unsafe { libc::gettid() }).unwrap();
+                std::fs::OpenOptions::new().write(true).open(path).is_ok()
+            })
+        };
+        // Wait until the writer is inside openat(2) (syscall 257 on x86-64, 56 on arm64).
+        let syscall = format!("/proc/self/task/{}/syscall", rx.recv().unwrap());
+        let started = Instant::now();
+        while !std::fs::read_to_string(&syscall)
+            .is_ok_and(|s| s.starts_with("257 ") || s.starts_with("56 "))
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "writer never blocked"
+            );
+            std::thread::yield_now();
+        }
+        let t = Temp::create(dir, "f").unwrap();
+        drop(t);
+        // Nothing opened it for reading, so the writer is still blocked (an open would have
+        // let it through); the FIFO is gone from the name.
+        assert!(!writer.is_finished());
+        assert!(!path.exists());
     }
 
     #[test]

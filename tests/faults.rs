@@ -342,3 +342,113 @@ fn harness_json_reader_unescapes_and_refuses_what_it_cannot_read() {
         assert!(parse_flat_json(bad).is_err(), "{bad:?} was accepted");
     }
 }
+
+/// A restore through a proxy that holds every object GET without an answer, with the
+/// breaker's settings.
+fn stalled_restore(
+    s: &Scratch,
+    b: &str,
+    proxy: &Proxy,
+    concurrency: u64,
+) -> (std::process::Output, Duration) {
+    let started = Instant::now();
+    let o = command_via(s, &proxy.endpoint())
+        .env("CBACK3_RESPONSE_TIMEOUT", RESPONSE_TIMEOUT_S.to_string())
+        .env("AWS_MAX_ATTEMPTS", BREAKER_ATTEMPTS.to_string())
+        .args(["--restore", "--maxConcurrency", &concurrency.to_string()])
+        .arg(s.dir.path().join("restored"))
+        .arg(url(b, "p"))
+        .output()
+        .unwrap();
+    (o, started.elapsed())
+}
+
+/// The listing works (its request line has the prefix encoded, `p%2F`); every object GET is
+/// held without an answer.
+const HOLD_OBJECT_GETS: &str = r#"{"fault_rate": 1, "faults": ["stall"], "stall_s": 60, "fault_methods": ["GET"], "fault_match": "/p/"}"#;
+
+#[test]
+fn downloads_stop_once_the_endpoint_stops_answering() {
+    for n in [40, 120] {
+        let s = Scratch::new();
+        let b = bucket("rbreaker");
+        for i in 0..n {
+            put_object(&b, &format!("p/f{i:03}"), format!("{i}").as_bytes());
+        }
+        let proxy = Proxy::start(19);
+        proxy.set(HOLD_OBJECT_GETS);
+        let summary = s.dir.path().join("summary.json");
+        let started = Instant::now();
+        let o = command_via(&s, &proxy.endpoint())
+            .env("CBACK3_RESPONSE_TIMEOUT", RESPONSE_TIMEOUT_S.to_string())
+            .env("AWS_MAX_ATTEMPTS", BREAKER_ATTEMPTS.to_string())
+            .args([
+                "--restore",
+                "--maxConcurrency",
+                &BREAKER_CONCURRENCY.to_string(),
+            ])
+            .arg("--summaryFile")
+            .arg(&summary)
+            .arg(s.dir.path().join("restored"))
+            .arg(url(&b, "p"))
+            .output()
+            .unwrap();
+        let took = started.elapsed();
+        let stats = proxy.finish();
+        eprintln!("{n} objects: {took:?}, {stats:?}");
+        stopped_answering(&o, n);
+        let last = stdout_lines(&o).last().cloned().unwrap_or_default();
+        assert!(last.contains("downloads failed"), "{last}");
+        let gets = stats.get("stall").copied().unwrap_or(0);
+        assert!(
+            gets <= breaker_max_requests(),
+            "{n} objects: {gets} GETs reached the proxy"
+        );
+        assert!(took < breaker_bound(), "{n} objects: {took:?}");
+        let text = std::fs::read_to_string(&summary).unwrap();
+        let not_attempted: usize = last
+            .split(" files were not attempted")
+            .next()
+            .and_then(|h| h.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        assert!(
+            text.contains(&format!("\"not_attempted\": {not_attempted},")),
+            "{text}"
+        );
+        validate_json(&summary, "schema/summary.schema.json");
+    }
+}
+
+/// The ranged GETs of large objects run in tasks of their own: their failures count too.
+/// Only large objects, two requests at a time: without those reports nothing would trip and
+/// every object would wait out its own retries.
+#[test]
+fn ranged_downloads_count_towards_the_endpoint_stopping() {
+    let s = Scratch::new();
+    let b = bucket("rbreakerbig");
+    let big: Vec<u8> = (0..17 * 1024 * 1024u32).map(|i| (i % 239) as u8).collect();
+    put_object(&b, "p/big0", &big);
+    let c = client();
+    let n = 8;
+    for i in 1..n {
+        rt().block_on(
+            c.copy_object()
+                .bucket(&b)
+                .key(format!("p/big{i}"))
+                .copy_source(format!("{b}/p/big0"))
+                .send(),
+        )
+        .unwrap();
+    }
+    let proxy = Proxy::start(23);
+    proxy.set(HOLD_OBJECT_GETS);
+    let (o, took) = stalled_restore(&s, &b, &proxy, 2);
+    let stats = proxy.finish();
+    eprintln!("{n} large objects: {took:?}, {stats:?}");
+    assert_eq!(code(&o), 6, "{}", show(&o));
+    let last = stdout_lines(&o).last().cloned().unwrap_or_default();
+    assert!(last.contains("The S3 endpoint stopped answering"), "{last}");
+    assert!(!last.contains(" 0 files were not attempted"), "{last}");
+    assert!(local_files(&s.dir.path().join("restored")).is_empty());
+}

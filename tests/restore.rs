@@ -783,3 +783,89 @@ fn a_killed_runs_temporary_file_is_replaced_and_a_running_ones_is_left_alone() {
     assert_eq!(std::fs::read(target.join("busy")).unwrap(), b"busy now");
     no_temp_files(&target);
 }
+
+/// A body that stops mid-transfer (the proxy sends half of it, then nothing): whole GETs and
+/// ranged GETs alike end within the stalled-stream bound with one ERROR each, no temporary
+/// file and nothing under the final name; the other files come back.
+#[test]
+fn a_body_that_stops_mid_transfer_ends_in_bounded_time() {
+    let s = Scratch::new();
+    let b = bucket("stallbody");
+    put_object(&b, "p/fine", b"fine");
+    put_object(&b, "p/stuck-small", &vec![7u8; 256 * 1024]);
+    let big: Vec<u8> = (0..17 * MIB).map(|i| (i % 233) as u8).collect();
+    put_object(&b, "p/stuck-big", &big);
+    let proxy = Proxy::start(29);
+    proxy.set(r#"{"fault_rate": 1, "faults": ["stall_body"], "stall_s": 300, "fault_methods": ["GET"], "fault_match": "/p/stuck"}"#);
+    let target = s.dir.path().join("t");
+    let started = std::time::Instant::now();
+    let child = command_via(&s, &proxy.endpoint())
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .args(restore_args(&[], &target, &url(&b, "p")))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The SDK's stalled-stream protection gives up after 20 s without progress.
+    let o = wait_bounded(child, Duration::from_secs(60));
+    let took = started.elapsed();
+    let stats = proxy.finish();
+    eprintln!("{took:?} {stats:?}");
+    assert_eq!(code(&o), 6, "{}", show(&o));
+    assert!(
+        stats.get("stall_body").copied().unwrap_or(0) >= 2,
+        "{stats:?}"
+    );
+    let errs = errors(&s);
+    for name in ["stuck-small", "stuck-big"] {
+        assert_eq!(
+            errs.iter().filter(|l| l.contains(name)).count(),
+            1,
+            "{name}: {errs:?}"
+        );
+        assert!(!target.join(name).exists());
+    }
+    assert_eq!(std::fs::read(target.join("fine")).unwrap(), b"fine");
+    no_temp_files(&target);
+}
+
+/// The large object is replaced (same size) between its first and second ranged GET (the
+/// proxy holds the second until the test has replaced it): the file fails, nothing mixed is
+/// put in place, and no temporary file is left.
+#[test]
+fn an_object_replaced_between_its_ranges_is_never_put_in_place_mixed() {
+    let s = Scratch::new();
+    let b = bucket("tornrange");
+    let old: Vec<u8> = (0..17 * MIB).map(|i| (i % 227) as u8).collect();
+    put_object(&b, "p/big", &old);
+    let proxy = Proxy::start(31);
+    proxy.set(r#"{"fault_rate": 1, "faults": ["stall"], "stall_s": 3, "fault_methods": ["GET"], "fault_match": "/p/big", "fault_skip": 1}"#);
+    let target = s.dir.path().join("t");
+    let child = command_via(&s, &proxy.endpoint())
+        .env("AWS_MAX_ATTEMPTS", "2")
+        .args(restore_args(
+            &["--maxConcurrency", "1"],
+            &target,
+            &url(&b, "p"),
+        ))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    poll_until("the second range held", Duration::from_secs(30), || {
+        proxy.stats().get("stall").copied().unwrap_or(0) >= 1
+    });
+    let new: Vec<u8> = old.iter().map(|b| b ^ 0x5a).collect();
+    put_object(&b, "p/big", &new);
+    proxy.set(r#"{"fault_rate": 0}"#);
+    let o = wait_bounded(child, Duration::from_secs(60));
+    assert_eq!(code(&o), 6, "{}\n{}", show(&o), s.logtext());
+    let errs = errors(&s);
+    assert_eq!(
+        errs.iter().filter(|l| l.contains("big")).count(),
+        1,
+        "{errs:?}"
+    );
+    assert!(!target.join("big").exists());
+    no_temp_files(&target);
+}

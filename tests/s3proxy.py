@@ -17,8 +17,11 @@ control file given with ``--control`` (read before each request), for example
 ``{"fault_rate": 0.2, "faults": ["reset", "503"]}`` or ``{"fault_rate": 0}``; ``stall_s``,
 ``delay_ms``, ``fault_methods`` (only requests with these HTTP methods get faults, for example
 ``["PUT"]``) and ``fault_match`` (only requests whose request line contains this text, for example
-a key) may be set there too. One more kind exists for downloads: ``corrupt`` (relay the answer
-with the first byte of its body changed; needs a Content-Length body). With a control file every
+a key) and ``fault_skip`` (so many eligible requests pass before faults start) may be set there
+too. Two more kinds exist for downloads: ``corrupt`` (relay the answer
+with the first byte of its body changed; needs a Content-Length body) and ``stall_body`` (relay
+the head and the first half of a Content-Length body, then stay silent for ``stall_s`` seconds
+and close: a body that stops mid-transfer). With a control file every
 connection is handled request by request, so that faults switched on later reach connections that
 are already open.
 
@@ -68,6 +71,7 @@ class Settings:
     stall_s: float = 30.0
     fault_methods: list[str] | None = None
     fault_match: str | None = None
+    fault_skip: int = 0
     reject_checksums: str | None = None
     reject_header: str | None = None
     reject_methods: list[str] | None = None
@@ -102,6 +106,7 @@ class Settings:
         methods = data.get("fault_methods")
         self.fault_methods = [str(m).upper() for m in methods] if methods else None
         self.fault_match = data.get("fault_match") or None
+        self.fault_skip = int(data.get("fault_skip", 0))
 
 
 def b2_unsupported(header: str) -> tuple[int, str, str, str]:
@@ -253,6 +258,10 @@ class Proxy:
                 if self.s.fault_match:
                     request_line = head.split(b"\r\n", 1)[0].decode("utf-8", "replace")
                     eligible = eligible and self.s.fault_match in request_line
+                if eligible and self.s.fault_skip > 0:
+                    # The first fault_skip eligible requests pass untouched.
+                    self.s.fault_skip -= 1
+                    eligible = False
                 if eligible and self.s.faults and self.rng.random() < self.s.fault_rate:
                     fault = self.rng.choice(self.s.faults)
                 if fault == "reset":
@@ -320,7 +329,11 @@ class Proxy:
                     return
                 if fault == "corrupt":
                     self.count_fault("corrupt")
-                if not await self.relay_response(ureader, cwriter, head, corrupt=fault == "corrupt"):
+                if fault == "stall_body":
+                    self.count_fault("stall_body")
+                if not await self.relay_response(
+                    ureader, cwriter, head, corrupt=fault == "corrupt", stall_body=fault == "stall_body"
+                ):
                     return
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             return
@@ -353,6 +366,7 @@ class Proxy:
         cwriter: asyncio.StreamWriter,
         request_head: bytes,
         corrupt: bool = False,
+        stall_body: bool = False,
     ) -> bool:
         """Copies one response; False when the connection must close afterwards."""
         while True:
@@ -375,6 +389,13 @@ class Proxy:
             pass
         elif b"content-length" in headers:
             remaining = int(headers[b"content-length"])
+            if stall_body:
+                half = await ureader.readexactly(remaining // 2)
+                cwriter.write(half)
+                await cwriter.drain()
+                await asyncio.sleep(self.s.stall_s)
+                cwriter.transport.abort()
+                return False
             while remaining:
                 chunk = await ureader.read(min(remaining, 65536))
                 if not chunk:
@@ -437,7 +458,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--delay-ms", type=float, default=0.0)
     p.add_argument("--fault-rate", type=float, default=0.0)
     p.add_argument(
-        "--faults", default="reset,500,503", help="any of reset,stall,400,500,503,drop,hold,corrupt"
+        "--faults", default="reset,500,503", help="any of reset,stall,400,500,503,drop,hold,corrupt,stall_body"
     )
     p.add_argument("--stall-s", type=float, default=30.0)
     p.add_argument("--seed", type=int, default=1)
