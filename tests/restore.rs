@@ -869,3 +869,43 @@ fn an_object_replaced_between_its_ranges_is_never_put_in_place_mixed() {
     assert!(!target.join("big").exists());
     no_temp_files(&target);
 }
+
+/// A local file created at the final name while its object downloads is never replaced: the
+/// rename into place refuses to overwrite (RENAME_NOREPLACE), also with --overwrite (which
+/// only replaces what the run looked at), and the run says so once.
+#[test]
+fn a_file_that_appears_at_the_final_name_during_the_download_is_not_overwritten() {
+    for extra in [&[][..], &["--overwrite"][..]] {
+        let s = Scratch::new();
+        let b = bucket("appears");
+        put_object(&b, "p/f", b"from the bucket");
+        put_object(&b, "p/g", b"another");
+        let proxy = Proxy::start(37);
+        proxy.set(r#"{"fault_rate": 1, "faults": ["stall"], "stall_s": 3, "fault_methods": ["GET"], "fault_match": "/p/f"}"#);
+        let target = s.dir.path().join("t");
+        let child = command_via(&s, &proxy.endpoint())
+            .env("AWS_MAX_ATTEMPTS", "2")
+            .args(restore_args(extra, &target, &url(&b, "p")))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        poll_until("the download held", Duration::from_secs(30), || {
+            proxy.stats().get("stall").copied().unwrap_or(0) >= 1
+        });
+        std::fs::write(target.join("f"), b"written by someone else").unwrap();
+        proxy.set(r#"{"fault_rate": 0}"#);
+        let o = wait_bounded(child, Duration::from_secs(60));
+        assert_eq!(code(&o), 6, "{extra:?}\n{}\n{}", show(&o), s.logtext());
+        assert_eq!(
+            std::fs::read(target.join("f")).unwrap(),
+            b"written by someone else",
+            "{extra:?}"
+        );
+        assert_eq!(std::fs::read(target.join("g")).unwrap(), b"another");
+        let errs = errors(&s);
+        assert_eq!(errs.len(), 2, "{extra:?}: {errs:?}"); // the file's line and the total
+        assert!(errs[0].contains("appeared during the restore"), "{errs:?}");
+        no_temp_files(&target);
+    }
+}

@@ -339,6 +339,16 @@ pub fn command(scratch: &Scratch) -> Command {
     }
     c.env("AWS_EC2_METADATA_DISABLED", "true");
     c.arg("-l").arg(scratch.log());
+    // The tests signal runs as cron or a terminal would: a suite started under `nohup`
+    // (SIGHUP ignored, which the binary honours) must not change what SIGHUP does to them.
+    // Tests that want it ignored say so in their own pre_exec, which runs after this one.
+    // SAFETY: signal(2) is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut c, || {
+            libc::signal(libc::SIGHUP, libc::SIG_DFL);
+            Ok(())
+        });
+    }
     c
 }
 
