@@ -458,7 +458,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--delay-ms", type=float, default=0.0)
     p.add_argument("--fault-rate", type=float, default=0.0)
     p.add_argument(
-        "--faults", default="reset,500,503", help="any of reset,stall,400,500,503,drop,hold,corrupt,stall_body"
+        "--faults",
+        default="reset,500,503",
+        help="any of reset,stall,400,500,503,drop,hold,corrupt,stall_body",
     )
     p.add_argument("--stall-s", type=float, default=30.0)
     p.add_argument("--seed", type=int, default=1)
