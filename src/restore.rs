@@ -359,11 +359,11 @@ impl Drop for Temp {
     }
 }
 
-/// Is `name` in `dir` the file open as `file`?
-fn names(dir: &OwnedFd, name: &CString, file: &std::fs::File) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    // SAFETY: zeroed stat is a valid out-parameter; valid descriptor and NUL-terminated name.
+/// `fstatat(dir, name)` without following a symlink at `name`.
+fn stat_at(dir: &OwnedFd, name: &CString) -> std::io::Result<libc::stat> {
+    // SAFETY: zeroed stat is a valid out-parameter.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid descriptor, NUL-terminated name, valid out-pointer.
     let r = unsafe {
         libc::fstatat(
             dir.as_raw_fd(),
@@ -372,10 +372,19 @@ fn names(dir: &OwnedFd, name: &CString, file: &std::fs::File) -> bool {
             libc::AT_SYMLINK_NOFOLLOW,
         )
     };
-    r == 0
-        && file
-            .metadata()
-            .is_ok_and(|m| m.dev() == st.st_dev as u64 && m.ino() == st.st_ino as u64)
+    if r != 0 {
+        return Err(last_os_error());
+    }
+    Ok(st)
+}
+
+/// Is `name` in `dir` the file open as `file`?
+fn names(dir: &OwnedFd, name: &CString, file: &std::fs::File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    stat_at(dir, name).is_ok_and(|st| {
+        file.metadata()
+            .is_ok_and(|m| m.dev() == st.st_dev && m.ino() == st.st_ino)
+    })
 }
 
 /// Locks a temporary file just created and checks its name still leads to it. The protocol:
@@ -390,19 +399,9 @@ fn claim(dir: &OwnedFd, name: &CString, file: &std::fs::File) -> bool {
 /// is never a restore's and is never opened (opening a device can act on it); unlinkat
 /// removes a symlink itself, never its target.
 fn remove_stale(dir: &OwnedFd, name: &CString) -> bool {
-    // SAFETY: zeroed stat is a valid out-parameter; valid descriptor and NUL-terminated name.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    let r = unsafe {
-        libc::fstatat(
-            dir.as_raw_fd(),
-            name.as_ptr(),
-            &mut st,
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    if r != 0 {
+    let Ok(st) = stat_at(dir, name) else {
         return true;
-    }
+    };
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
         // SAFETY: valid descriptor and NUL-terminated name.
         unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) };
@@ -442,26 +441,11 @@ enum Local {
 }
 
 fn local_state(dir: &OwnedFd, name: &str) -> std::io::Result<Local> {
-    let c = cstring(name);
-    // SAFETY: zeroed stat is a valid out-parameter.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: valid descriptor, NUL-terminated name, valid out-pointer.
-    let r = unsafe {
-        libc::fstatat(
-            dir.as_raw_fd(),
-            c.as_ptr(),
-            &mut st,
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
+    let st = match stat_at(dir, &cstring(name)) {
+        Ok(st) => st,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Local::Absent),
+        Err(e) => return Err(e),
     };
-    if r != 0 {
-        let e = last_os_error();
-        return if e.kind() == std::io::ErrorKind::NotFound {
-            Ok(Local::Absent)
-        } else {
-            Err(e)
-        };
-    }
     Ok(match st.st_mode & libc::S_IFMT {
         libc::S_IFREG => Local::File {
             size: st.st_size as u64,
