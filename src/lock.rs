@@ -107,10 +107,14 @@ fn canonical_endpoint(endpoint: &str) -> String {
     }
 }
 
+/// Attempts to lock a file that something else keeps removing or replacing.
+const OPEN_TRIES: usize = 5;
+
 /// Held for the whole sync; released when dropped (or when the process ends).
 #[derive(Debug)]
 pub struct RunLock {
-    _files: Vec<File>,
+    /// Each locked file and the path it was opened at (ancestors first, own prefix last).
+    files: Vec<(File, PathBuf)>,
     pub target: Target,
     /// The lock file of the target's own prefix (held exclusively).
     pub path: PathBuf,
@@ -126,6 +130,32 @@ pub enum LockError {
     Dir { path: String, why: String },
     #[error("cannot open the run lock {path}: {error}")]
     Open { path: String, error: String },
+    #[error("the run lock {path} was removed or replaced while this run held it, so another run may be syncing {url}; stopping before any delete")]
+    Lost { path: String, url: String },
+}
+
+/// Whether `path` still names the open file `file` (same device and inode, not a symlink).
+fn names(path: &Path, file: &File) -> bool {
+    match (std::fs::symlink_metadata(path), file.metadata()) {
+        (Ok(p), Ok(f)) => p.file_type().is_file() && (p.dev(), p.ino()) == (f.dev(), f.ino()),
+        _ => false,
+    }
+}
+
+impl RunLock {
+    /// Checks that every lock file is still the one this run locked. A lock file removed
+    /// (a cleaner of `~/.cache`, a careless `rm`) or replaced, or its directory renamed,
+    /// lets the next run lock a new file at that path while this one still runs: both would
+    /// change the prefix at once. The run checks before it uploads and before it deletes.
+    pub fn check(&self) -> Result<(), LockError> {
+        match self.files.iter().find(|(f, p)| !names(p, f)) {
+            None => Ok(()),
+            Some((_, p)) => Err(LockError::Lost {
+                path: crate::display::display_path(p),
+                url: self.target.url.to_string(),
+            }),
+        }
+    }
 }
 
 /// FNV-1a: a stable name across builds and versions.
@@ -256,11 +286,31 @@ pub fn acquire_in(dir: &Path, target: &Target) -> Result<RunLock, LockError> {
         path: crate::display::display_path(path),
         error: e.to_string(),
     };
+    // A file unlinked or replaced between our open and our lock is locked in vain: the next
+    // run opens the new one. Locked, its path must still name it; a few tries, then fail.
+    let open = |prefix: &str, exclusive: bool| {
+        for _ in 0..OPEN_TRIES {
+            let (file, path) = open(prefix)?;
+            let locked = if exclusive {
+                file.try_lock()
+            } else {
+                file.try_lock_shared()
+            };
+            if locked.is_ok() && !names(&path, &file) {
+                continue;
+            }
+            return Ok((file, path, locked));
+        }
+        Err(LockError::Lost {
+            path: crate::display::display_path(&dir.join(target.file_name(prefix))),
+            url: target.url.to_string(),
+        })
+    };
     let mut files = Vec::new();
     for prefix in ancestors(&target.url.prefix) {
-        let (file, path) = open(prefix)?;
-        match file.try_lock_shared() {
-            Ok(()) => files.push(file),
+        let (file, path, locked) = open(prefix, false)?;
+        match locked {
+            Ok(()) => files.push((file, path)),
             Err(TryLockError::WouldBlock) => {
                 return Err(LockError::Contained {
                     url: target.url.to_string(),
@@ -274,9 +324,9 @@ pub fn acquire_in(dir: &Path, target: &Target) -> Result<RunLock, LockError> {
             Err(TryLockError::Error(e)) => return Err(failed(&path, e)),
         }
     }
-    let (file, path) = open(&target.url.prefix)?;
-    match file.try_lock() {
-        Ok(()) => files.push(file),
+    let (file, path, locked) = open(&target.url.prefix, true)?;
+    match locked {
+        Ok(()) => files.push((file, path.clone())),
         Err(TryLockError::WouldBlock) => {
             return Err(LockError::Busy {
                 url: target.url.to_string(),
@@ -285,7 +335,7 @@ pub fn acquire_in(dir: &Path, target: &Target) -> Result<RunLock, LockError> {
         Err(TryLockError::Error(e)) => return Err(failed(&path, e)),
     }
     Ok(RunLock {
-        _files: files,
+        files,
         target: target.clone(),
         path,
     })
@@ -417,6 +467,33 @@ mod tests {
         );
         drop(root);
         let _again = take("s3://bkt/p/sub").unwrap();
+    }
+
+    #[test]
+    fn a_held_lock_file_removed_or_replaced_is_noticed() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let held = acquire_in(d, &target("s3://bkt/p/sub")).unwrap();
+        held.check().unwrap();
+        // Replaced by another file (an editor's or a cleaner's rename over it).
+        let fresh = d.join("fresh");
+        std::fs::write(&fresh, b"").unwrap();
+        std::fs::rename(&fresh, &held.path).unwrap();
+        let e = held.check().unwrap_err().to_string();
+        assert!(e.contains("removed or replaced"), "{e}");
+        drop(held);
+        // An ancestor's file removed: also lost.
+        let held = acquire_in(d, &target("s3://bkt/p/sub")).unwrap();
+        held.check().unwrap();
+        std::fs::remove_file(d.join(target("s3://bkt").file_name(""))).unwrap();
+        assert!(matches!(held.check(), Err(LockError::Lost { .. })));
+        // The directory renamed away: the path names nothing any more.
+        let held = acquire_in(d, &target("s3://bkt/q")).unwrap();
+        let moved = dir.path().with_extension("moved");
+        std::fs::rename(d, &moved).unwrap();
+        assert!(held.check().is_err());
+        std::fs::rename(&moved, d).unwrap();
+        held.check().unwrap();
     }
 
     #[test]
