@@ -96,8 +96,17 @@ fn canonical_endpoint(endpoint: &str) -> String {
     let port = port
         .filter(|p| !p.is_empty() && !matches!((scheme, *p), ("http", "80") | ("https", "443")));
     let host = host.trim_end_matches('.');
-    let host = match host {
-        "localhost" | "[::1]" | "127.0.0.1" => "127.0.0.1",
+    // Every endpoint of AWS S3 (global, regional, dual-stack, FIPS, China) reaches one
+    // namespace of bucket names: with none configured the client uses one of them.
+    if host == "amazonaws.com"
+        || host.ends_with(".amazonaws.com")
+        || host.ends_with(".amazonaws.com.cn")
+    {
+        return "aws".to_string();
+    }
+    let host = canonical_ip(host).unwrap_or_else(|| host.to_string());
+    let host = match host.as_str() {
+        "localhost" | "[::1]" | "127.0.0.1" | "0.0.0.0" | "[::]" => "127.0.0.1",
         h => h,
     };
     let path = path.trim_end_matches('/');
@@ -109,6 +118,44 @@ fn canonical_endpoint(endpoint: &str) -> String {
 
 /// Attempts to lock a file that something else keeps removing or replacing.
 const OPEN_TRIES: usize = 5;
+
+/// An address literal in its one spelling: IPv4 in the forms the resolver also accepts
+/// (`127.1`, `0x7f.0.0.1`, `0177.0.0.1`, `2130706433`) as a dotted quad, IPv6 in brackets
+/// compressed, an IPv4-mapped IPv6 address as its IPv4 one. `None` for a name.
+fn canonical_ip(host: &str) -> Option<String> {
+    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        let ip: std::net::Ipv6Addr = inner.split('%').next()?.parse().ok()?;
+        return Some(match ip.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => format!("[{ip}]"),
+        });
+    }
+    // inet_aton(3): one to four parts, each decimal, octal (leading 0) or hex (0x); the last
+    // part fills the remaining bytes.
+    let parts: Vec<u64> = host
+        .split('.')
+        .map(|p| {
+            let (digits, radix) = match p.strip_prefix("0x") {
+                Some(h) => (h, 16),
+                None if p.len() > 1 && p.starts_with('0') => (&p[1..], 8),
+                None => (p, 10),
+            };
+            if digits.is_empty() && radix != 16 || !digits.chars().all(|c| c.is_digit(radix)) {
+                return None;
+            }
+            u64::from_str_radix(if digits.is_empty() { "0" } else { digits }, radix).ok()
+        })
+        .collect::<Option<_>>()?;
+    let (last, head) = parts.split_last()?;
+    if head.len() > 3 || head.iter().any(|&p| p > 255) || *last >= 1u64 << (8 * (4 - head.len())) {
+        return None;
+    }
+    let value = head
+        .iter()
+        .enumerate()
+        .fold(*last, |v, (i, &p)| v | p << (8 * (3 - i)));
+    Some(std::net::Ipv4Addr::from(value as u32).to_string())
+}
 
 /// Held for the whole sync; released when dropped (or when the process ends).
 #[derive(Debug)]
@@ -429,6 +476,54 @@ mod tests {
             canonical_endpoint("http://h:9000/base/"),
             "http://h:9000/base"
         );
+        // Numeric spellings the resolver accepts, the unspecified address (which connects
+        // to this host) and IPv4-mapped IPv6 are the loopback server too.
+        for e in [
+            "http://127.1:1",
+            "http://0x7f.0.0.1:1",
+            "http://0177.0.0.01:1",
+            "http://2130706433:1",
+            "http://0.0.0.0:1",
+            "http://0:1",
+            "http://[::]:1",
+            "http://[::ffff:127.0.0.1]:1",
+            "http://[0:0:0:0:0:0:0:1]:1",
+        ] {
+            assert!(same(e, "s3://bkt/p"), "{e}");
+        }
+        assert_eq!(
+            canonical_endpoint("http://10.1:9000"),
+            "http://10.0.0.1:9000"
+        );
+        assert_eq!(
+            canonical_endpoint("http://[FD00:0::1]:9000"),
+            "http://[fd00::1]:9000"
+        );
+        for name in ["http://1.2.3.4.5:1", "http://256.1.1.1:1", "http://08:1"] {
+            assert_eq!(
+                canonical_endpoint(name),
+                name,
+                "not an address: kept as a name"
+            );
+        }
+        // AWS: no endpoint, and any spelling of one of its S3 endpoints, is one target.
+        let aws = Target::new(None, &a.url).file_name("p/");
+        for e in [
+            "https://s3.amazonaws.com",
+            "https://S3.us-east-1.amazonaws.com:443/",
+            "https://s3-eu-west-1.amazonaws.com",
+            "https://s3.dualstack.eu-west-1.amazonaws.com",
+            "https://s3-fips.us-gov-west-1.amazonaws.com",
+            "http://s3.cn-north-1.amazonaws.com.cn",
+            "https://bkt.s3.amazonaws.com.",
+        ] {
+            assert_eq!(Target::new(Some(e), &a.url).file_name("p/"), aws, "{e}");
+        }
+        assert_ne!(
+            canonical_endpoint("https://amazonaws.com.example.org"),
+            "aws"
+        );
+        assert_ne!(canonical_endpoint("https://notamazonaws.com"), "aws");
         let long = "b".repeat(255);
         assert!(target(&format!("s3://{long}/p")).file_name("p/").len() < 100);
     }

@@ -120,6 +120,11 @@ fn spellings_of_one_endpoint_and_bucket_case_are_one_target() {
         format!("http://127.0.0.1:{port}/"),
         format!("HTTP://127.0.0.1:{port}"),
         format!("http://localhost:{port}"),
+        // Reach the same server: the resolver reads `127.1` as 127.0.0.1, and connecting to
+        // the unspecified address or IPv4-mapped loopback reaches this host.
+        format!("http://127.1:{port}"),
+        format!("http://0.0.0.0:{port}"),
+        format!("http://[::ffff:127.0.0.1]:{port}"),
     ] {
         let o = command_via(&s, &endpoint)
             .args([s.src().as_os_str(), url(&b, "p").as_ref()])
@@ -140,6 +145,17 @@ fn spellings_of_one_endpoint_and_bucket_case_are_one_target() {
         .output()
         .unwrap();
     assert_eq!(code(&o), 0, "{}", show(&o));
+    // The numeric spellings do reach the server the lock protects.
+    for endpoint in [
+        format!("http://127.1:{port}"),
+        format!("http://0.0.0.0:{port}"),
+    ] {
+        let o = command_via(&s, &endpoint)
+            .args(["-v", s.src().to_str().unwrap(), &url(&b, "p")])
+            .output()
+            .unwrap();
+        assert_eq!(code(&o), 0, "{endpoint}: {}", show(&o));
+    }
 }
 
 #[test]
