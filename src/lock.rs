@@ -321,9 +321,15 @@ pub fn acquire_in(dir: &Path, target: &Target) -> Result<RunLock, LockError> {
             .write(true)
             .create(true)
             .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            // Without blocking: a FIFO or device put at the name must not hang the run.
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
             .open(&path)
-            .map(|f| (f, path.clone()))
+            .and_then(|f| match f.metadata()?.is_file() {
+                true => Ok((f, path.clone())),
+                false => Err(std::io::Error::other(
+                    "it is not a regular file (remove it)",
+                )),
+            })
             .map_err(|e| LockError::Open {
                 path: crate::display::display_path(&path),
                 error: e.to_string(),
@@ -589,6 +595,17 @@ mod tests {
         assert!(held.check().is_err());
         std::fs::rename(&moved, d).unwrap();
         held.check().unwrap();
+    }
+
+    #[test]
+    fn a_lock_file_that_is_not_a_regular_file_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = target("s3://bkt/p");
+        let path = dir.path().join(t.file_name("p/"));
+        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = acquire_in(dir.path(), &t).unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
     }
 
     #[test]
