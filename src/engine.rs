@@ -63,6 +63,7 @@ impl From<crate::lock::LockError> for RunError {
         use crate::lock::LockError;
         let cause = match e {
             LockError::Busy { .. } | LockError::Contained { .. } => Cause::LockBusy,
+            LockError::Lost { .. } => Cause::LockBusy,
             LockError::Dir { .. } | LockError::Open { .. } => Cause::LocalIo,
         };
         failed(cause, e.to_string())
@@ -361,6 +362,7 @@ async fn synchronize_into(
     if job.features.dry_run {
         return dry_run(job, tree, &plan);
     }
+    lock.check()?;
     if !plan.uploads.is_empty() {
         log::info!(target: FLOW, "Uploading {} files.", plan.uploads.len());
         let mut settings = job.features.upload.clone();
@@ -421,6 +423,7 @@ async fn synchronize_into(
         .retain(|k| !aliased.iter().any(|(a, _)| a == k));
     deletes_allowed(job, tree, &plan)?;
     if !plan.deletes.is_empty() {
+        lock.check()?;
         log::info!(target: FLOW, "Deleting {} objects that have no local file.", plan.deletes.len());
         let out = transfer::delete(client, url, &plan, cancel).await;
         summary.deleted = out.deleted;

@@ -96,8 +96,17 @@ fn canonical_endpoint(endpoint: &str) -> String {
     let port = port
         .filter(|p| !p.is_empty() && !matches!((scheme, *p), ("http", "80") | ("https", "443")));
     let host = host.trim_end_matches('.');
-    let host = match host {
-        "localhost" | "[::1]" | "127.0.0.1" => "127.0.0.1",
+    // Every endpoint of AWS S3 (global, regional, dual-stack, FIPS, China) reaches one
+    // namespace of bucket names: with none configured the client uses one of them.
+    if host == "amazonaws.com"
+        || host.ends_with(".amazonaws.com")
+        || host.ends_with(".amazonaws.com.cn")
+    {
+        return "aws".to_string();
+    }
+    let host = canonical_ip(host).unwrap_or_else(|| host.to_string());
+    let host = match host.as_str() {
+        "localhost" | "[::1]" | "127.0.0.1" | "0.0.0.0" | "[::]" => "127.0.0.1",
         h => h,
     };
     let path = path.trim_end_matches('/');
@@ -107,10 +116,52 @@ fn canonical_endpoint(endpoint: &str) -> String {
     }
 }
 
+/// Attempts to lock a file that something else keeps removing or replacing.
+const OPEN_TRIES: usize = 5;
+
+/// An address literal in its one spelling: IPv4 in the forms the resolver also accepts
+/// (`127.1`, `0x7f.0.0.1`, `0177.0.0.1`, `2130706433`) as a dotted quad, IPv6 in brackets
+/// compressed, an IPv4-mapped IPv6 address as its IPv4 one. `None` for a name.
+fn canonical_ip(host: &str) -> Option<String> {
+    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        let ip: std::net::Ipv6Addr = inner.split('%').next()?.parse().ok()?;
+        return Some(match ip.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => format!("[{ip}]"),
+        });
+    }
+    // inet_aton(3): one to four parts, each decimal, octal (leading 0) or hex (0x); the last
+    // part fills the remaining bytes.
+    let parts: Vec<u64> = host
+        .split('.')
+        .map(|p| {
+            let (digits, radix) = match p.strip_prefix("0x") {
+                Some(h) => (h, 16),
+                None if p.len() > 1 && p.starts_with('0') => (&p[1..], 8),
+                None => (p, 10),
+            };
+            if digits.is_empty() && radix != 16 || !digits.chars().all(|c| c.is_digit(radix)) {
+                return None;
+            }
+            u64::from_str_radix(if digits.is_empty() { "0" } else { digits }, radix).ok()
+        })
+        .collect::<Option<_>>()?;
+    let (last, head) = parts.split_last()?;
+    if head.len() > 3 || head.iter().any(|&p| p > 255) || *last >= 1u64 << (8 * (4 - head.len())) {
+        return None;
+    }
+    let value = head
+        .iter()
+        .enumerate()
+        .fold(*last, |v, (i, &p)| v | p << (8 * (3 - i)));
+    Some(std::net::Ipv4Addr::from(value as u32).to_string())
+}
+
 /// Held for the whole sync; released when dropped (or when the process ends).
 #[derive(Debug)]
 pub struct RunLock {
-    _files: Vec<File>,
+    /// Each locked file and the path it was opened at (ancestors first, own prefix last).
+    files: Vec<(File, PathBuf)>,
     pub target: Target,
     /// The lock file of the target's own prefix (held exclusively).
     pub path: PathBuf,
@@ -126,6 +177,32 @@ pub enum LockError {
     Dir { path: String, why: String },
     #[error("cannot open the run lock {path}: {error}")]
     Open { path: String, error: String },
+    #[error("the run lock {path} was removed or replaced while this run held it, so another run may be syncing {url}; stopping before any delete")]
+    Lost { path: String, url: String },
+}
+
+/// Whether `path` still names the open file `file` (same device and inode, not a symlink).
+fn names(path: &Path, file: &File) -> bool {
+    match (std::fs::symlink_metadata(path), file.metadata()) {
+        (Ok(p), Ok(f)) => p.file_type().is_file() && (p.dev(), p.ino()) == (f.dev(), f.ino()),
+        _ => false,
+    }
+}
+
+impl RunLock {
+    /// Checks that every lock file is still the one this run locked. A lock file removed
+    /// (a cleaner of `~/.cache`, a careless `rm`) or replaced, or its directory renamed,
+    /// lets the next run lock a new file at that path while this one still runs: both would
+    /// change the prefix at once. The run checks before it uploads and before it deletes.
+    pub fn check(&self) -> Result<(), LockError> {
+        match self.files.iter().find(|(f, p)| !names(p, f)) {
+            None => Ok(()),
+            Some((_, p)) => Err(LockError::Lost {
+                path: crate::display::display_path(p),
+                url: self.target.url.to_string(),
+            }),
+        }
+    }
 }
 
 /// FNV-1a: a stable name across builds and versions.
@@ -244,9 +321,15 @@ pub fn acquire_in(dir: &Path, target: &Target) -> Result<RunLock, LockError> {
             .write(true)
             .create(true)
             .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            // Without blocking: a FIFO or device put at the name must not hang the run.
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
             .open(&path)
-            .map(|f| (f, path.clone()))
+            .and_then(|f| match f.metadata()?.is_file() {
+                true => Ok((f, path.clone())),
+                false => Err(std::io::Error::other(
+                    "it is not a regular file (remove it)",
+                )),
+            })
             .map_err(|e| LockError::Open {
                 path: crate::display::display_path(&path),
                 error: e.to_string(),
@@ -256,11 +339,31 @@ pub fn acquire_in(dir: &Path, target: &Target) -> Result<RunLock, LockError> {
         path: crate::display::display_path(path),
         error: e.to_string(),
     };
+    // A file unlinked or replaced between our open and our lock is locked in vain: the next
+    // run opens the new one. Locked, its path must still name it; a few tries, then fail.
+    let open = |prefix: &str, exclusive: bool| {
+        for _ in 0..OPEN_TRIES {
+            let (file, path) = open(prefix)?;
+            let locked = if exclusive {
+                file.try_lock()
+            } else {
+                file.try_lock_shared()
+            };
+            if locked.is_ok() && !names(&path, &file) {
+                continue;
+            }
+            return Ok((file, path, locked));
+        }
+        Err(LockError::Lost {
+            path: crate::display::display_path(&dir.join(target.file_name(prefix))),
+            url: target.url.to_string(),
+        })
+    };
     let mut files = Vec::new();
     for prefix in ancestors(&target.url.prefix) {
-        let (file, path) = open(prefix)?;
-        match file.try_lock_shared() {
-            Ok(()) => files.push(file),
+        let (file, path, locked) = open(prefix, false)?;
+        match locked {
+            Ok(()) => files.push((file, path)),
             Err(TryLockError::WouldBlock) => {
                 return Err(LockError::Contained {
                     url: target.url.to_string(),
@@ -274,9 +377,9 @@ pub fn acquire_in(dir: &Path, target: &Target) -> Result<RunLock, LockError> {
             Err(TryLockError::Error(e)) => return Err(failed(&path, e)),
         }
     }
-    let (file, path) = open(&target.url.prefix)?;
-    match file.try_lock() {
-        Ok(()) => files.push(file),
+    let (file, path, locked) = open(&target.url.prefix, true)?;
+    match locked {
+        Ok(()) => files.push((file, path.clone())),
         Err(TryLockError::WouldBlock) => {
             return Err(LockError::Busy {
                 url: target.url.to_string(),
@@ -285,7 +388,7 @@ pub fn acquire_in(dir: &Path, target: &Target) -> Result<RunLock, LockError> {
         Err(TryLockError::Error(e)) => return Err(failed(&path, e)),
     }
     Ok(RunLock {
-        _files: files,
+        files,
         target: target.clone(),
         path,
     })
@@ -379,6 +482,54 @@ mod tests {
             canonical_endpoint("http://h:9000/base/"),
             "http://h:9000/base"
         );
+        // Numeric spellings the resolver accepts, the unspecified address (which connects
+        // to this host) and IPv4-mapped IPv6 are the loopback server too.
+        for e in [
+            "http://127.1:1",
+            "http://0x7f.0.0.1:1",
+            "http://0177.0.0.01:1",
+            "http://2130706433:1",
+            "http://0.0.0.0:1",
+            "http://0:1",
+            "http://[::]:1",
+            "http://[::ffff:127.0.0.1]:1",
+            "http://[0:0:0:0:0:0:0:1]:1",
+        ] {
+            assert!(same(e, "s3://bkt/p"), "{e}");
+        }
+        assert_eq!(
+            canonical_endpoint("http://10.1:9000"),
+            "http://10.0.0.1:9000"
+        );
+        assert_eq!(
+            canonical_endpoint("http://[FD00:0::1]:9000"),
+            "http://[fd00::1]:9000"
+        );
+        for name in ["http://1.2.3.4.5:1", "http://256.1.1.1:1", "http://08:1"] {
+            assert_eq!(
+                canonical_endpoint(name),
+                name,
+                "not an address: kept as a name"
+            );
+        }
+        // AWS: no endpoint, and any spelling of one of its S3 endpoints, is one target.
+        let aws = Target::new(None, &a.url).file_name("p/");
+        for e in [
+            "https://s3.amazonaws.com",
+            "https://S3.us-east-1.amazonaws.com:443/",
+            "https://s3-eu-west-1.amazonaws.com",
+            "https://s3.dualstack.eu-west-1.amazonaws.com",
+            "https://s3-fips.us-gov-west-1.amazonaws.com",
+            "http://s3.cn-north-1.amazonaws.com.cn",
+            "https://bkt.s3.amazonaws.com.",
+        ] {
+            assert_eq!(Target::new(Some(e), &a.url).file_name("p/"), aws, "{e}");
+        }
+        assert_ne!(
+            canonical_endpoint("https://amazonaws.com.example.org"),
+            "aws"
+        );
+        assert_ne!(canonical_endpoint("https://notamazonaws.com"), "aws");
         let long = "b".repeat(255);
         assert!(target(&format!("s3://{long}/p")).file_name("p/").len() < 100);
     }
@@ -417,6 +568,44 @@ mod tests {
         );
         drop(root);
         let _again = take("s3://bkt/p/sub").unwrap();
+    }
+
+    #[test]
+    fn a_held_lock_file_removed_or_replaced_is_noticed() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let held = acquire_in(d, &target("s3://bkt/p/sub")).unwrap();
+        held.check().unwrap();
+        // Replaced by another file (an editor's or a cleaner's rename over it).
+        let fresh = d.join("fresh");
+        std::fs::write(&fresh, b"").unwrap();
+        std::fs::rename(&fresh, &held.path).unwrap();
+        let e = held.check().unwrap_err().to_string();
+        assert!(e.contains("removed or replaced"), "{e}");
+        drop(held);
+        // An ancestor's file removed: also lost.
+        let held = acquire_in(d, &target("s3://bkt/p/sub")).unwrap();
+        held.check().unwrap();
+        std::fs::remove_file(d.join(target("s3://bkt").file_name(""))).unwrap();
+        assert!(matches!(held.check(), Err(LockError::Lost { .. })));
+        // The directory renamed away: the path names nothing any more.
+        let held = acquire_in(d, &target("s3://bkt/q")).unwrap();
+        let moved = dir.path().with_extension("moved");
+        std::fs::rename(d, &moved).unwrap();
+        assert!(held.check().is_err());
+        std::fs::rename(&moved, d).unwrap();
+        held.check().unwrap();
+    }
+
+    #[test]
+    fn a_lock_file_that_is_not_a_regular_file_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = target("s3://bkt/p");
+        let path = dir.path().join(t.file_name("p/"));
+        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = acquire_in(dir.path(), &t).unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
     }
 
     #[test]

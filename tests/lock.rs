@@ -120,6 +120,11 @@ fn spellings_of_one_endpoint_and_bucket_case_are_one_target() {
         format!("http://127.0.0.1:{port}/"),
         format!("HTTP://127.0.0.1:{port}"),
         format!("http://localhost:{port}"),
+        // Reach the same server: the resolver reads `127.1` as 127.0.0.1, and connecting to
+        // the unspecified address or IPv4-mapped loopback reaches this host.
+        format!("http://127.1:{port}"),
+        format!("http://0.0.0.0:{port}"),
+        format!("http://[::ffff:127.0.0.1]:{port}"),
     ] {
         let o = command_via(&s, &endpoint)
             .args([s.src().as_os_str(), url(&b, "p").as_ref()])
@@ -140,6 +145,17 @@ fn spellings_of_one_endpoint_and_bucket_case_are_one_target() {
         .output()
         .unwrap();
     assert_eq!(code(&o), 0, "{}", show(&o));
+    // The numeric spellings do reach the server the lock protects.
+    for endpoint in [
+        format!("http://127.1:{port}"),
+        format!("http://0.0.0.0:{port}"),
+    ] {
+        let o = command_via(&s, &endpoint)
+            .args(["-v", s.src().to_str().unwrap(), &url(&b, "p")])
+            .output()
+            .unwrap();
+        assert_eq!(code(&o), 0, "{endpoint}: {}", show(&o));
+    }
 }
 
 #[test]
@@ -224,4 +240,58 @@ fn a_lock_directory_on_a_read_only_or_full_filesystem_is_one_line() {
         refused(&o, want);
     }
     assert!(objects(&b).is_empty());
+}
+
+/// A lock file removed (a cleaner of `~/.cache`, an `rm`) or replaced while a run held it let
+/// the next run lock a new file at that path: two runs changed one prefix at once, the first
+/// deleting with its older view. The holder now checks its files before uploads and deletes.
+#[test]
+fn a_lock_file_removed_under_a_run_stops_it_before_any_delete() {
+    let s = Scratch::new();
+    s.write("a.txt", b"a");
+    let b = bucket("locklost");
+    let locks = s.dir.path().join("locks");
+    let o = command(&s)
+        .env(lock::LOCK_DIR_ENV, &locks)
+        .args([s.src().as_os_str(), url(&b, "p").as_ref()])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    // Uploaded meanwhile by the run that took the new lock, for a file the first run never saw.
+    put_object(&b, "p/new.txt", b"new");
+    s.write("b.txt", b"b");
+
+    let proxy = Proxy::start(3);
+    proxy.set(r#"{"fault_rate": 1, "faults": ["stall"], "fault_methods": ["GET"], "stall_s": 30}"#);
+    let child = command_via(&s, &proxy.endpoint())
+        .env(lock::LOCK_DIR_ENV, &locks)
+        .env("CBACK3_RESPONSE_TIMEOUT", "1")
+        .args([s.src().as_os_str(), url(&b, "p").as_ref()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_walk_and_stalled_listing(&s, &proxy);
+    let mut removed = 0;
+    for f in std::fs::read_dir(&locks).unwrap() {
+        std::fs::remove_file(f.unwrap().path()).unwrap();
+        removed += 1;
+    }
+    // The bucket root's and p/'s, of this endpoint (the proxy) and of the first run's.
+    assert_eq!(removed, 4);
+    // What the next run would do: it gets the lock, since the held file is gone.
+    let _next = lock::acquire_in(
+        &locks,
+        &Target::new(
+            Some(&proxy.endpoint()),
+            &BucketUrl::parse(&url(&b, "p")).unwrap(),
+        ),
+    )
+    .unwrap();
+    proxy.set(r#"{"fault_rate": 0}"#);
+    let o = wait_bounded(child, std::time::Duration::from_secs(60));
+    refused(&o, "was removed or replaced while this run held it");
+    let keys = objects(&b);
+    assert!(keys.contains_key("p/new.txt"), "deleted under a lost lock");
+    assert!(!keys.contains_key("p/b.txt"), "uploaded under a lost lock");
 }
