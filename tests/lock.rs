@@ -145,7 +145,11 @@ fn spellings_of_one_endpoint_and_bucket_case_are_one_target() {
         .output()
         .unwrap();
     assert_eq!(code(&o), 0, "{}", show(&o));
-    // The numeric spellings do reach the server the lock protects.
+    // The numeric spellings do reach the server the lock protects. (moto takes a Host such
+    // as `127.1` for a virtual-hosted bucket name, so only the lock half above runs there.)
+    if on_moto() {
+        return;
+    }
     for endpoint in [
         format!("http://127.1:{port}"),
         format!("http://0.0.0.0:{port}"),
