@@ -11,10 +11,15 @@ use cback3_s3sync::bucket_url::BucketUrl;
 use cback3_s3sync::lock::{self, RunLock, Target};
 use common::*;
 
-/// Holds the lock a run on `s3://bucket/prefix` would take (in the default directory).
+/// Holds the lock a run on `s3://bucket/prefix` would take in the default directory (this
+/// user's; the test process must not use /run/lock).
 fn hold(bucket: &str, prefix: &str) -> RunLock {
     let u = BucketUrl::parse(&url(bucket, prefix)).unwrap();
-    lock::acquire(&Target::new(Some(&server().endpoint), &u)).unwrap()
+    lock::acquire_in(
+        &lock::lock_dir().unwrap(),
+        &Target::new(Some(&server().endpoint), &u),
+    )
+    .unwrap()
 }
 
 fn sync(s: &Scratch, bucket: &str, prefix: &str) -> std::process::Output {
