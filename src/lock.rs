@@ -1,4 +1,4 @@
-//! One run at a time per target (endpoint, bucket and prefix) for a user on this machine.
+//! One run at a time per target (endpoint, bucket and prefix) on this machine.
 //!
 //! Two runs that change the same prefix at once are not safe: a run whose walk is older
 //! deletes objects the other one has just uploaded for new files, and each aborts the
@@ -19,6 +19,12 @@
 //! A file's name hashes the endpoint (`aws` for AWS itself), the bucket and the prefix: the
 //! same bucket name on two endpoints is two targets. Verify-only runs change nothing and take
 //! no lock; a restore takes the same lock as a sync (a sync would delete under it).
+//!
+//! Runs of different users (root's cron job, an administrator's run with his own
+//! credentials) have different directories, so the run then takes the same locks in the
+//! system-wide [`SHARED_LOCK_DIR`] too (see [`RunLock::share_in`]): mandatory against another
+//! run holding them, best effort against anything else (another user can hold or spoil a
+//! name there; the private lock, which nobody else can touch, stays mandatory).
 
 use std::fs::{DirBuilder, File, TryLockError};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
@@ -862,7 +868,8 @@ mod tests {
             assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0);
         };
         let symlink = |p: &Path| std::os::unix::fs::symlink(dir.path(), p).unwrap();
-        let cases: [(&str, &dyn Fn(&Path)); 4] = [
+        type Make<'a> = &'a dyn Fn(&Path);
+        let cases: [(&str, Make); 4] = [
             ("p/", &fifo),
             ("p/", &|p| std::fs::create_dir(p).unwrap()),
             ("p/", &symlink),
