@@ -413,6 +413,15 @@ fn a_shared_lock_file_another_user_made_unusable_does_not_stop_a_run() {
     s.write("a.txt", b"a");
     let b = bucket("lockunusable");
     let shared = s.shared_locks();
+    // `-D` says which shared directory runs use.
+    let o = command(&s).arg("-D").output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        out.lines().any(|l| l.contains("Shared locks")
+            && l.contains(shared.to_str().unwrap())
+            && l.contains("(in use")),
+        "{out}"
+    );
     // A first run creates the shared files readable by everyone, whatever its umask.
     let mut c = command(&s);
     // SAFETY: umask is async-signal-safe.
