@@ -1,4 +1,4 @@
-//! One run at a time per target (endpoint, bucket and prefix) for a user on this machine.
+//! One run at a time per target (endpoint, bucket and prefix) on this machine.
 //!
 //! Two runs that change the same prefix at once are not safe: a run whose walk is older
 //! deletes objects the other one has just uploaded for new files, and each aborts the
@@ -19,6 +19,12 @@
 //! A file's name hashes the endpoint (`aws` for AWS itself), the bucket and the prefix: the
 //! same bucket name on two endpoints is two targets. Verify-only runs change nothing and take
 //! no lock; a restore takes the same lock as a sync (a sync would delete under it).
+//!
+//! Runs of different users (root's cron job, an administrator's run with his own
+//! credentials) have different directories, so the run then takes the same locks in the
+//! system-wide [`SHARED_LOCK_DIR`] too (see [`RunLock::share_in`]): mandatory against another
+//! run holding them, best effort against anything else (another user can hold or spoil a
+//! name there; the private lock, which nobody else can touch, stays mandatory).
 
 use std::fs::{DirBuilder, File, TryLockError};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
@@ -28,6 +34,18 @@ use crate::bucket_url::BucketUrl;
 
 /// For the test suites only: use this directory for lock files instead of the user's.
 pub const LOCK_DIR_ENV: &str = "CBACK3_LOCK_DIR";
+
+/// For the test suites only: use this directory for the lock files shared by all users
+/// instead of [`SHARED_LOCK_DIR`]. With [`LOCK_DIR_ENV`] set and this one not, no shared
+/// directory is used.
+pub const SHARED_LOCK_DIR_ENV: &str = "CBACK3_SHARED_LOCK_DIR";
+
+/// The system-wide lock directory (world-writable and sticky; `/var/lock` links to it).
+pub const SHARED_LOCK_DIR: &str = "/run/lock";
+
+/// What the name of a lock file in the shared directory starts with (the rest is the name
+/// of the same lock in the user's directory).
+pub const SHARED_NAME_PREFIX: &str = "cback3-s3sync-";
 
 /// Characters of the bucket name kept in a lock file's name: S3 bucket names are at most 63
 /// long, so a valid name is kept whole (readable in `ls`), and the file name stays far below
@@ -160,11 +178,14 @@ fn canonical_ip(host: &str) -> Option<String> {
 /// Held for the whole sync; released when dropped (or when the process ends).
 #[derive(Debug)]
 pub struct RunLock {
-    /// Each locked file and the path it was opened at (ancestors first, own prefix last).
+    /// Each locked file and the path it was opened at (ancestors first, own prefix last;
+    /// then the same in the shared directory when it is in use).
     files: Vec<(File, PathBuf)>,
     pub target: Target,
     /// The lock file of the target's own prefix (held exclusively).
     pub path: PathBuf,
+    /// The shared directory whose lock files this run also holds, if any.
+    pub shared: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -307,23 +328,150 @@ fn ancestors(prefix: &str) -> Vec<&str> {
     out
 }
 
-/// Takes the lock for `target` in the user's lock directory without waiting.
-pub fn acquire(target: &Target) -> Result<RunLock, LockError> {
-    acquire_in(&lock_dir()?, target)
+/// The shared lock directory this process uses, if any (see [`SHARED_LOCK_DIR_ENV`]).
+pub fn shared_dir() -> Option<PathBuf> {
+    let set = |k: &str| std::env::var_os(k).filter(|d| !d.is_empty());
+    match (set(SHARED_LOCK_DIR_ENV), set(LOCK_DIR_ENV)) {
+        (Some(d), _) => Some(PathBuf::from(d)),
+        (None, Some(_)) => None,
+        (None, None) => Some(PathBuf::from(SHARED_LOCK_DIR)),
+    }
 }
 
-/// [`acquire`] in a given (already checked) directory.
-pub fn acquire_in(dir: &Path, target: &Target) -> Result<RunLock, LockError> {
-    let open = |prefix: &str| {
-        let path = dir.join(target.file_name(prefix));
-        std::fs::OpenOptions::new()
+/// For `-D`: whether runs would also lock in the shared directory, without creating anything.
+pub fn shared_dir_state() -> String {
+    let Some(dir) = shared_dir() else {
+        return format!("none ({LOCK_DIR_ENV} is set without {SHARED_LOCK_DIR_ENV})");
+    };
+    let shown = crate::display::display_path(&dir);
+    match std::fs::metadata(&dir) {
+        Ok(m) if m.is_dir() => {
+            let c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(dir.as_os_str()));
+            // SAFETY: access reads a NUL-terminated path we own.
+            let writable =
+                c.is_ok_and(|c| unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } == 0);
+            if writable {
+                format!("{shown} (in use: runs of other users are excluded too)")
+            } else {
+                format!("{shown} (in use for lock files that exist: not writable by this user)")
+            }
+        }
+        Ok(_) => format!("{shown} (not in use: not a directory; this user's runs only)"),
+        Err(e) => format!("{shown} (not in use: {e}; this user's runs only)"),
+    }
+}
+
+/// Takes the lock for `target` without waiting: in the user's lock directory (mandatory),
+/// then the same files in the shared directory (see [`RunLock::share_in`]).
+pub fn acquire(target: &Target) -> Result<RunLock, LockError> {
+    let mut lock = acquire_in(&lock_dir()?, target)?;
+    if let Some(dir) = shared_dir() {
+        lock.share_in(&dir)?;
+    }
+    Ok(lock)
+}
+
+impl RunLock {
+    /// Also takes this run's locks in `dir`, shared by every user (`/run/lock`), so a run
+    /// of another user (root's cron job, an administrator's own run) on the same target
+    /// excludes this one. Held there by another run: [`LockError::Busy`] or
+    /// [`LockError::Contained`], as in the user's directory. Anything else that keeps the
+    /// run from using the directory or a file in it (missing, not writable, a file another
+    /// user made unreadable, a symlink or something not a regular file at the name) is one
+    /// DEBUG line: the run goes on with its own user's lock only.
+    pub fn share_in(&mut self, dir: &Path) -> Result<(), LockError> {
+        let shown = crate::display::display_path(dir);
+        match take(dir, SHARED_NAME_PREFIX, &self.target, open_shared) {
+            Ok(shared) => {
+                log::debug!(target: crate::FLOW, "Run lock also taken in the shared directory {shown} (excludes runs of other users on {})", self.target.url);
+                self.files.extend(shared.files);
+                self.shared = Some(dir.to_path_buf());
+                Ok(())
+            }
+            Err(e @ (LockError::Busy { .. } | LockError::Contained { .. })) => Err(e),
+            Err(e) => {
+                log::debug!(target: crate::FLOW, "Shared lock directory {shown} not used ({e}): only runs of this user are excluded");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Opens a lock file in the user's own directory, creating it (0600).
+fn open_private(path: &Path) -> std::io::Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .mode(0o600)
+        // Without blocking: a FIFO or device put at the name must not hang the run.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)
+}
+
+/// Opens a lock file in the shared directory: see [`open_shared_with`].
+fn open_shared(path: &Path) -> std::io::Result<File> {
+    open_shared_with(path, || ())
+}
+
+/// Opens a lock file in the shared (sticky, world-writable) directory read-only (enough to
+/// `flock` it), without following a symlink or blocking. The first open does not create:
+/// `fs.protected_regular` refuses an `O_CREAT` open of another user's file there. When there
+/// is none, creates it exclusively and makes it 0644 whatever the umask, so every user can
+/// open it; one created meanwhile by another run (`between` stands for that in the tests)
+/// is opened again.
+fn open_shared_with(path: &Path, mut between: impl FnMut()) -> std::io::Result<File> {
+    use std::io::ErrorKind;
+    use std::os::unix::fs::PermissionsExt;
+    let flags = libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK;
+    for _ in 0..OPEN_TRIES {
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(flags)
+            .open(path)
+        {
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            other => return other,
+        }
+        between();
+        match std::fs::OpenOptions::new()
             .read(true)
             .write(true)
-            .create(true)
-            .mode(0o600)
-            // Without blocking: a FIFO or device put at the name must not hang the run.
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
-            .open(&path)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(flags)
+            .open(path)
+        {
+            Ok(f) => {
+                f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+                return Ok(f);
+            }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::other(
+        "it keeps being created and removed by something else",
+    ))
+}
+
+/// [`acquire`] in a given (already checked) directory, without the shared one.
+pub fn acquire_in(dir: &Path, target: &Target) -> Result<RunLock, LockError> {
+    take(dir, "", target, open_private)
+}
+
+/// The locks of `target` in `dir`, in files named `name_prefix` and the target's file name,
+/// opened with `open_file`.
+fn take(
+    dir: &Path,
+    name_prefix: &str,
+    target: &Target,
+    open_file: fn(&Path) -> std::io::Result<File>,
+) -> Result<RunLock, LockError> {
+    let path_of = |prefix: &str| dir.join(format!("{name_prefix}{}", target.file_name(prefix)));
+    let open = |prefix: &str| {
+        let path = path_of(prefix);
+        open_file(&path)
             .and_then(|f| match f.metadata()?.is_file() {
                 true => Ok((f, path.clone())),
                 false => Err(std::io::Error::other(
@@ -355,7 +503,7 @@ pub fn acquire_in(dir: &Path, target: &Target) -> Result<RunLock, LockError> {
             return Ok((file, path, locked));
         }
         Err(LockError::Lost {
-            path: crate::display::display_path(&dir.join(target.file_name(prefix))),
+            path: crate::display::display_path(&path_of(prefix)),
             url: target.url.to_string(),
         })
     };
@@ -391,6 +539,7 @@ pub fn acquire_in(dir: &Path, target: &Target) -> Result<RunLock, LockError> {
         files,
         target: target.clone(),
         path,
+        shared: None,
     })
 }
 
@@ -606,6 +755,148 @@ mod tests {
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         let e = acquire_in(dir.path(), &t).unwrap_err().to_string();
         assert!(e.contains("not a regular file"), "{e}");
+    }
+
+    /// A private directory and a shared one (1777, like `/run/lock`).
+    fn dirs() -> (tempfile::TempDir, PathBuf, PathBuf) {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (own, shared) = (dir.path().join("own"), dir.path().join("shared"));
+        std::fs::create_dir(&own).unwrap();
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        (dir, own, shared)
+    }
+
+    #[test]
+    fn a_shared_lock_file_is_created_readable_by_all_or_opened_as_it_is() {
+        let (_dir, _, shared) = dirs();
+        let path = shared.join("cback3-s3sync-x.lock");
+        // None yet: created, 0644.
+        let created = open_shared(&path).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o7777, 0o644);
+        // There: opened (read-only is enough to lock it), the same file.
+        let again = open_shared(&path).unwrap();
+        assert_eq!(
+            again.metadata().unwrap().ino(),
+            created.metadata().unwrap().ino()
+        );
+        again.try_lock().unwrap();
+        assert!(created.try_lock_shared().is_err(), "one lock on one file");
+        // Another run creates it between our first open (ENOENT) and our O_EXCL one: ours
+        // fails with EEXIST and we open theirs, as they made it (mode untouched).
+        let raced = shared.join("cback3-s3sync-y.lock");
+        let mut theirs = None;
+        let f = open_shared_with(&raced, || {
+            if theirs.is_none() {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::write(&raced, b"").unwrap();
+                std::fs::set_permissions(&raced, std::fs::Permissions::from_mode(0o640)).unwrap();
+                theirs = Some(std::fs::metadata(&raced).unwrap().ino());
+            }
+        })
+        .unwrap();
+        assert_eq!(Some(f.metadata().unwrap().ino()), theirs);
+        assert_eq!(std::fs::metadata(&raced).unwrap().mode() & 0o7777, 0o640);
+        // A symlink at the name is not followed.
+        let link = shared.join("cback3-s3sync-l.lock");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        assert_eq!(
+            open_shared(&link).unwrap_err().raw_os_error(),
+            Some(libc::ELOOP)
+        );
+    }
+
+    #[test]
+    fn the_shared_directory_excludes_runs_with_other_private_directories() {
+        let (dir, own, shared) = dirs();
+        let other = dir.path().join("other-user");
+        std::fs::create_dir(&other).unwrap();
+        let take = |private: &Path, u: &str| {
+            let mut l = acquire_in(private, &target(u))?;
+            l.share_in(&shared)?;
+            Ok::<_, LockError>(l)
+        };
+        let held = take(&own, "s3://bkt/p").unwrap();
+        assert_eq!(held.shared.as_deref(), Some(shared.as_path()));
+        assert!(matches!(
+            take(&other, "s3://bkt/p"),
+            Err(LockError::Busy { .. })
+        ));
+        assert!(matches!(
+            take(&other, "s3://bkt/p/sub"),
+            Err(LockError::Contained { .. })
+        ));
+        assert!(matches!(
+            take(&other, "s3://bkt"),
+            Err(LockError::Busy { .. })
+        ));
+        let _sibling = take(&other, "s3://bkt/q").unwrap();
+        // The files are named after the private ones.
+        let name = format!(
+            "{SHARED_NAME_PREFIX}{}",
+            target("s3://bkt/p").file_name("p/")
+        );
+        assert!(shared.join(&name).is_file());
+        // The check before uploads and deletes covers them.
+        held.check().unwrap();
+        std::fs::remove_file(shared.join(&name)).unwrap();
+        let e = held.check().unwrap_err().to_string();
+        assert!(
+            e.contains("removed or replaced") && e.contains("shared"),
+            "{e}"
+        );
+        drop(held);
+        let _next = take(&other, "s3://bkt/p").unwrap();
+    }
+
+    #[test]
+    fn a_shared_directory_that_cannot_be_used_leaves_the_private_lock() {
+        let (dir, own, shared) = dirs();
+        let t = target("s3://bkt/p");
+        let name =
+            |prefix: &str| shared.join(format!("{SHARED_NAME_PREFIX}{}", t.file_name(prefix)));
+        // Missing directory.
+        let mut l = acquire_in(&own, &t).unwrap();
+        l.share_in(&dir.path().join("missing")).unwrap();
+        assert!(l.shared.is_none());
+        drop(l);
+        // At the own prefix's name: a FIFO (never waited on), a directory, a symlink; at the
+        // bucket root's (an ancestor, taken first): a symlink.
+        let fifo = |p: &Path| {
+            let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0);
+        };
+        let symlink = |p: &Path| std::os::unix::fs::symlink(dir.path(), p).unwrap();
+        type Make<'a> = &'a dyn Fn(&Path);
+        let cases: [(&str, Make); 4] = [
+            ("p/", &fifo),
+            ("p/", &|p| std::fs::create_dir(p).unwrap()),
+            ("p/", &symlink),
+            ("", &symlink),
+        ];
+        for (prefix, make) in cases {
+            let at = name(prefix);
+            // The bucket root's file left by the cases before (a regular file, unlocked).
+            let _ = std::fs::remove_file(&at);
+            make(&at);
+            let mut l = acquire_in(&own, &t).unwrap();
+            l.share_in(&shared).unwrap();
+            assert!(l.shared.is_none(), "{prefix:?}");
+            l.check().unwrap();
+            drop(l);
+            std::fs::remove_dir(&at)
+                .or_else(|_| std::fs::remove_file(&at))
+                .unwrap();
+        }
+        // With the name free again the shared directory is used.
+        let mut l = acquire_in(&own, &t).unwrap();
+        l.share_in(&shared).unwrap();
+        assert!(l.shared.is_some());
+        drop(l);
+        // The private lock still excludes a second run of this user.
+        let _held = acquire_in(&own, &t).unwrap();
+        assert!(matches!(acquire_in(&own, &t), Err(LockError::Busy { .. })));
     }
 
     #[test]

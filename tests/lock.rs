@@ -11,10 +11,15 @@ use cback3_s3sync::bucket_url::BucketUrl;
 use cback3_s3sync::lock::{self, RunLock, Target};
 use common::*;
 
-/// Holds the lock a run on `s3://bucket/prefix` would take (in the default directory).
+/// Holds the lock a run on `s3://bucket/prefix` would take in the default directory (this
+/// user's; the test process must not use /run/lock).
 fn hold(bucket: &str, prefix: &str) -> RunLock {
     let u = BucketUrl::parse(&url(bucket, prefix)).unwrap();
-    lock::acquire(&Target::new(Some(&server().endpoint), &u)).unwrap()
+    lock::acquire_in(
+        &lock::lock_dir().unwrap(),
+        &Target::new(Some(&server().endpoint), &u),
+    )
+    .unwrap()
 }
 
 fn sync(s: &Scratch, bucket: &str, prefix: &str) -> std::process::Output {
@@ -298,4 +303,192 @@ fn a_lock_file_removed_under_a_run_stops_it_before_any_delete() {
     let keys = objects(&b);
     assert!(keys.contains_key("p/new.txt"), "deleted under a lost lock");
     assert!(!keys.contains_key("p/b.txt"), "uploaded under a lost lock");
+}
+
+/// A directory owned by `nobody` (0700) under the scratch area.
+fn nobody_dir(s: &Scratch, name: &str) -> std::path::PathBuf {
+    let d = s.dir.path().join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    std::os::unix::fs::chown(&d, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
+    d
+}
+
+/// `base` (the scratch environment, through `endpoint`) run as `nobody` with its own HOME,
+/// its own lock directory and its own logfile `log` (the same shared lock directory).
+fn as_nobody(s: &Scratch, endpoint: &str, log: &std::path::Path) -> std::process::Command {
+    for d in [s.dir.path(), &s.src()] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let mut c = std::process::Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN]);
+    for (k, v) in command_via(s, endpoint).get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    c.env("HOME", nobody_dir(s, "nobody-home"))
+        .env(lock::LOCK_DIR_ENV, nobody_dir(s, "nobody-locks"))
+        .arg("-l")
+        .arg(log);
+    c
+}
+
+/// Runs until `log` shows the walk done and `proxy` holds its listing: the run holds its lock.
+fn wait_until_held(log: &std::path::Path, proxy: &Proxy) {
+    poll_until(
+        "the run to take its lock and stall in its listing",
+        std::time::Duration::from_secs(30),
+        || {
+            std::fs::read_to_string(log)
+                .unwrap_or_default()
+                .contains("Completed checking source filename encoding")
+                && proxy.stats().get("stall").is_some_and(|n| *n >= 1)
+        },
+    );
+}
+
+/// Root's cron run and an administrator's run as himself (his own credentials, his own
+/// private lock directory) on one target ran at once, the older view deleting the other's
+/// new objects. Both now also lock in the shared directory: whichever starts second stops.
+#[test]
+fn runs_of_root_and_of_another_user_on_one_target_exclude_each_other() {
+    let s = Scratch::new();
+    s.write("a.txt", b"a");
+    let b = bucket("lockusers");
+    let stall =
+        r#"{"fault_rate": 1, "faults": ["stall"], "fault_methods": ["GET"], "stall_s": 30}"#;
+    let nobody_log = s.dir.path().join("nobody.log");
+    std::fs::write(&nobody_log, b"").unwrap();
+    std::fs::set_permissions(&nobody_log, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let args = |c: &mut std::process::Command| {
+        c.env("CBACK3_RESPONSE_TIMEOUT", "1")
+            .args([s.src().as_os_str(), url(&b, "p").as_ref()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+    };
+
+    // Root's run holds the lock; nobody's, on the same target (the same endpoint), stops.
+    let proxy = Proxy::start(5);
+    proxy.set(stall);
+    let mut root = command_via(&s, &proxy.endpoint());
+    args(&mut root);
+    let root = root.spawn().unwrap();
+    wait_until_held(&s.log(), &proxy);
+    let mut other = as_nobody(&s, &proxy.endpoint(), &nobody_log);
+    args(&mut other);
+    let o = other.output().unwrap();
+    refused(&o, &format!("another run is already syncing s3://{b}/p/"));
+    proxy.set(r#"{"fault_rate": 0}"#);
+    let o = wait_bounded(root, std::time::Duration::from_secs(60));
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    assert_eq!(assert_mirror(&b, "p/", &s.src()), 1);
+
+    // The other way round: nobody's run holds it, root's (on an enclosing prefix) stops.
+    s.write("b.txt", b"b");
+    proxy.set(stall);
+    let mut other = as_nobody(&s, &proxy.endpoint(), &nobody_log);
+    args(&mut other);
+    let other = other.spawn().unwrap();
+    wait_until_held(&nobody_log, &proxy);
+    let o = command_via(&s, &proxy.endpoint())
+        .args([s.src().as_os_str(), url(&b, "").as_ref()])
+        .output()
+        .unwrap();
+    refused(
+        &o,
+        &format!("another run is already syncing s3://{b}/ or a prefix under it"),
+    );
+    assert!(!objects(&b).contains_key("p/b.txt"));
+    proxy.set(r#"{"fault_rate": 0}"#);
+    let o = wait_bounded(other, std::time::Duration::from_secs(60));
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    assert_eq!(assert_mirror(&b, "p/", &s.src()), 2);
+}
+
+/// The shared directory is best effort against what another user can do to a name in it: a
+/// lock file made unreadable, or a symlink, only removes the exclusion of other users' runs.
+#[test]
+fn a_shared_lock_file_another_user_made_unusable_does_not_stop_a_run() {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::process::CommandExt;
+    let s = Scratch::new();
+    s.write("a.txt", b"a");
+    let b = bucket("lockunusable");
+    let shared = s.shared_locks();
+    // `-D` says which shared directory runs use.
+    let o = command(&s).arg("-D").output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        out.lines().any(|l| l.contains("Shared locks")
+            && l.contains(shared.to_str().unwrap())
+            && l.contains("(in use")),
+        "{out}"
+    );
+    // A first run creates the shared files readable by everyone, whatever its umask.
+    let mut c = command(&s);
+    // SAFETY: umask is async-signal-safe.
+    unsafe {
+        c.pre_exec(|| {
+            libc::umask(0o077);
+            Ok(())
+        });
+    }
+    let o = c
+        .args(["-d", s.src().to_str().unwrap(), &url(&b, "p")])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    assert!(
+        s.logtext()
+            .contains("Run lock also taken in the shared directory"),
+        "{}",
+        s.logtext()
+    );
+    let files: Vec<_> = std::fs::read_dir(&shared)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 2, "the bucket root's and p/'s: {files:?}");
+    for f in &files {
+        let name = f.file_name().unwrap().to_str().unwrap();
+        assert!(name.starts_with(lock::SHARED_NAME_PREFIX), "{name}");
+        assert_eq!(
+            std::fs::metadata(f).unwrap().mode() & 0o7777,
+            0o644,
+            "{name}"
+        );
+    }
+    // Root makes them unreadable: nobody's run goes on with its own lock only.
+    for f in &files {
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    s.write("b.txt", b"b");
+    let nobody_log = s.dir.path().join("nobody.log");
+    std::fs::write(&nobody_log, b"").unwrap();
+    std::fs::set_permissions(&nobody_log, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let o = as_nobody(&s, &server().endpoint, &nobody_log)
+        .args(["-d", s.src().to_str().unwrap(), &url(&b, "p")])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    let log = std::fs::read_to_string(&nobody_log).unwrap();
+    assert!(
+        log.contains("[DEBUG") && log.contains("not used") && log.contains("Permission denied"),
+        "{log}"
+    );
+    assert_eq!(assert_mirror(&b, "p/", &s.src()), 2);
+    // Nobody replaces them with symlinks: root's run does not follow them and goes on.
+    for f in &files {
+        std::fs::remove_file(f).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", f).unwrap();
+        std::os::unix::fs::lchown(f, Some(65534), Some(65534)).unwrap();
+    }
+    s.write("c.txt", b"c");
+    let o = run(&s, ["-d", s.src().to_str().unwrap(), &url(&b, "p")]);
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    assert!(s.logtext().contains("not used"), "{}", s.logtext());
+    assert_eq!(assert_mirror(&b, "p/", &s.src()), 3);
+    assert!(files.iter().all(|f| f.is_symlink()));
 }
