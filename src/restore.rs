@@ -1048,7 +1048,6 @@ async fn run_collecting(
     let url = BucketUrl::parse(raw).map_err(|e| failed(Cause::BadInput, e.to_string()))?;
     log::info!(target: FLOW, "Restoring {url} into {}{}.", display_path(&target), if opts.dry_run { " (dry run)" } else { "" });
     let started = Instant::now();
-    let root = open_target(&target, opts.dry_run)?;
     let (client, endpoint) = s3::client_with_endpoint()
         .await
         .map_err(|e| failed(Cause::Config, e))?;
@@ -1056,6 +1055,14 @@ async fn run_collecting(
     // objects this restore has listed (each a failed file here), so the two never overlap.
     let _lock = crate::lock::acquire(&crate::lock::Target::new(endpoint.as_deref(), &url))?;
     let listing = crate::s3::listing::list(&client, &url, cancel).await?;
+    if listing.is_empty() {
+        return Err(failed(
+            Cause::BadInput,
+            nothing_to_restore(&client, &url).await,
+        ));
+    }
+    // Created only now: a mistyped URL leaves no empty target behind.
+    let root = open_target(&target, opts.dry_run)?;
     phases.durations.push(("prepare", started.elapsed()));
     let started = Instant::now();
     let (c, failures, counts_result) =
@@ -1096,6 +1103,19 @@ async fn run_collecting(
     }
     log::info!(target: FLOW, "Completed restoring {url} into {}.", display_path(&target));
     Ok(())
+}
+
+/// The one line a restore of a prefix without objects fails with: restoring nothing is never
+/// what a disaster recovery meant (a mistyped bucket or prefix; keys are case-sensitive). A URL
+/// naming one object is said to be one.
+async fn nothing_to_restore(client: &Client, url: &BucketUrl) -> String {
+    let key = url.prefix.trim_end_matches('/');
+    let one_object = !key.is_empty() && s3::head_object(client, &url.bucket, key).await.is_ok();
+    if one_object {
+        format!("s3://{}/{key} is one object, not a prefix: nothing to restore under it. Restore the prefix that holds it.", url.bucket)
+    } else {
+        format!("No objects under {url}: nothing to restore. Check the bucket and the prefix (keys are case-sensitive).")
+    }
 }
 
 /// The target directory, created when missing (not in a dry run: then `None` when missing).

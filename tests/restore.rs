@@ -678,6 +678,42 @@ fn a_dry_run_writes_nothing_and_says_what_it_would_do() {
     assert!(!target.exists());
 }
 
+/// A prefix without objects (a mistyped bucket, prefix or case) is an error, not an empty
+/// success: restoring nothing is never what a recovery meant. A URL naming one object says so.
+/// Nothing is created locally in either case, dry run or not.
+#[test]
+fn a_prefix_without_objects_is_an_error_and_creates_nothing() {
+    let s = Scratch::new();
+    let b = bucket("empty");
+    put_object(&b, "Me/a", b"a");
+    let target = s.dir.path().join("t");
+    for extra in [&[][..], &["--dryRun"][..]] {
+        let o = restore(&s, extra, &target, &url(&b, "me"));
+        assert_eq!(code(&o), 6, "{extra:?} {}", show(&o));
+        let errs = errors(&s);
+        assert!(
+            errs.last().is_some_and(|l| l.contains(&format!(
+                "No objects under s3://{b}/me/: nothing to restore"
+            ))),
+            "{errs:?}"
+        );
+        assert!(!target.exists(), "{extra:?}");
+    }
+    let o = restore(&s, &[], &target, &url(&b, "Me/a"));
+    assert_eq!(code(&o), 6, "{}", show(&o));
+    let errs = errors(&s);
+    assert!(
+        errs.last()
+            .is_some_and(|l| l.contains(&format!("s3://{b}/Me/a is one object, not a prefix"))),
+        "{errs:?}"
+    );
+    assert!(!target.exists());
+    // The right prefix restores.
+    let o = restore(&s, &[], &target, &url(&b, "Me"));
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    assert_eq!(std::fs::read(target.join("a")).unwrap(), b"a");
+}
+
 #[test]
 fn switches_that_mean_nothing_to_a_restore_are_usage_errors() {
     let s = Scratch::new();
