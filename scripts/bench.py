@@ -176,7 +176,8 @@ class Bench:
         self.tls_stats: Path | None = None
         # Restore cases: one filled prefix per dataset, written once (not measured).
         self.filled: dict[Path, str] = {}
-        # Restored trees of many files, removed when the benchmark ends (see run_restore).
+        # Restored trees and the change case's copies, removed when the benchmark ends (see
+        # run_restore: removing them at once slowed the next run).
         self.leftovers: list[Path] = []
         s5 = shutil.which("s5cmd")
         self.s5cmd = s5 or "s5cmd"
@@ -326,7 +327,7 @@ class Bench:
             if got != want:
                 problem = f"bucket has {got} (objects, bytes), source {want}"
         if kind == "change":
-            self.leftovers.append(src)  # many files: see run_restore
+            self.leftovers.append(src)  # 10,000 files: see run_restore
         return secs, rss, problem
 
     def handshakes(self) -> int:

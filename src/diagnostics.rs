@@ -152,7 +152,7 @@ fn diagnostics_block(extra: &[(String, String)]) -> String {
 /// `s3::effective_configuration`), from the environment, the AWS profile and the command
 /// line's `--maxConcurrency` and `--maxBandwidth`.
 pub fn configuration_text(max_concurrency: Option<usize>, max_bandwidth: Option<u64>) -> String {
-    let items = match tokio::runtime::Builder::new_current_thread()
+    let mut items = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -162,7 +162,6 @@ pub fn configuration_text(max_concurrency: Option<usize>, max_bandwidth: Option<
         )),
         Err(e) => vec![("error", format!("cannot start the async runtime: {e}"))],
     };
-    let mut items = items;
     items.push(("shared locks", crate::lock::shared_dir_state()));
     let mut s = String::from("Effective configuration (secrets never shown):\n\n");
     for l in format_lines(items) {

@@ -62,8 +62,9 @@ impl From<crate::lock::LockError> for RunError {
     fn from(e: crate::lock::LockError) -> Self {
         use crate::lock::LockError;
         let cause = match e {
-            LockError::Busy { .. } | LockError::Contained { .. } => Cause::LockBusy,
-            LockError::Lost { .. } => Cause::LockBusy,
+            LockError::Busy { .. } | LockError::Contained { .. } | LockError::Lost { .. } => {
+                Cause::LockBusy
+            }
             LockError::Dir { .. } | LockError::Open { .. } => Cause::LocalIo,
         };
         failed(cause, e.to_string())
