@@ -1278,8 +1278,12 @@ async fn run_collecting(
         } else {
             Cause::BadInput
         };
+        let first = match first_cause {
+            Some(cause) if c.failed > 0 => format!("; the first failure: {}", cause_words(cause)),
+            _ => String::new(),
+        };
         return Err(failed(cause, format!(
-            "{} objects under {url} were not restored ({} unsafe keys, {} archived, {} differing local files, {} failures, {} missing from disk at the end).",
+            "{} objects under {url} were not restored ({} unsafe keys, {} archived, {} differing local files, {} failures, {} missing from disk at the end){first}.",
             c.problems(),
             c.refused,
             c.archived,
@@ -1290,6 +1294,24 @@ async fn run_collecting(
     }
     log::info!(target: FLOW, "Completed restoring {url} into {}.", display_path(&target));
     Ok(())
+}
+
+/// What kind of failure a download or write was, for the run's last line: S3's refusal or
+/// silence is told apart from a local file that could not be written.
+fn cause_words(cause: Cause) -> &'static str {
+    match cause {
+        Cause::S3(S3Kind::AccessDenied) => "S3 denied access",
+        Cause::S3(S3Kind::NoAnswer) => "S3 did not answer",
+        Cause::S3(S3Kind::NoSuchBucket) => "S3 has no such bucket",
+        Cause::S3(S3Kind::Service) => "S3 answered with an error",
+        Cause::LocalIo => "a local file or directory could not be written",
+        Cause::Verification => "the downloaded content did not match the object",
+        Cause::Config => "the S3 configuration",
+        Cause::Interrupted => "interrupted",
+        Cause::BadInput => "bad input",
+        Cause::LockBusy => "another run holds the lock",
+        Cause::Internal => "an internal failure",
+    }
 }
 
 /// The one line a restore of a prefix without objects fails with: restoring nothing is never
