@@ -1175,6 +1175,7 @@ fn the_profiles_transfer_settings_shape_the_restore() {
         .output()
         .unwrap();
     let stats = proxy.finish();
+    eprintln!("{stats:?}");
     assert_eq!(code(&o), 0, "{}", show(&o));
     assert_eq!(std::fs::read(target.join("twelve")).unwrap(), twelve);
     assert_eq!(
@@ -1224,6 +1225,7 @@ fn the_bandwidth_limit_paces_the_restore() {
     let took = restore_seconds(&summary);
     // 3 MiB at 1 MiB/s, less the burst (32 KiB at this rate).
     let least = (3 * MIB - 32 * 1024) as f64 / MIB as f64;
+    eprintln!("3 MiB at 1 MiB/s: {took} s (at least {least})");
     assert!(took >= least - 0.05, "{took} s for 3 MiB at 1 MiB/s");
     assert!(
         s.logtext()
@@ -1240,6 +1242,7 @@ fn the_bandwidth_limit_paces_the_restore() {
     assert_eq!(code(&o), 0, "{}", show(&o));
     let took = restore_seconds(&summary);
     let least = (3 * MIB - 64 * 1024) as f64 / (2 * MIB) as f64;
+    eprintln!("3 MiB at 2 MiB/s: {took} s (at least {least})");
     assert!(took >= least - 0.05, "{took} s for 3 MiB at 2 MiB/s");
     assert!(s
         .logtext()
