@@ -6,12 +6,15 @@
 //! it cannot be a safe path ([`path_problem`], [`conflicting_keys`]). Directories are opened
 //! component by component relative to their parent's descriptor with `O_NOFOLLOW`, so nothing
 //! is written outside the target, also not through a symlink already inside it. Each file is
-//! written to a temporary name in its directory (`O_CREAT|O_EXCL|O_NOFOLLOW`), hashed as it is
-//! written (large objects: concurrent ranged GETs written in place, their CRCs combined),
-//! compared with the object's full-object checksum (or its MD5 ETag), given its recorded
-//! owner, mode and mtime, and only then renamed into place within the same directory. An
-//! interrupted run leaves no partial file under a final name; a rerun skips what is already
-//! there (same size and mtime).
+//! written to an unnamed file in its directory (`O_TMPFILE`; where there is none, a temporary
+//! name no key can be: [`restore_temporary_name`]), hashed as it is written (large objects:
+//! concurrent ranged GETs written in place, their CRCs combined), compared with the object's
+//! full-object checksum (or its MD5 ETag), given its recorded owner, mode and mtime, and only
+//! then given its name (`linkat`, or a rename over the old file with `--overwrite`). An
+//! interrupted or killed run leaves no partial file under a final name and nothing a rerun
+//! does not remove; a rerun skips what is already there (same size and mtime). At the end
+//! every file counted is looked at on disk once more (`on_disk`): the counts are what is
+//! there.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
