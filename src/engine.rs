@@ -133,16 +133,11 @@ impl Job {
         }
         let upload = &mut self.features.upload;
         upload.multipart = Multipart::from_profile(s3);
-        let (rate, from) = match (max_bandwidth, s3.max_bandwidth) {
-            (Some(r), _) => (Some(r), "--maxBandwidth".to_string()),
-            (None, Some(r)) => (
-                Some(r),
-                format!("s3 max_bandwidth of profile {}", s3.profile),
-            ),
-            (None, None) => (None, String::new()),
-        };
-        upload.bandwidth = rate.map(|r| std::sync::Arc::new(Bandwidth::new(r)));
-        if let Some(r) = rate {
+        let rate = crate::s3::settings::rate_limit(s3, max_bandwidth);
+        upload.bandwidth = rate
+            .as_ref()
+            .map(|(r, _)| std::sync::Arc::new(Bandwidth::new(*r)));
+        if let Some((r, from)) = rate {
             log::info!(target: FLOW, "Uploads limited to {} in all ({from}).", show_rate(r));
         }
         log::debug!(target: FLOW, "{} requests at a time; multipart from {} bytes, parts of {} bytes", self.concurrency, upload.multipart.threshold, upload.multipart.part_size);

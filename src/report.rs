@@ -115,6 +115,24 @@ pub struct Summary {
 
 impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(r) = &self.restore {
+            // A restore has its own counts: the sync's would all read 0.
+            return write!(
+                f,
+                "{} objects; restored {} ({} bytes), already present {}, failed {}, not attempted {}; verified on disk {}, missing {}; checksum verified {}, size only {}; elapsed {:.3} s",
+                r.objects,
+                r.restored,
+                r.restored_bytes,
+                r.unchanged,
+                r.problems(),
+                r.not_attempted,
+                r.verified,
+                r.missing,
+                r.checksum_verified,
+                r.size_only,
+                self.elapsed.as_secs_f64()
+            );
+        }
         write!(
             f,
             "{} local files ({} bytes), {} skipped, {} with unusable names; uploaded {} ({} bytes), unchanged {}, deleted {}, failed {}; verified {}, verify errors {}, extra objects {}; elapsed {:.3} s",
@@ -160,11 +178,17 @@ pub struct RestoreCounts {
     pub directory_markers: usize,
     /// Files not dispatched because the endpoint stopped answering (see [`crate::health`]).
     pub not_attempted: usize,
+    /// Files restored or already present that were found on disk at the end of the run, as
+    /// a regular file of their object's size (0 for a dry run: nothing was placed).
+    pub verified: usize,
+    /// Files restored or already present that were not on disk at the end of the run (removed
+    /// or replaced meanwhile): failures, and no longer counted as restored or present.
+    pub missing: usize,
 }
 
 impl RestoreCounts {
     pub(crate) fn problems(&self) -> usize {
-        self.refused + self.archived + self.conflicts + self.failed
+        self.refused + self.archived + self.conflicts + self.failed + self.missing
     }
 }
 

@@ -6,12 +6,15 @@
 //! it cannot be a safe path ([`path_problem`], [`conflicting_keys`]). Directories are opened
 //! component by component relative to their parent's descriptor with `O_NOFOLLOW`, so nothing
 //! is written outside the target, also not through a symlink already inside it. Each file is
-//! written to a temporary name in its directory (`O_CREAT|O_EXCL|O_NOFOLLOW`), hashed as it is
-//! written (large objects: concurrent ranged GETs written in place, their CRCs combined),
-//! compared with the object's full-object checksum (or its MD5 ETag), given its recorded
-//! owner, mode and mtime, and only then renamed into place within the same directory. An
-//! interrupted run leaves no partial file under a final name; a rerun skips what is already
-//! there (same size and mtime).
+//! written to an unnamed file in its directory (`O_TMPFILE`; where there is none, a temporary
+//! name no key can be: [`restore_temporary_name`]), hashed as it is written (large objects:
+//! concurrent ranged GETs written in place, their CRCs combined), compared with the object's
+//! full-object checksum (or its MD5 ETag), given its recorded owner, mode and mtime, and only
+//! then given its name (`linkat`, or a rename over the old file with `--overwrite`). An
+//! interrupted or killed run leaves no partial file under a final name and nothing a rerun
+//! does not remove; a rerun skips what is already there (same size and mtime). At the end
+//! every file counted is looked at on disk once more (`on_disk`): the counts are what is
+//! there.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
@@ -38,7 +41,9 @@ use crate::options::Options;
 use crate::plan::{Listing, RemoteObject};
 use crate::progress::{self, Progress};
 use crate::report::{Cause, ExitStatus, RestoreCounts, S3Kind, Summary};
-use crate::s3::{self, s3_error, OpError, MULTIPART_THRESHOLD};
+use crate::s3::settings::{rate_limit, show_rate, Bandwidth, Multipart, ProfileS3};
+use crate::s3::{self, s3_error, OpError};
+use crate::walk::restore_temporary_name;
 use crate::{FLOW, OUTPUT};
 
 /// Longest file name most Linux file systems take.
@@ -255,25 +260,75 @@ impl Dirs {
     }
 }
 
-/// A temporary file beside the final name; removed when dropped unless renamed into place.
+/// The file a download is written to before it takes its final name: an unnamed file
+/// (`O_TMPFILE`) in the final name's directory, invisible and freed by the kernel when the run
+/// dies, or where the file system has no unnamed files, a file at the name of
+/// [`restore_temporary_name`] (which is never a name the restore places). Removed when dropped
+/// unless placed.
 struct Temp {
     dir: Arc<OwnedFd>,
-    name: CString,
+    /// The temporary name that leads to the file now, if any (removed when dropped): the
+    /// named fallback, or an unnamed file linked there on its way to replace a file.
+    name: Option<CString>,
     file: Option<Arc<std::fs::File>>,
 }
 
+/// The temporary name of `final_name` as a C string (it holds no NUL: hex and a fixed prefix).
+fn temp_name(final_name: &str) -> CString {
+    CString::new(restore_temporary_name(final_name)).expect("no NUL in a temporary name")
+}
+
+/// Can an unnamed file be given a name? `linkat` through `/proc/self/fd/N` needs `/proc`.
+fn proc_fd_available() -> bool {
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| Path::new("/proc/self/fd").is_dir())
+}
+
 impl Temp {
-    /// Creates `.NAME.cback3-tmp` (locked with `flock` while it is written), replacing one left
-    /// by a run that was killed (no lock held); another restore writing the same file now is
-    /// an error. A name too long for that gets `.cback3-tmp-PID-N` instead.
+    /// An unnamed file in `dir` where the file system has them, else [`Temp::create_named`].
     fn create(dir: Arc<OwnedFd>, final_name: &str) -> std::io::Result<Temp> {
-        let mut name = format!(".{final_name}.cback3-tmp");
-        if name.len() > NAME_MAX {
-            static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-            let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            name = format!(".cback3-tmp-{}-{n}", std::process::id());
+        if proc_fd_available() {
+            let dot = cstring(".");
+            // SAFETY: a valid descriptor and a NUL-terminated name; the result is owned below.
+            let fd = unsafe {
+                libc::openat(
+                    dir.as_raw_fd(),
+                    dot.as_ptr(),
+                    libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC,
+                    0o600 as libc::c_uint,
+                )
+            };
+            if fd >= 0 {
+                // SAFETY: fd was just opened and is owned by nothing else.
+                let file = unsafe { std::fs::File::from_raw_fd(fd) };
+                // Locked from the start: should it get a temporary name on its way to replace
+                // a file, that name is then ours (see `claim`).
+                file.try_lock().map_err(std::io::Error::other)?;
+                return Ok(Temp {
+                    dir,
+                    name: None,
+                    file: Some(Arc::new(file)),
+                });
+            }
+            let e = last_os_error();
+            // No unnamed files here (EOPNOTSUPP), or a kernel that does not know O_TMPFILE
+            // (EISDIR, EINVAL): the named fallback. Anything else (no space, no permission)
+            // would fail the named file too.
+            if !matches!(
+                e.raw_os_error(),
+                Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
+            ) {
+                return Err(e);
+            }
         }
-        let name = cstring(&name);
+        Self::create_named(dir, final_name)
+    }
+
+    /// Creates the file at `final_name`'s temporary name (locked with `flock` while it is
+    /// written), replacing one left by a run that was killed (no lock held); another restore
+    /// writing the same file now is an error.
+    fn create_named(dir: Arc<OwnedFd>, final_name: &str) -> std::io::Result<Temp> {
+        let name = temp_name(final_name);
         let open = || {
             // SAFETY: a valid descriptor and a NUL-terminated name.
             unsafe {
@@ -289,7 +344,6 @@ impl Temp {
                 )
             }
         };
-        let busy = || std::io::Error::other("another restore is writing this file now");
         let mut fd = open();
         if fd < 0 && last_os_error().kind() == std::io::ErrorKind::AlreadyExists {
             if !remove_stale(&dir, &name) {
@@ -309,52 +363,101 @@ impl Temp {
         }
         Ok(Temp {
             dir,
-            name,
+            name: Some(name),
             file: Some(Arc::new(file)),
         })
     }
 
     fn file(&self) -> &Arc<std::fs::File> {
-        self.file.as_ref().expect("open until renamed")
+        self.file.as_ref().expect("open until placed")
     }
 
-    /// Renames the file to `final_name` in the same directory. `replace` false: fails with
-    /// `AlreadyExists` if something took the name meanwhile.
-    /// The file stays open (locked) until the rename is done: another run finding the
-    /// temporary name unlocked would take it for one left behind.
-    fn rename_to(mut self, final_name: &str, replace: bool) -> std::io::Result<()> {
+    /// `linkat` of the unnamed file to `to` in its directory (through `/proc/self/fd`, which
+    /// needs no capability). Fails with `AlreadyExists` if `to` exists: never replaces.
+    fn link_unnamed(&self, to: &CString) -> std::io::Result<()> {
+        let from = CString::new(format!("/proc/self/fd/{}", self.file().as_raw_fd()))
+            .expect("no NUL in a number");
+        // SAFETY: valid descriptors and NUL-terminated names.
+        let r = unsafe {
+            libc::linkat(
+                libc::AT_FDCWD,
+                from.as_ptr(),
+                self.dir.as_raw_fd(),
+                to.as_ptr(),
+                libc::AT_SYMLINK_FOLLOW,
+            )
+        };
+        if r != 0 {
+            return Err(last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Gives the file the name `final_name` in its directory. `replace` false: fails with
+    /// `AlreadyExists` if something took the name meanwhile. `replace` true: an unnamed file
+    /// first gets its temporary name, then is renamed over the final one (an atomic replace:
+    /// the old file or the new one is there at every moment).
+    /// The file stays open (locked) until it is placed: another run finding a temporary name
+    /// unlocked would take it for one left behind.
+    fn place(mut self, final_name: &str, replace: bool) -> std::io::Result<()> {
         let to = cstring(final_name);
-        let (d, from) = (self.dir.as_raw_fd(), self.name.as_ptr());
+        if self.name.is_none() && !replace {
+            self.link_unnamed(&to)?;
+            self.file = None;
+            return Ok(());
+        }
+        if self.name.is_none() {
+            let name = temp_name(final_name);
+            let mut linked = self.link_unnamed(&name);
+            if linked
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::AlreadyExists)
+            {
+                if !remove_stale(&self.dir, &name) {
+                    return Err(busy());
+                }
+                linked = self.link_unnamed(&name);
+            }
+            linked?;
+            self.name = Some(name);
+        }
+        let from = self.name.as_ref().expect("named by now");
+        let d = self.dir.as_raw_fd();
         let flags = if replace { 0 } else { libc::RENAME_NOREPLACE };
         // SAFETY: valid descriptor and NUL-terminated names.
-        let mut r = unsafe { libc::renameat2(d, from, d, to.as_ptr(), flags) };
+        let mut r = unsafe { libc::renameat2(d, from.as_ptr(), d, to.as_ptr(), flags) };
         if r != 0 && last_os_error().raw_os_error() == Some(libc::EINVAL) && !replace {
             // A file system without RENAME_NOREPLACE: link (which never replaces), then unlink.
             // SAFETY: as above.
-            r = unsafe { libc::linkat(d, from, d, to.as_ptr(), 0) };
+            r = unsafe { libc::linkat(d, from.as_ptr(), d, to.as_ptr(), 0) };
             if r == 0 {
                 // SAFETY: as above.
-                unsafe { libc::unlinkat(d, from, 0) };
+                unsafe { libc::unlinkat(d, from.as_ptr(), 0) };
             }
         } else if r != 0 && last_os_error().raw_os_error() == Some(libc::EINVAL) {
             // SAFETY: as above.
-            r = unsafe { libc::renameat(d, from, d, to.as_ptr()) };
+            r = unsafe { libc::renameat(d, from.as_ptr(), d, to.as_ptr()) };
         }
         if r != 0 {
             return Err(last_os_error());
         }
-        self.name = CString::default();
+        self.name = None;
         self.file = None;
         Ok(())
     }
 }
 
+fn busy() -> std::io::Error {
+    std::io::Error::other("another restore is writing this file now")
+}
+
 impl Drop for Temp {
-    /// Removes the name while the file is still open and locked (the file closes after).
+    /// Removes the temporary name while the file is still open and locked (the file closes
+    /// after). An unnamed file has nothing to remove: the kernel frees it on close.
     fn drop(&mut self) {
-        if !self.name.as_bytes().is_empty() {
+        if let Some(name) = &self.name {
             // SAFETY: valid descriptor and NUL-terminated name.
-            unsafe { libc::unlinkat(self.dir.as_raw_fd(), self.name.as_ptr(), 0) };
+            unsafe { libc::unlinkat(self.dir.as_raw_fd(), name.as_ptr(), 0) };
         }
     }
 }
@@ -519,8 +622,47 @@ enum Done {
     Unchanged,
     Conflict(String),
     Archived(String),
-    Failed(String),
+    /// Failed, and why: an S3 cause when S3 refused or did not answer.
+    Failed(Cause, String),
     Interrupted,
+}
+
+/// How the restore moves data: the settings that shape the sync's uploads, applied to its
+/// downloads (`--maxConcurrency` / `max_concurrent_requests`, `--maxBandwidth` /
+/// `max_bandwidth`, `multipart_threshold` / `multipart_chunksize`).
+struct Transfer {
+    concurrency: usize,
+    /// Objects of `threshold` bytes or more come down as ranged GETs of `part_size` bytes.
+    multipart: Multipart,
+    bandwidth: Option<Arc<Bandwidth>>,
+}
+
+impl Transfer {
+    /// The switches first, then the profile's `s3` settings, then the defaults (as the sync).
+    fn resolve(opts: &Options, s3: &ProfileS3) -> Transfer {
+        let concurrency = opts
+            .max_concurrency
+            .or(s3.max_concurrent_requests)
+            .unwrap_or_else(|| opts.concurrency());
+        let multipart = Multipart::from_profile(s3);
+        let rate = rate_limit(s3, opts.max_bandwidth);
+        if let Some((r, from)) = &rate {
+            log::info!(target: FLOW, "Downloads limited to {} in all ({from}).", show_rate(*r));
+        }
+        log::debug!(target: FLOW, "{concurrency} requests at a time; ranged downloads from {} bytes, ranges of {} bytes", multipart.threshold, multipart.part_size);
+        Transfer {
+            concurrency,
+            multipart,
+            bandwidth: rate.map(|(r, _)| Arc::new(Bandwidth::new(r))),
+        }
+    }
+}
+
+/// Waits until the bandwidth limit (if any) lets `n` more bytes through.
+async fn pace(bandwidth: &Option<Arc<Bandwidth>>, n: usize) {
+    if let Some(bw) = bandwidth {
+        bw.take(n as u64).await;
+    }
 }
 
 /// What every download shares.
@@ -534,6 +676,8 @@ struct Ctx {
     /// once (a temporary file open for each; none left "not attempted" when the endpoint
     /// stops answering).
     files: Arc<Semaphore>,
+    multipart: Multipart,
+    bandwidth: Option<Arc<Bandwidth>>,
     cancel: CancellationToken,
     overwrite: bool,
     dry_run: bool,
@@ -554,7 +698,7 @@ impl Ctx {
 }
 
 fn io_failed(what: &str, e: impl std::fmt::Display) -> Done {
-    Done::Failed(format!("{what}: {e}"))
+    Done::Failed(Cause::LocalIo, format!("{what}: {e}"))
 }
 
 /// Restores one object; `dir` is its directory (`None`: does not exist yet, dry run only).
@@ -572,6 +716,12 @@ async fn restore_one(
         },
         None => Local::Absent,
     };
+    // A temporary name of this file left by a killed run (one that was placing it with
+    // --overwrite, or one on a file system without unnamed files): removed unless a running
+    // restore holds it.
+    if let (Some(d), false) = (&dir, ctx.dry_run) {
+        remove_stale(d, &temp_name(&name));
+    }
     // Archive classes: readable only once an S3 restore request made a copy.
     let mut known: Option<ObjectInfo> = None;
     if let Some(class) = e.obj.archived {
@@ -592,13 +742,13 @@ async fn restore_one(
                 }
                 known = Some(info);
             }
-            Err(err) => return Done::Failed(err.to_string()),
+            Err(err) => return Done::Failed(err.cause(), err.to_string()),
         }
     }
     let replace = match local {
         Local::Absent => false,
         Local::Directory => {
-            return Done::Failed("a directory has the file's name; not replaced".into())
+            return Done::Failed(Cause::LocalIo, "a directory has the file's name; not replaced".into())
         }
         Local::File { size, mtime_ns } => {
             let mut why = None;
@@ -608,7 +758,7 @@ async fn restore_one(
                 if known.is_none() {
                     match head(&ctx.client, &ctx.url.bucket, &e.key).await {
                         Ok((info, _)) => known = Some(info),
-                        Err(err) => return Done::Failed(err.to_string()),
+                        Err(err) => return Done::Failed(err.cause(), err.to_string()),
                     }
                 }
                 let wanted = known
@@ -644,14 +794,14 @@ async fn restore_one(
         };
     }
     let Some(dir) = dir else {
-        return Done::Failed("the directory is missing".into());
+        return Done::Failed(Cause::LocalIo, "the directory is missing".into());
     };
     log::info!(target: OUTPUT, "download: {} to {}", ctx.shown_url(&e.key), ctx.shown_path(&e.rel));
     let temp = match Temp::create(dir, &name) {
         Ok(t) => t,
         Err(err) => return io_failed("cannot create a temporary file", err),
     };
-    let fetched = if e.obj.size >= MULTIPART_THRESHOLD {
+    let fetched = if e.obj.size >= ctx.multipart.threshold {
         fetch_ranges(&ctx, &e, &temp, known, permit).await
     } else {
         let r = fetch_whole(&ctx, &e, &temp).await;
@@ -663,14 +813,17 @@ async fn restore_one(
         Err(d) => return d,
     };
     if info.size != e.obj.size {
-        return Done::Failed(format!(
-            "the object changed since it was listed ({} bytes, now {}); run the restore again",
-            e.obj.size, info.size
-        ));
+        return Done::Failed(
+            Cause::Verification,
+            format!(
+                "the object changed since it was listed ({} bytes, now {}); run the restore again",
+                e.obj.size, info.size
+            ),
+        );
     }
     if let (Some(m), Some(got)) = (&method, &got) {
         if got != m.expected() {
-            return Done::Failed(format!(
+            return Done::Failed(Cause::Verification, format!(
                 "content differs: {} of the downloaded data is {got} but the object has {}; not put in place",
                 m.name(),
                 m.expected()
@@ -682,7 +835,7 @@ async fn restore_one(
     if let Err(err) = finish_file(temp.file(), mtime, mode, &info.recorded, ctx.as_root) {
         return io_failed("cannot set owner, mode or time", err);
     }
-    if let Err(err) = temp.rename_to(&name, replace) {
+    if let Err(err) = temp.place(&name, replace) {
         return if err.kind() == std::io::ErrorKind::AlreadyExists {
             Done::Conflict(
                 "a file with that name appeared during the restore; not overwritten".into(),
@@ -775,6 +928,7 @@ async fn fetch_whole(ctx: &Ctx, e: &Entry, temp: &Temp) -> Fetched {
     loop {
         match body.try_next().await {
             Ok(Some(chunk)) => {
+                pace(&ctx.bandwidth, chunk.len()).await;
                 if let Err(err) = file.write_all(&chunk) {
                     return Err(io_failed("cannot write the temporary file", err));
                 }
@@ -789,19 +943,22 @@ async fn fetch_whole(ctx: &Ctx, e: &Entry, temp: &Temp) -> Fetched {
                 crate::health::transport_failure();
                 return Err(interrupted_or(
                     ctx,
-                    Done::Failed(format!(
-                        "GetObject {}: {err}",
-                        display_bytes(e.key.as_bytes())
-                    )),
+                    Done::Failed(
+                        Cause::S3(S3Kind::NoAnswer),
+                        format!("GetObject {}: {err}", display_bytes(e.key.as_bytes())),
+                    ),
                 ));
             }
         }
     }
     if written != info.size {
-        return Err(Done::Failed(format!(
-            "GetObject gave {written} bytes where the object has {}",
-            info.size
-        )));
+        return Err(Done::Failed(
+            Cause::S3(S3Kind::NoAnswer),
+            format!(
+                "GetObject gave {written} bytes where the object has {}",
+                info.size
+            ),
+        ));
     }
     let got = hasher.map(Hasher::finish);
     Ok((info, method, got))
@@ -819,7 +976,7 @@ where
             e.detail
         ));
     }
-    interrupted_or(ctx, Done::Failed(e.to_string()))
+    interrupted_or(ctx, Done::Failed(e.cause, e.to_string()))
 }
 
 /// A large object: HeadObject, then ranged GETs (one permit each, pinned to the ETag) written
@@ -837,12 +994,17 @@ async fn fetch_ranges(
         Some(i) => i,
         None => match head(&ctx.client, &ctx.url.bucket, &e.key).await {
             Ok((i, _)) => i,
-            Err(err) => return Err(interrupted_or(ctx, Done::Failed(err.to_string()))),
+            Err(err) => {
+                return Err(interrupted_or(
+                    ctx,
+                    Done::Failed(err.cause(), err.to_string()),
+                ))
+            }
         },
     };
     drop(permit);
     let size = info.size;
-    let psize = s3::part_size(size, s3::MIN_PART_SIZE);
+    let psize = s3::part_size(size, ctx.multipart.part_size);
     let count = size.div_ceil(psize);
     let file = temp.file().clone();
     if let Err(err) = file.set_len(size) {
@@ -877,6 +1039,7 @@ async fn fetch_ranges(
                 .range(format!("bytes={offset}-{}", offset + len - 1))
                 .set_if_match(info.etag.clone());
             let (file, key, progress) = (file.clone(), e.key.clone(), ctx.progress.clone());
+            let bandwidth = ctx.bandwidth.clone();
             let pinned = info.etag.clone();
             let mut hasher = crc.as_ref().map(Hasher::new);
             let index = next as usize;
@@ -885,12 +1048,15 @@ async fn fetch_ranges(
                 let out = req
                     .send()
                     .await
-                    .map_err(|err| Done::Failed(s3_error("GetObject", &key, &err).to_string()))?;
+                    .map_err(|err| {
+                        let e = s3_error("GetObject", &key, &err);
+                        Done::Failed(e.cause, e.to_string())
+                    })?;
                 // If-Match pins the range to the object the HeadObject saw; a server that
                 // ignores it still names the version it sent.
                 if let (Some(want), Some(got)) = (&pinned, out.e_tag()) {
                     if want != got {
-                        return Err(Done::Failed(format!(
+                        return Err(Done::Failed(Cause::Verification, format!(
                             "the object changed during its download (ETag {want}, now {got}); not put in place, run the restore again"
                         )));
                     }
@@ -899,13 +1065,14 @@ async fn fetch_ranges(
                 let mut at = offset;
                 while let Some(chunk) = body.try_next().await.map_err(|err| {
                     crate::health::transport_failure();
-                    Done::Failed(format!(
+                    Done::Failed(Cause::S3(S3Kind::NoAnswer), format!(
                         "GetObject {}: {err}",
                         display_bytes(key.as_bytes())
                     ))
                 })? {
+                    pace(&bandwidth, chunk.len()).await;
                     if at + chunk.len() as u64 > offset + len {
-                        return Err(Done::Failed(
+                        return Err(Done::Failed(Cause::S3(S3Kind::Service),
                             "GetObject gave more bytes than asked for".into(),
                         ));
                     }
@@ -918,7 +1085,7 @@ async fn fetch_ranges(
                     progress.add_bytes(chunk.len() as u64);
                 }
                 if at != offset + len {
-                    return Err(Done::Failed(format!(
+                    return Err(Done::Failed(Cause::S3(S3Kind::NoAnswer), format!(
                         "GetObject gave {} bytes of a {len}-byte range",
                         at - offset
                     )));
@@ -949,7 +1116,10 @@ async fn fetch_ranges(
             }
             Some(Err(j)) if j.is_cancelled() => {}
             Some(Err(j)) => {
-                first_error.get_or_insert(Done::Failed(format!("download task failed: {j}")));
+                first_error.get_or_insert(Done::Failed(
+                    Cause::Internal,
+                    format!("download task failed: {j}"),
+                ));
             }
         }
         if next >= count && tasks.is_empty() {
@@ -970,7 +1140,12 @@ async fn fetch_ranges(
             match hashed {
                 Ok(Ok(v)) => Some(v),
                 Ok(Err(err)) => return Err(io_failed("cannot read the temporary file back", err)),
-                Err(err) => return Err(Done::Failed(format!("hash task failed: {err}"))),
+                Err(err) => {
+                    return Err(Done::Failed(
+                        Cause::Internal,
+                        format!("hash task failed: {err}"),
+                    ))
+                }
             }
         }
         None => None,
@@ -1048,9 +1223,10 @@ async fn run_collecting(
     let url = BucketUrl::parse(raw).map_err(|e| failed(Cause::BadInput, e.to_string()))?;
     log::info!(target: FLOW, "Restoring {url} into {}{}.", display_path(&target), if opts.dry_run { " (dry run)" } else { "" });
     let started = Instant::now();
-    let (client, endpoint) = s3::client_with_endpoint()
+    let (client, endpoint, s3_settings) = s3::client_for_run()
         .await
         .map_err(|e| failed(Cause::Config, e))?;
+    let transfer = Transfer::resolve(opts, &s3_settings);
     // The same lock as a sync of the prefix: a sync running under it would delete or replace
     // objects this restore has listed (each a failed file here), so the two never overlap.
     let _lock = crate::lock::acquire(&crate::lock::Target::new(endpoint.as_deref(), &url))?;
@@ -1065,11 +1241,18 @@ async fn run_collecting(
     let root = open_target(&target, opts.dry_run)?;
     phases.durations.push(("prepare", started.elapsed()));
     let started = Instant::now();
-    let (c, failures, counts_result) =
-        restore_listing(&client, &url, &target, root, listing, opts, cancel).await;
+    let Restored {
+        counts: c,
+        failures,
+        cause: first_cause,
+        result,
+    } = restore_listing(
+        &client, &url, &target, root, listing, opts, &transfer, cancel,
+    )
+    .await;
     phases.durations.push(("restore", started.elapsed()));
     phases.restored = Some((c.clone(), failures));
-    counts_result?;
+    result?;
     if c.not_attempted > 0 {
         return Err(failed(
             Cause::S3(S3Kind::NoAnswer),
@@ -1082,27 +1265,56 @@ async fn run_collecting(
         ("restored", "")
     };
     log::info!(target: FLOW, "{dry}{} files {would} ({} bytes), {} already present and unchanged, {} folder markers skipped.", c.restored, c.restored_bytes, c.unchanged, c.directory_markers);
+    if !opts.dry_run {
+        log::info!(target: FLOW, "{} files found on disk as restored at the end, {} missing.", c.verified, c.missing);
+    }
     if c.size_only > 0 {
         log::warn!(target: FLOW, "{} files were checked by size only: their objects carry no whole-object checksum and no MD5 ETag.", c.size_only);
     }
     if c.problems() > 0 {
-        // Failed downloads or writes first; otherwise what was refused needs the admin's eye.
+        // Failed downloads or writes first (S3's cause when S3 refused or did not answer),
+        // then files gone from disk; otherwise what was refused needs the admin's eye.
         let cause = if c.failed > 0 {
+            first_cause.unwrap_or(Cause::LocalIo)
+        } else if c.missing > 0 {
             Cause::LocalIo
         } else {
             Cause::BadInput
         };
+        let first = match first_cause {
+            Some(cause) if c.failed > 0 => format!("; the first failure: {}", cause_words(cause)),
+            _ => String::new(),
+        };
         return Err(failed(cause, format!(
-            "{} objects under {url} were not restored ({} unsafe keys, {} archived, {} differing local files, {} failures).",
+            "{} objects under {url} were not restored ({} unsafe keys, {} archived, {} differing local files, {} failures, {} missing from disk at the end){first}.",
             c.problems(),
             c.refused,
             c.archived,
             c.conflicts,
-            c.failed
+            c.failed,
+            c.missing
         )));
     }
     log::info!(target: FLOW, "Completed restoring {url} into {}.", display_path(&target));
     Ok(())
+}
+
+/// What kind of failure a download or write was, for the run's last line: S3's refusal or
+/// silence is told apart from a local file that could not be written.
+fn cause_words(cause: Cause) -> &'static str {
+    match cause {
+        Cause::S3(S3Kind::AccessDenied) => "S3 denied access",
+        Cause::S3(S3Kind::NoAnswer) => "S3 did not answer",
+        Cause::S3(S3Kind::NoSuchBucket) => "S3 has no such bucket",
+        Cause::S3(S3Kind::Service) => "S3 answered with an error",
+        Cause::LocalIo => "a local file or directory could not be written",
+        Cause::Verification => "the downloaded content did not match the object",
+        Cause::Config => "the S3 configuration",
+        Cause::Interrupted => "interrupted",
+        Cause::BadInput => "bad input",
+        Cause::LockBusy => "another run holds the lock",
+        Cause::Internal => "an internal failure",
+    }
 }
 
 /// The one line a restore of a prefix without objects fails with: restoring nothing is never
@@ -1172,8 +1384,9 @@ async fn restore_listing(
     root: Option<Arc<OwnedFd>>,
     listing: Listing,
     opts: &Options,
+    transfer: &Transfer,
     cancel: &CancellationToken,
-) -> (RestoreCounts, Vec<(String, String)>, Result<(), RunError>) {
+) -> Restored {
     let mut c = RestoreCounts {
         objects: listing.len(),
         ..RestoreCounts::default()
@@ -1212,8 +1425,10 @@ async fn restore_listing(
         client: client.clone(),
         url: url.clone(),
         target: target.to_path_buf(),
-        limit: Arc::new(Semaphore::new(opts.concurrency().max(1))),
-        files: Arc::new(Semaphore::new(opts.concurrency().max(1))),
+        limit: Arc::new(Semaphore::new(transfer.concurrency.max(1))),
+        files: Arc::new(Semaphore::new(transfer.concurrency.max(1))),
+        multipart: transfer.multipart,
+        bandwidth: transfer.bandwidth.clone(),
         cancel: cancel.clone(),
         overwrite: opts.overwrite,
         dry_run: opts.dry_run,
@@ -1227,13 +1442,16 @@ async fn restore_listing(
         health: Health::new(),
     });
     let shown_progress = progress::Display::start("Restoring", ctx.progress.clone());
-    let mut dirs = root.map(|r| Dirs {
+    let mut dirs = root.clone().map(|r| Dirs {
         chain: vec![(String::new(), r)],
         create: !opts.dry_run,
     });
     let mut tasks: JoinSet<(usize, Done)> = JoinSet::new();
     let mut interrupted = false;
-    let mut record = |counts: &mut RestoreCounts, e: &Entry, done: Done| {
+    // What each entry left on disk (restored, or already there), for the check at the end.
+    let mut placed: Vec<Option<Placed>> = vec![None; entries.len()];
+    let mut first_cause: Option<Cause> = None;
+    let mut record = |counts: &mut RestoreCounts, idx: Option<usize>, e: &Entry, done: Done| {
         let name = ctx.shown_path(&e.rel);
         let mut fail = |kind: &str, why: String, counter: &mut usize| {
             log::error!(target: FLOW, "{kind} {name}: {why}");
@@ -1245,6 +1463,12 @@ async fn restore_listing(
                 ctx.health.answered();
                 counts.restored += 1;
                 counts.restored_bytes += bytes;
+                if let Some(i) = idx {
+                    placed[i] = Some(Placed::Restored {
+                        bytes,
+                        checksum: method.is_some(),
+                    });
+                }
                 match method {
                     Some(_) => counts.checksum_verified += 1,
                     None if !ctx.dry_run => {
@@ -1256,6 +1480,9 @@ async fn restore_listing(
             }
             Done::Unchanged => {
                 counts.unchanged += 1;
+                if let Some(i) = idx {
+                    placed[i] = Some(Placed::Unchanged);
+                }
                 ctx.progress.add_file();
                 ctx.progress.add_bytes(e.obj.size);
                 if ctx.dry_run {
@@ -1266,7 +1493,10 @@ async fn restore_listing(
             }
             Done::Conflict(why) => fail("Not restoring", why, &mut counts.conflicts),
             Done::Archived(why) => fail("Cannot restore", why, &mut counts.archived),
-            Done::Failed(why) => fail("Failed to restore", why, &mut counts.failed),
+            Done::Failed(cause, why) => {
+                first_cause.get_or_insert(cause);
+                fail("Failed to restore", why, &mut counts.failed)
+            }
             Done::Interrupted => {}
         }
     };
@@ -1275,7 +1505,7 @@ async fn restore_listing(
             None => None,
             Some(Ok(d)) => d,
             Some(Err(why)) => {
-                record(counts, e, Done::Failed(why));
+                record(counts, Some(idx), e, Done::Failed(Cause::LocalIo, why));
                 continue;
             }
         };
@@ -1305,7 +1535,7 @@ async fn restore_listing(
         }));
         while let Some(done) = tasks.try_join_next() {
             if let Ok((i, d)) = done {
-                record(counts, &entries[i], d);
+                record(counts, Some(i), &entries[i], d);
             }
         }
     }
@@ -1320,9 +1550,10 @@ async fn restore_listing(
             d = tasks.join_next() => d,
         };
         match done {
-            Some(Ok((i, d))) => record(counts, &entries[i], d),
+            Some(Ok((i, d))) => record(counts, Some(i), &entries[i], d),
             Some(Err(err)) => record(
                 counts,
+                None,
                 &Entry {
                     rel: "?".into(),
                     key: String::new(),
@@ -1332,7 +1563,7 @@ async fn restore_listing(
                         archived: None,
                     },
                 },
-                Done::Failed(format!("restore task failed: {err}")),
+                Done::Failed(Cause::Internal, format!("restore task failed: {err}")),
             ),
             None => break,
         }
@@ -1340,9 +1571,102 @@ async fn restore_listing(
     shown_progress.finish().await;
     if interrupted || cancel.is_cancelled() {
         log::error!(target: FLOW, "Interrupted after restoring {} files; temporary files were removed.", c.restored);
-        return (c, summary_failures, Err(RunError::Interrupted));
+        return Restored {
+            counts: c,
+            failures: summary_failures,
+            cause: first_cause,
+            result: Err(RunError::Interrupted),
+        };
     }
-    (c, summary_failures, Ok(()))
+    if let Some(root) = root.filter(|_| !opts.dry_run) {
+        let missing = on_disk(&root, &entries, &placed, &mut c, target);
+        summary_failures.extend(missing);
+    }
+    Restored {
+        counts: c,
+        failures: summary_failures,
+        cause: first_cause,
+        result: Ok(()),
+    }
+}
+
+/// What the restore phase did.
+struct Restored {
+    counts: RestoreCounts,
+    failures: Vec<(String, String)>,
+    /// The cause of the first failed download or write.
+    cause: Option<Cause>,
+    result: Result<(), RunError>,
+}
+
+/// What an entry left on disk.
+#[derive(Debug, Clone, Copy)]
+enum Placed {
+    Restored { bytes: u64, checksum: bool },
+    Unchanged,
+}
+
+/// The check that ends a restore: every file counted as restored or already present is looked
+/// at once more, through the directory descriptors and without following symlinks, and must
+/// be a regular file of its object's size. What is not (removed, replaced by something else
+/// meanwhile) is an ERROR, counted as missing and no longer as restored or present. Returns
+/// those files and why, for the summary.
+fn on_disk(
+    root: &Arc<OwnedFd>,
+    entries: &[Entry],
+    placed: &[Option<Placed>],
+    c: &mut RestoreCounts,
+    target: &Path,
+) -> Vec<(String, String)> {
+    let mut dirs = Dirs {
+        chain: vec![(String::new(), root.clone())],
+        create: false,
+    };
+    let mut missing = Vec::new();
+    for (e, p) in entries.iter().zip(placed) {
+        let Some(p) = p else { continue };
+        let name = e.rel.rsplit('/').next().unwrap_or(&e.rel);
+        let problem = match dirs.parent_of(&e.rel) {
+            Err(why) => Some(why),
+            Ok(None) => Some("its directory is no longer there".to_string()),
+            Ok(Some(dir)) => match stat_at(&dir, &cstring(name)) {
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                    Some("it is no longer there".to_string())
+                }
+                Err(err) => Some(format!("cannot look at it: {err}")),
+                Ok(st) if st.st_mode & libc::S_IFMT != libc::S_IFREG => {
+                    Some("something other than a regular file has its name now".to_string())
+                }
+                Ok(st) if st.st_size as u64 != e.obj.size => Some(format!(
+                    "it has {} bytes now, the object {}",
+                    st.st_size, e.obj.size
+                )),
+                Ok(_) => None,
+            },
+        };
+        let Some(why) = problem else {
+            c.verified += 1;
+            continue;
+        };
+        let shown = display_path(&target.join(&*e.rel));
+        let why = format!("not on disk at the end of the restore: {why}");
+        log::error!(target: FLOW, "Restored file {shown} is {why}");
+        c.missing += 1;
+        match *p {
+            Placed::Restored { bytes, checksum } => {
+                c.restored -= 1;
+                c.restored_bytes -= bytes;
+                if checksum {
+                    c.checksum_verified -= 1;
+                } else {
+                    c.size_only -= 1;
+                }
+            }
+            Placed::Unchanged => c.unchanged -= 1,
+        }
+        missing.push((shown, why));
+    }
+    missing
 }
 
 #[cfg(test)]
@@ -1389,6 +1713,71 @@ mod tests {
         Arc::new(std::fs::File::open(p).unwrap().into())
     }
 
+    fn temp_path(dir: &Path, final_name: &str) -> PathBuf {
+        dir.join(std::ffi::OsStr::from_bytes(&restore_temporary_name(
+            final_name,
+        )))
+    }
+
+    fn names_in(dir: &Path) -> Vec<std::ffi::OsString> {
+        let mut v: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The temporary name is never a name a key can give (the byte 0xFF is never in UTF-8),
+    /// fits a file name whatever the final name's length, and is the same for the same file.
+    #[test]
+    fn temporary_names_are_never_keys_and_always_fit() {
+        for n in ["f", ".f.cback3-tmp", &"n".repeat(255), "é"] {
+            let t = restore_temporary_name(n);
+            assert!(std::str::from_utf8(&t).is_err(), "{n}");
+            assert!(t.len() <= NAME_MAX);
+            assert!(crate::walk::is_restore_temporary(&t));
+            assert_eq!(t, restore_temporary_name(n));
+        }
+        assert_ne!(restore_temporary_name("a"), restore_temporary_name("b"));
+        assert!(!crate::walk::is_restore_temporary(b".f.cback3-tmp"));
+    }
+
+    /// An unnamed file is invisible until it is placed; it never replaces a file unless
+    /// asked, and a replace leaves no temporary name behind (also when a killed run left one).
+    #[test]
+    fn an_unnamed_file_is_invisible_until_placed() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = dir_fd(d.path());
+        let t = Temp::create(dir.clone(), "f").unwrap();
+        assert!(t.name.is_none(), "this file system has O_TMPFILE");
+        (&**t.file()).write_all(b"new").unwrap();
+        assert!(names_in(d.path()).is_empty());
+        t.place("f", false).unwrap();
+        assert_eq!(names_in(d.path()), ["f"]);
+
+        let t = Temp::create(dir.clone(), "f").unwrap();
+        (&**t.file()).write_all(b"newer").unwrap();
+        let err = t.place("f", false).err().unwrap();
+        assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(d.path().join("f")).unwrap(), b"new");
+        assert_eq!(names_in(d.path()), ["f"]);
+
+        // A killed run's temporary name of f (nobody holds it): taken over, then gone.
+        std::fs::write(temp_path(d.path(), "f"), b"stale").unwrap();
+        let t = Temp::create(dir.clone(), "f").unwrap();
+        (&**t.file()).write_all(b"newest").unwrap();
+        t.place("f", true).unwrap();
+        assert_eq!(std::fs::read(d.path().join("f")).unwrap(), b"newest");
+        assert_eq!(names_in(d.path()), ["f"]);
+
+        // Dropped before it is placed: nothing left.
+        let t = Temp::create(dir, "g").unwrap();
+        (&**t.file()).write_all(b"partial").unwrap();
+        drop(t);
+        assert_eq!(names_in(d.path()), ["f"]);
+    }
+
     /// Two restores writing one file: one takes the temporary name, the other fails and
     /// leaves that name alone, also when the second found the first's new file before the
     /// first could lock it (and took it for one left by a killed run).
@@ -1396,9 +1785,9 @@ mod tests {
     fn a_temporary_name_has_one_owner() {
         let d = tempfile::tempdir().unwrap();
         let dir = dir_fd(d.path());
-        let path = d.path().join(".f.cback3-tmp");
-        let a = Temp::create(dir.clone(), "f").unwrap();
-        let err = Temp::create(dir.clone(), "f").err().unwrap();
+        let path = temp_path(d.path(), "f");
+        let a = Temp::create_named(dir.clone(), "f").unwrap();
+        let err = Temp::create_named(dir.clone(), "f").err().unwrap();
         assert!(
             err.to_string().contains("another restore is writing"),
             "{err}"
@@ -1413,14 +1802,14 @@ mod tests {
             .create_new(true)
             .open(&path)
             .unwrap();
-        let a = Temp::create(dir.clone(), "f").unwrap();
-        let name = cstring(".f.cback3-tmp");
+        let a = Temp::create_named(dir.clone(), "f").unwrap();
+        let name = temp_name("f");
         assert!(
             !claim(&dir, &name, &b_file),
             "B must see the name is no longer its file"
         );
         (&**a.file()).write_all(b"whole").unwrap();
-        a.rename_to("f", false).unwrap();
+        a.place("f", false).unwrap();
         assert_eq!(std::fs::read(d.path().join("f")).unwrap(), b"whole");
     }
 
@@ -1429,7 +1818,7 @@ mod tests {
     fn something_else_at_a_temporary_name_is_replaced_unopened() {
         let d = tempfile::tempdir().unwrap();
         let dir = dir_fd(d.path());
-        let path = d.path().join(".f.cback3-tmp");
+        let path = temp_path(d.path(), "f");
         let c = CString::new(path.as_os_str().as_bytes()).unwrap();
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         // A writer blocked in open(2) until someone opens the FIFO for reading.
@@ -1453,7 +1842,7 @@ mod tests {
             );
             std::thread::yield_now();
         }
-        let t = Temp::create(dir, "f").unwrap();
+        let t = Temp::create_named(dir, "f").unwrap();
         drop(t);
         // Nothing opened it for reading, so the writer is still blocked (an open would have
         // let it through); the FIFO is gone from the name.

@@ -64,8 +64,8 @@ pub fn render(s: &Summary, status: ExitStatus, dry_run: bool, finished_unix: u64
     let error = s.error.as_deref().map_or("null".into(), string);
     let restore = s.restore.as_ref().map_or("null".into(), |r| {
         format!(
-            "{{\"objects\": {}, \"restored\": {}, \"restored_bytes\": {}, \"unchanged\": {}, \"checksum_verified\": {}, \"size_only\": {}, \"refused\": {}, \"archived\": {}, \"conflicts\": {}, \"failed\": {}, \"not_attempted\": {}, \"directory_markers\": {}}}",
-            r.objects, r.restored, r.restored_bytes, r.unchanged, r.checksum_verified, r.size_only, r.refused, r.archived, r.conflicts, r.failed, r.not_attempted, r.directory_markers
+            "{{\"objects\": {}, \"restored\": {}, \"restored_bytes\": {}, \"unchanged\": {}, \"checksum_verified\": {}, \"size_only\": {}, \"refused\": {}, \"archived\": {}, \"conflicts\": {}, \"failed\": {}, \"not_attempted\": {}, \"directory_markers\": {}, \"verified\": {}, \"missing\": {}}}",
+            r.objects, r.restored, r.restored_bytes, r.unchanged, r.checksum_verified, r.size_only, r.refused, r.archived, r.conflicts, r.failed, r.not_attempted, r.directory_markers, r.verified, r.missing
         )
     });
     format!(

@@ -181,7 +181,7 @@ fn max_bandwidth_limits_all_uploads_of_a_run_together() {
     let o = with_s3_block(&s, block).arg("-D").output().unwrap();
     assert!(
         diag_line(&o, "Max bandwidth")
-            .contains("1 KiB/s for all uploads together (s3 max_bandwidth of profile default)"),
+            .contains("1 KiB/s for all uploads (a restore: downloads) together (s3 max_bandwidth of profile default)"),
         "{}",
         show(&o)
     );
@@ -190,7 +190,7 @@ fn max_bandwidth_limits_all_uploads_of_a_run_together() {
         .output()
         .unwrap();
     assert!(diag_line(&o, "Max bandwidth")
-        .contains("2 MiB/s for all uploads together (--maxBandwidth)"));
+        .contains("2 MiB/s for all uploads (a restore: downloads) together (--maxBandwidth)"));
 
     let b = bucket("bandwidth");
     let u = format!("s3://{b}/p");

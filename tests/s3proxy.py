@@ -7,7 +7,7 @@ It adds what the kernel cannot here (no ``tc netem``):
   like a long link (bandwidth is not limited, order is kept);
 * **faults**, per HTTP request, for a chosen share of requests: ``reset`` (close the
   connection mid-request), ``400`` (MalformedXML), ``stall`` (hold the request without answering for
-  ``--stall-s`` seconds, then close), ``500`` (InternalError), ``503`` (SlowDown) and
+  ``--stall-s`` seconds, then close), ``403`` (AccessDenied), ``500`` (InternalError), ``503`` (SlowDown) and
   ``drop`` (pass the request to the server, then close the connection instead of relaying
   the answer: the server did the work but the client never hears of it) and ``hold`` (the same,
   but the connection stays silent for ``stall_s`` seconds before it is closed).
@@ -38,7 +38,9 @@ answer is counted as ``checksum_rejections`` / ``header_rejections`` in the stat
 Usage: ``s3proxy.py --listen PORT --upstream PORT [--delay-ms N] [--fault-rate F]
 [--faults reset,stall,500,503] [--seed N] [--control FILE] [--ready-file FILE]``.
 It prints ``listening on PORT`` when ready and counts what it did into ``--stats FILE`` (JSON)
-on exit (SIGTERM or SIGINT), and after every injected fault.
+on exit (SIGTERM or SIGINT), and after every injected fault. With a control file it also counts
+the most requests of each HTTP method in flight at once (passed on to the server and not yet
+answered in full): ``max_in_flight_GET``, ``max_in_flight_PUT``...
 """
 
 from __future__ import annotations
@@ -60,6 +62,8 @@ ERRORS = {
     "503": (503, "Slow Down", "SlowDown", "Please reduce your request rate."),
     # A request the server refuses as a whole (what a strict XML parser says of a bad body).
     "400": (400, "Bad Request", "MalformedXML", "The XML you provided was not well-formed."),
+    # What S3 answers a request of an identity without the permission.
+    "403": (403, "Forbidden", "AccessDenied", "Access Denied"),
 }
 
 
@@ -167,6 +171,18 @@ class Proxy:
         self.rng = random.Random(seed)
         self.stats: Counter[str] = Counter()
         self.stats_path = stats_path
+        self.in_flight: Counter[str] = Counter()
+
+    def enter(self, method: str) -> None:
+        """One more request of this method passed on and not yet answered in full."""
+        self.in_flight[method] += 1
+        key = f"max_in_flight_{method}"
+        if self.in_flight[method] > self.stats[key]:
+            self.stats[key] = self.in_flight[method]
+            self.write_stats()
+
+    def leave(self, method: str) -> None:
+        self.in_flight[method] -= 1
 
     def count_fault(self, kind: str) -> None:
         self.stats[kind] += 1
@@ -237,6 +253,7 @@ class Proxy:
         except OSError:
             cwriter.close()
             return
+        passed_on: str | None = None
         try:
             while True:
                 head = await self.read_head(creader)
@@ -302,6 +319,8 @@ class Proxy:
                     cwriter.close()
                     return
                 await asyncio.sleep(self.s.delay)
+                self.enter(method)
+                passed_on = method
                 uwriter.write(head)
                 remaining = length
                 if chunked:
@@ -331,13 +350,18 @@ class Proxy:
                     self.count_fault("corrupt")
                 if fault == "stall_body":
                     self.count_fault("stall_body")
-                if not await self.relay_response(
+                keep_open = await self.relay_response(
                     ureader, cwriter, head, corrupt=fault == "corrupt", stall_body=fault == "stall_body"
-                ):
+                )
+                self.leave(method)
+                passed_on = None
+                if not keep_open:
                     return
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             return
         finally:
+            if passed_on:
+                self.leave(passed_on)
             for w in (uwriter, cwriter):
                 with contextlib.suppress(Exception):
                     w.close()
@@ -460,7 +484,7 @@ def main(argv: list[str]) -> int:
     p.add_argument(
         "--faults",
         default="reset,500,503",
-        help="any of reset,stall,400,500,503,drop,hold,corrupt,stall_body",
+        help="any of reset,stall,400,403,500,503,drop,hold,corrupt,stall_body",
     )
     p.add_argument("--stall-s", type=float, default=30.0)
     p.add_argument("--seed", type=int, default=1)

@@ -464,7 +464,7 @@ pub static SWITCHES: &[Switch] = &[
         short: None,
         value_name: Some("RATE"),
         original: false,
-        help: "Upload at most RATE for the whole run: bytes per second,\nor as 10MB/s, 500KB/s, 8Mb/s (K, M, G = powers of 1024)\n(default: the profile's s3 max_bandwidth, else no limit)",
+        help: "Upload (with --restore: download) at most RATE for the\nwhole run: bytes per second, or as 10MB/s, 500KB/s,\n8Mb/s (K, M, G = powers of 1024)\n(default: the profile's s3 max_bandwidth, else no limit)",
         field: field!("maxBandwidth", Rate, max_bandwidth),
         parse: |v| {
             let text = utf8("maxBandwidth value", v)?;

@@ -518,11 +518,11 @@ pub async fn effective_configuration(
         "max bandwidth",
         match (max_bandwidth, s3.max_bandwidth) {
             (Some(r), _) => format!(
-                "{} for all uploads together (--maxBandwidth)",
+                "{} for all uploads (a restore: downloads) together (--maxBandwidth)",
                 crate::s3::settings::show_rate(r)
             ),
             (None, Some(r)) => format!(
-                "{} for all uploads together ({})",
+                "{} for all uploads (a restore: downloads) together ({})",
                 crate::s3::settings::show_rate(r),
                 from_profile(true, "max_bandwidth")
             ),

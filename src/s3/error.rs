@@ -138,7 +138,13 @@ where
 fn is_transport<E, R>(err: &SdkError<E, R>) -> bool {
     match err {
         SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
-        SdkError::DispatchFailure(d) => d.is_io() || d.is_timeout(),
+        // A connection closed before the whole answer came (hyper's IncompleteMessage) is
+        // an unclassified error of the transient kind: no answer too.
+        SdkError::DispatchFailure(d) => {
+            d.is_io()
+                || d.is_timeout()
+                || d.as_other() == Some(aws_smithy_types::retry::ErrorKind::TransientError)
+        }
         _ => false,
     }
 }

@@ -133,7 +133,10 @@ pub const NOT_USED: &[(&str, &str)] = &[
     ("should_stream", "CRT transfer client only"),
     ("disk_throughput", "CRT transfer client only"),
     ("direct_io", "CRT transfer client only"),
-    ("io_chunksize", "downloads only"),
+    (
+        "io_chunksize",
+        "the restore writes each piece of a download as it arrives; no queue of chunks",
+    ),
     ("signature_version", "requests are always signed with SigV4"),
     (
         "us_east_1_regional_endpoint",
@@ -276,6 +279,16 @@ impl Multipart {
                 super::limits::MAX_PART_SIZE,
             ),
         }
+    }
+}
+
+/// The run's bandwidth limit and where it comes from: `--maxBandwidth`, else the profile's
+/// `max_bandwidth`. The sync paces its uploads with it, the restore its downloads.
+pub fn rate_limit(s3: &ProfileS3, switch: Option<u64>) -> Option<(u64, String)> {
+    match (switch, s3.max_bandwidth) {
+        (Some(r), _) => Some((r, "--maxBandwidth".to_string())),
+        (None, Some(r)) => Some((r, format!("s3 max_bandwidth of profile {}", s3.profile))),
+        (None, None) => None,
     }
 }
 
