@@ -23,6 +23,7 @@ pub mod health;
 pub mod lock;
 pub mod logging;
 pub mod manpage;
+pub mod mtime_cache;
 pub mod options;
 pub mod phases;
 pub mod plan;

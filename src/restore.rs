@@ -1330,6 +1330,7 @@ async fn restore_listing(
                         size: 0,
                         last_modified_ns: 0,
                         archived: None,
+                        etag: 0,
                     },
                 },
                 Done::Failed(format!("restore task failed: {err}")),

@@ -311,19 +311,21 @@ fn a_config_file_that_does_not_parse_fails_the_run_with_one_line() {
         );
         let stdout = String::from_utf8_lossy(&o.stdout);
         assert_eq!(
-            stdout.lines().filter(|l| l.contains("Unable to parse")).count(),
+            stdout
+                .lines()
+                .filter(|l| l.contains("Unable to parse"))
+                .count(),
             1,
             "{}",
             show(&o)
         );
-        assert!(objects(&b).is_empty(), "{var} {text:?}: nothing is uploaded");
+        assert!(
+            objects(&b).is_empty(),
+            "{var} {text:?}: nothing is uploaded"
+        );
         let o = command(&s).env(var, &file).arg("-D").output().unwrap();
         assert_eq!(code(&o), 0, "{}", show(&o));
-        assert!(
-            diag_line(&o, "AWS files").contains(&want),
-            "{}",
-            show(&o)
-        );
+        assert!(diag_line(&o, "AWS files").contains(&want), "{}", show(&o));
         std::fs::write(s.log(), b"").unwrap();
     }
     // The same file, once it parses, is used.
@@ -430,7 +432,10 @@ fn expired_credentials_from_credential_process_are_not_used() {
         format!("[default]\ncredential_process = {}\n", script.display()),
     )
     .unwrap();
-    for (expiration, ok) in [("2001-02-03T04:05:06Z", false), ("2999-01-01T00:00:00Z", true)] {
+    for (expiration, ok) in [
+        ("2001-02-03T04:05:06Z", false),
+        ("2999-01-01T00:00:00Z", true),
+    ] {
         std::fs::write(
             &script,
             format!(

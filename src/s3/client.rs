@@ -237,18 +237,20 @@ fn path_style(s3: &ProfileS3, endpoint: Option<&str>) -> bool {
 struct Unexpired(aws_credential_types::provider::SharedCredentialsProvider);
 
 impl aws_credential_types::provider::ProvideCredentials for Unexpired {
-    fn provide_credentials<'a>(&'a self) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
     where
         Self: 'a,
     {
         aws_credential_types::provider::future::ProvideCredentials::new(async move {
             let creds = self.0.provide_credentials().await?;
             match creds.expiry() {
-                Some(at) if at <= std::time::SystemTime::now() => {
-                    Err(aws_credential_types::provider::error::CredentialsError::invalid_configuration(
+                Some(at) if at <= std::time::SystemTime::now() => Err(
+                    aws_credential_types::provider::error::CredentialsError::invalid_configuration(
                         expired_message(&creds, at),
-                    ))
-                }
+                    ),
+                ),
                 _ => Ok(creds),
             }
         })
@@ -281,9 +283,9 @@ fn refuse_expired_credentials(sdk: aws_types::SdkConfig) -> aws_types::SdkConfig
     match sdk.credentials_provider() {
         Some(p) => sdk
             .to_builder()
-            .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(
-                Unexpired(p),
-            ))
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(Unexpired(p)),
+            )
             .build(),
         None => sdk,
     }

@@ -80,11 +80,9 @@ pub async fn check() -> Result<Warnings, String> {
                 e.utf8_error().valid_up_to()
             )
         })?;
-        parse_error(kind, text)
-            .await
-            .map_or(Ok(()), |why| {
-                Err(format!("Unable to parse config file: {shown} ({why})"))
-            })?;
+        parse_error(kind, text).await.map_or(Ok(()), |why| {
+            Err(format!("Unable to parse config file: {shown} ({why})"))
+        })?;
     }
     Ok(warnings)
 }
@@ -115,11 +113,20 @@ mod tests {
     #[tokio::test]
     async fn the_sdks_parse_errors_name_the_line() {
         let cases = [
-            ("[profile x\nregion = a\n", Some("line 1: Profile definition must end with ']'")),
-            ("region = a\n", Some("line 1: Expected a profile definition")),
+            (
+                "[profile x\nregion = a\n",
+                Some("line 1: Profile definition must end with ']'"),
+            ),
+            (
+                "region = a\n",
+                Some("line 1: Expected a profile definition"),
+            ),
             ("[default]\ns3 =\n  not a setting\n", Some("line 3:")),
             ("[default]\nregion\n", Some("line 2:")),
-            ("[default]\nregion = a\ns3 =\n  max_bandwidth = 1MB/s\n", None),
+            (
+                "[default]\nregion = a\ns3 =\n  max_bandwidth = 1MB/s\n",
+                None,
+            ),
             ("# only a comment\n", None),
         ];
         for (text, want) in cases {

@@ -281,7 +281,13 @@ def test_cli_failures_are_6(s3: Any, tmp_path: Path, logfile: Path, monkeypatch:
 
 
 def test_cli_malformed_aws_config_is_6_with_one_line(
-    s3: Any, s3_client: Any, bucket: str, tree: Path, tmp_path: Path, logfile: Path, monkeypatch: pytest.MonkeyPatch
+    s3: Any,
+    s3_client: Any,
+    bucket: str,
+    tree: Path,
+    tmp_path: Path,
+    logfile: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     config = tmp_path / "aws-config"
     config.write_text("[default]\nregion = us-east-1\n[profile backup\n")
