@@ -296,17 +296,18 @@ fn a_config_file_that_does_not_parse_fails_the_run_with_one_line() {
     ];
     for (var, text, why) in cases {
         std::fs::write(&file, text).unwrap();
+        let shown = String::from_utf8_lossy(text);
         let want = format!("Unable to parse config file: {} ({why}", file.display());
         let o = command(&s)
             .env(var, &file)
             .args(sync_args(&[], &s, &u))
             .output()
             .unwrap();
-        assert_eq!(code(&o), 6, "{var} {text:?}: {}", show(&o));
+        assert_eq!(code(&o), 6, "{var} {shown:?}: {}", show(&o));
         let errors = error_lines(&s);
         assert!(
             errors.last().is_some_and(|l| l.contains(&want)),
-            "{var} {text:?}: want {want}\n{}",
+            "{var} {shown:?}: want {want}\n{}",
             s.logtext()
         );
         let stdout = String::from_utf8_lossy(&o.stdout);
@@ -321,7 +322,7 @@ fn a_config_file_that_does_not_parse_fails_the_run_with_one_line() {
         );
         assert!(
             objects(&b).is_empty(),
-            "{var} {text:?}: nothing is uploaded"
+            "{var} {shown:?}: nothing is uploaded"
         );
         let o = command(&s).env(var, &file).arg("-D").output().unwrap();
         assert_eq!(code(&o), 0, "{}", show(&o));
