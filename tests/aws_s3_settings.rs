@@ -374,6 +374,26 @@ fn a_config_file_that_cannot_be_read_is_one_warning_and_the_run_goes_on() {
         );
     }
     assert_eq!(objects(&b).len(), 1);
+    // A file the variable names that does not exist (a typo in a crontab).
+    let missing = s.dir.path().join("no-such-config");
+    std::fs::write(s.log(), b"").unwrap();
+    let o = command(&s)
+        .env("AWS_CONFIG_FILE", &missing)
+        .args(sync_args(&[], &s, &u))
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    let log = s.logtext();
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains("WARNING")).collect();
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert!(
+        warnings[0].contains(&format!(
+            "The AWS config file {} named by AWS_CONFIG_FILE does not exist",
+            missing.display()
+        )),
+        "{}",
+        warnings[0]
+    );
 
     // A file the running user cannot read (root reads everything: run as nobody; `-v`
     // takes no lock, so nobody needs no directory of its own).

@@ -5,8 +5,9 @@
 //! parse, or is not UTF-8 text, counts as empty, and so does one it cannot read. A run would
 //! then go on with defaults nobody chose (another region, no `s3` settings, other
 //! credentials). As the AWS CLI does, a file that does not parse fails the run ("Unable to
-//! parse config file: PATH"); one that cannot be read (a directory, no permission) is one
-//! WARNING naming it, and the run goes on without it (the AWS CLI goes on silently).
+//! parse config file: PATH"); one that cannot be read (a directory, no permission), or that
+//! `AWS_CONFIG_FILE` / `AWS_SHARED_CREDENTIALS_FILE` names but does not exist, is one WARNING
+//! naming it, and the run goes on without it (the AWS CLI goes on silently).
 
 // aws-config names these through deprecated aliases of aws-runtime's types; aws-runtime is
 // not a direct dependency, and the aliases are the same types.
@@ -21,8 +22,9 @@ use super::error::one_line;
 /// parse is the `Err` of [`check`].
 pub type Warnings = Vec<String>;
 
-/// The two files, as the SDK finds them: the variable if set, else the file under `~/.aws`.
-fn files() -> [(ProfileFileKind, &'static str, std::path::PathBuf); 2] {
+/// The two files, as the SDK finds them: the variable if set, else the file under `~/.aws`;
+/// and whether the variable named it.
+fn files() -> [(ProfileFileKind, &'static str, std::path::PathBuf, bool); 2] {
     let path = |var: &str, default: &str| {
         let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
         match std::env::var(var) {
@@ -38,11 +40,13 @@ fn files() -> [(ProfileFileKind, &'static str, std::path::PathBuf); 2] {
             ProfileFileKind::Config,
             "AWS_CONFIG_FILE",
             path("AWS_CONFIG_FILE", "config"),
+            std::env::var_os("AWS_CONFIG_FILE").is_some(),
         ),
         (
             ProfileFileKind::Credentials,
             "AWS_SHARED_CREDENTIALS_FILE",
             path("AWS_SHARED_CREDENTIALS_FILE", "credentials"),
+            std::env::var_os("AWS_SHARED_CREDENTIALS_FILE").is_some(),
         ),
     ]
 }
@@ -51,7 +55,7 @@ fn files() -> [(ProfileFileKind, &'static str, std::path::PathBuf); 2] {
 /// not go on); `Ok`: one warning per file that exists but cannot be read.
 pub async fn check() -> Result<Warnings, String> {
     let mut warnings = Vec::new();
-    for (kind, var, path) in files() {
+    for (kind, var, path, named) in files() {
         let what = match kind {
             ProfileFileKind::Config => "AWS config file",
             _ => "AWS credentials file",
@@ -59,8 +63,16 @@ pub async fn check() -> Result<Warnings, String> {
         let shown = path.display();
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
-            // No file is no settings, as for the AWS CLI.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            // No file is no settings, as for the AWS CLI; but a file the variable names is
+            // meant to be there (a typo in a crontab would otherwise go unseen).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if named && !path.as_os_str().is_empty() {
+                    warnings.push(format!(
+                        "The {what} {shown} named by {var} does not exist: no setting is read from it."
+                    ));
+                }
+                continue;
+            }
             Err(_) if path.is_dir() => {
                 warnings.push(format!(
                     "The {what} {shown} (see {var}) is a directory: no setting is read from it."
