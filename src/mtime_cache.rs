@@ -157,11 +157,12 @@ impl MtimeCache {
         );
     }
 
-    /// Writes this run's answers (a temporary file renamed over the old one). A failure is
-    /// a DEBUG line: the next run asks the objects again.
+    /// Writes this run's answers (a temporary file renamed over the old one), unless they are
+    /// the ones read. A failure is a DEBUG line: the next run asks the objects again.
     pub fn save(&self) {
         let Some(path) = &self.path else { return };
-        if self.used.is_empty() && self.known.is_empty() {
+        // Nothing learnt and nothing dropped: the file stays as it is (no write each night).
+        if self.used == self.known {
             return;
         }
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));

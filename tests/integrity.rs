@@ -321,25 +321,34 @@ fn files_written_in_the_second_of_their_upload_are_not_uploaded_again() {
     let s = Scratch::new();
     let bucket = bucket("integ-second");
     let proxy = Proxy::start(3);
-    at_the_start_of_a_second();
-    for i in 0..100 {
-        std::fs::write(s.src().join(format!("f{i:03}")), format!("file {i}")).unwrap();
-    }
-    let (first, _, puts) = counted_run(&s, &proxy, &bucket);
-    assert_eq!(code(&first), 0, "{}", show(&first));
-    assert_eq!(last_uploaded(&s), 100);
-    assert_eq!(puts, 100);
-    let objs = objects(&bucket);
+    // Written at the start of a second and uploaded at once, most files share their second
+    // with their object's LastModified. A machine too busy to upload any of them within that
+    // second writes them again (a new mtime each) and uploads them again.
     let mut same_second = 0;
-    for i in 0..100 {
-        let rel = format!("f{i:03}");
-        let key = format!("p/{rel}");
-        let m = mtime_ns(&s.src().join(&rel));
-        assert_eq!(metadata_mtime_ns(&bucket, &key), Some(m), "{key}");
-        let lm = objs[&key].last_modified;
-        let lm_ns = lm.0 * 1_000_000_000 + i64::from(lm.1);
-        if m > lm_ns {
-            same_second += 1;
+    for _ in 0..5 {
+        at_the_start_of_a_second();
+        for i in 0..100 {
+            std::fs::write(s.src().join(format!("f{i:03}")), format!("file {i}")).unwrap();
+        }
+        let (first, _, puts) = counted_run(&s, &proxy, &bucket);
+        assert_eq!(code(&first), 0, "{}", show(&first));
+        assert_eq!(last_uploaded(&s), 100);
+        assert_eq!(puts, 100);
+        let objs = objects(&bucket);
+        same_second = 0;
+        for i in 0..100 {
+            let rel = format!("f{i:03}");
+            let key = format!("p/{rel}");
+            let m = mtime_ns(&s.src().join(&rel));
+            assert_eq!(metadata_mtime_ns(&bucket, &key), Some(m), "{key}");
+            let lm = objs[&key].last_modified;
+            let lm_ns = lm.0 * 1_000_000_000 + i64::from(lm.1);
+            if m > lm_ns {
+                same_second += 1;
+            }
+        }
+        if same_second > 0 {
+            break;
         }
     }
     // The listing alone would call these files newer than their objects.
@@ -671,10 +680,11 @@ fn the_runs_lock_directory_in_the_source_never_fails_the_run() {
         let out = sync(extra);
         assert_eq!(code(&out), 0, "{extra:?}: {}\n{}", show(&out), s.logtext());
     }
-    // The lock files (the prefix's and the bucket root's) were walked and copied.
+    // The lock files (the prefix's and the bucket root's) were walked and copied (and the
+    // run's cache of mtime metadata, an ordinary file of that directory, too).
     let lock_objects = objects(&bucket)
         .keys()
-        .filter(|k| k.starts_with("p/var/locks/"))
+        .filter(|k| k.starts_with("p/var/locks/") && k.ends_with(".lock"))
         .count();
     assert_eq!(lock_objects, 2, "{:?}", objects(&bucket).keys());
     assert!(s.logtext().contains("is this run's own file"));
