@@ -167,11 +167,13 @@ impl MtimeCache {
         }
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         let written = (|| -> std::io::Result<()> {
+            use std::os::unix::fs::OpenOptionsExt;
             let mut f = std::io::BufWriter::new(
                 std::fs::OpenOptions::new()
                     .write(true)
                     .create(true)
                     .truncate(true)
+                    .mode(0o600)
                     .open(&tmp)?,
             );
             f.write_all(format(&self.used).as_bytes())?;
