@@ -343,7 +343,17 @@ async fn synchronize_into(
         }
     }
     let mut plan = plan::plan(&tree.files, &summary.listing, job.mode);
-    resolve_ambiguous(client, job, tree, &mut plan, cancel).await?;
+    let mut answers = crate::mtime_cache::MtimeCache::load(&lock.target);
+    resolve_ambiguous(
+        client,
+        job,
+        tree,
+        &summary.listing,
+        &mut answers,
+        &mut plan,
+        cancel,
+    )
+    .await?;
     summary.unchanged = plan.unchanged;
     summary.planned_uploads = plan.uploads.len();
     summary.planned_upload_bytes = plan.uploads.iter().map(|&(i, _)| tree.files[i].size).sum();
@@ -383,6 +393,9 @@ async fn synchronize_into(
         summary.failures.extend(up.failed_lines());
         summary.changed = up.uploaded > 0 || up.failed() > 0;
         summary.versions = std::mem::take(&mut up.versions);
+        for (stored, etag) in &up.recent {
+            answers.uploaded(stored, *etag);
+        }
         if up.interrupted {
             log::error!(target: FLOW, "Interrupted after {} uploads; nothing was deleted.", up.uploaded);
             return Err(RunError::Interrupted);
@@ -448,17 +461,20 @@ async fn synchronize_into(
     if !aliased.is_empty() {
         return Err(failed(Cause::Verification, format!("{} objects were not deleted: the server stores some uploaded keys under another name (as a backslash made a slash); rename those files.", aliased.len())));
     }
+    answers.save();
     Ok(())
 }
 
-/// Settles the plan's ambiguous files (same size, mtime newer than LastModified by less than
-/// its one-second resolution) by their objects' `mtime` metadata: one HeadObject each, at
-/// most `concurrency` at a time. An object without it (or that cannot be asked) is uploaded,
-/// as the listing rule alone would do.
+/// Settles the plan's ambiguous files (same size, mtime newer than LastModified) by their
+/// objects' `mtime` metadata: from `cache` when it knows the object as listed, otherwise one
+/// HeadObject each (at most `concurrency` at a time), whose answer the cache learns. An
+/// object without it (or that cannot be asked) is uploaded, as the listing rule alone would do.
 async fn resolve_ambiguous(
     client: &Client,
     job: &Job,
     tree: &SourceTree,
+    listing: &Listing,
+    cache: &mut crate::mtime_cache::MtimeCache,
     plan: &mut plan::Plan,
     cancel: &CancellationToken,
 ) -> Result<(), RunError> {
@@ -469,7 +485,14 @@ async fn resolve_ambiguous(
     let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(job.concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     let mut answers = Vec::with_capacity(ambiguous.len());
+    let mut asked = Vec::new();
     for &idx in &ambiguous {
+        let rel = &tree.files[idx].rel;
+        if let Some(known) = listing.get(rel).and_then(|r| cache.lookup(rel, r)) {
+            answers.push((idx, Ok(Some(known.into()))));
+            continue;
+        }
+        asked.push(idx);
         let permit = tokio::select! {
             _ = cancel.cancelled() => return Err(RunError::Interrupted),
             p = limit.clone().acquire_owned() => p.expect("semaphore closed"),
@@ -503,10 +526,14 @@ async fn resolve_ambiguous(
     }
     let mut same = 0;
     for (idx, answer) in answers {
-        let meta = answer.unwrap_or_else(|e| {
+        let meta: Option<String> = answer.unwrap_or_else(|e| {
             log::debug!(target: OUTPUT, "{e} (taken as no mtime metadata)");
             None
         });
+        let rel = &tree.files[idx].rel;
+        if let (Some(m), Some(remote)) = (&meta, listing.get(rel)) {
+            cache.learn(rel, remote, m);
+        }
         match plan::resolve_ambiguous(&tree.files[idx], meta.as_deref()) {
             Some(reason) => plan.uploads.push((idx, reason)),
             None => {
@@ -516,7 +543,7 @@ async fn resolve_ambiguous(
         }
     }
     plan.uploads.sort_by_key(|&(i, _)| i);
-    log::debug!(target: OUTPUT, "HeadObject for the mtime metadata of {} objects changed less than a second before their upload: {same} unchanged.", ambiguous.len());
+    log::debug!(target: OUTPUT, "mtime metadata of {} objects whose files are newer than their LastModified ({} known from earlier runs, {} asked with HeadObject): {same} unchanged.", ambiguous.len(), ambiguous.len() - asked.len(), asked.len());
     Ok(())
 }
 
@@ -776,6 +803,7 @@ async fn repair_content(
                     size,
                     last_modified_ns: 0,
                     archived: None,
+                    etag: 0,
                 },
             )
         })

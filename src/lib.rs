@@ -3,7 +3,8 @@
 //! A run flows through these modules, in order:
 //!
 //! argv ([`options`]) → logging ([`logging`]) → source walk and filename check ([`walk`]) →
-//! bucket listing ([`s3::listing`]) → plan ([`plan`], pure) → uploads, then deletes ([`transfer`]) →
+//! bucket listing ([`s3::listing`]) → plan ([`plan`], pure; the recorded mtimes it needs come
+//! from [`mtime_cache`] or a HeadObject) → uploads, then deletes ([`transfer`]) →
 //! verification ([`verify`]) → exit status ([`report`]). Every S3 request goes through [`s3`]
 //! (client, listing, uploads, deletes, errors); `--restore` is [`restore`].
 //!
@@ -23,6 +24,7 @@ pub mod health;
 pub mod lock;
 pub mod logging;
 pub mod manpage;
+pub mod mtime_cache;
 pub mod options;
 pub mod phases;
 pub mod plan;

@@ -6,10 +6,15 @@
 //! hash map, never by merging two sorted listings (a sort-order mismatch has made
 //! `aws s3 sync` upload and delete the same file in one run).
 //!
-//! LastModified has whole seconds, mtimes have nanoseconds: a same-size file whose mtime is
-//! newer than LastModified by less than a second may or may not have changed after its
-//! upload. Those files are *ambiguous*; the sync asks their objects for the `mtime` metadata
-//! that every upload writes (rclone's format) and [`resolve_ambiguous`] decides.
+//! A same-size file whose mtime is newer than LastModified is *ambiguous*: LastModified has
+//! whole seconds and mtimes nanoseconds (a file stamped within the second of its upload), and
+//! a file dated in the future (a wrong clock, an archive's dates) is newer than any upload.
+//! Such a file may or may not have changed after its upload; the object's `mtime` metadata,
+//! which every upload writes (rclone's format), decides ([`resolve_ambiguous`]): the same
+//! mtime is unchanged, another is an upload, none (objects of the original tool and other
+//! tools) is the rule above, an upload. The sync reads that metadata from its cache of
+//! earlier answers when the listing shows the same object (size, LastModified, ETag), and
+//! asks the object (HeadObject) otherwise (see [`crate::mtime_cache`]).
 
 use std::collections::HashMap;
 
@@ -24,6 +29,18 @@ pub struct RemoteObject {
     /// The storage class when it is an archive one (`GLACIER`, `DEEP_ARCHIVE`), whose objects
     /// cannot be read before an S3 restore request; `None` for every readable class.
     pub archived: Option<&'static str>,
+    /// [`etag_hash`] of the object's ETag (0: none listed): enough to tell that an object is
+    /// the one a cached answer is about, in 8 bytes.
+    pub etag: u64,
+}
+
+/// A 64-bit FNV-1a hash of an ETag, quotes removed (listings and upload answers quote it).
+pub fn etag_hash(etag: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in etag.trim_matches('"').bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }
 
 /// The listing of a prefix, keyed by the path relative to the prefix.
@@ -48,7 +65,7 @@ pub enum UploadReason {
         remote: u64,
     },
     Newer,
-    /// Ambiguous by the rule above, and the object's `mtime` metadata is another mtime.
+    /// Ambiguous (see the module docs), and the object's `mtime` metadata is another mtime.
     MtimeMetadataDiffers,
     /// `--verifyContent` found the object's content different (a repair).
     ContentDiffers,
@@ -89,11 +106,11 @@ impl Plan {
 
 const NS: i64 = 1_000_000_000;
 
-/// Same size, and the file's mtime is newer than LastModified by less than LastModified's
-/// resolution (one second): the listing cannot tell whether it changed after the upload.
+/// Same size, and the file's mtime is newer than LastModified (by less than its one-second
+/// resolution, or dated after the upload): the listing cannot tell whether it changed after
+/// the upload; the object's `mtime` metadata can.
 pub fn is_ambiguous(local: &LocalFile, remote: &RemoteObject) -> bool {
-    let newer_by = local.mtime_ns.saturating_sub(remote.last_modified_ns);
-    local.size == remote.size && newer_by > 0 && newer_by < NS
+    local.size == remote.size && local.mtime_ns > remote.last_modified_ns
 }
 
 /// The decision for an ambiguous file from its object's `mtime` metadata: the same mtime
@@ -273,6 +290,7 @@ mod tests {
                         size: *size,
                         last_modified_ns: t * S,
                         archived: None,
+                        etag: 0,
                     },
                 )
             })
@@ -289,6 +307,7 @@ mod tests {
             size: 10,
             last_modified_ns: 100 * S,
             archived: None,
+            etag: 0,
         };
         let cases = [
             (f("a", 10, 50), Some(remote), None),
@@ -313,56 +332,116 @@ mod tests {
         assert_eq!(upload_reason(&g, Some(&remote)), Some(UploadReason::Newer));
     }
 
+    /// The whole decision for one file whose object has the same key: the listing, then the
+    /// `mtime` metadata where the listing cannot tell.
+    fn decide(
+        local: &LocalFile,
+        remote: &RemoteObject,
+        metadata: Option<&str>,
+    ) -> Option<UploadReason> {
+        let files = [local.clone()];
+        let l: Listing = [(local.rel.clone(), *remote)].into_iter().collect();
+        let p = plan(&files, &l, Mode::Full);
+        match (p.ambiguous.as_slice(), p.uploads.as_slice()) {
+            ([0], []) => resolve_ambiguous(local, metadata),
+            ([], [(0, reason)]) => Some(*reason),
+            ([], []) => {
+                assert_eq!(p.unchanged, 1);
+                None
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
-    fn same_second_changes_are_ambiguous_and_resolved_by_metadata() {
+    fn files_newer_than_their_object_are_settled_by_the_recorded_mtime() {
+        const Y2100: i64 = 4_102_444_800;
+        let uploaded = 100 * S; // LastModified: whole seconds
         let remote = RemoteObject {
             size: 10,
-            last_modified_ns: 100 * S,
+            last_modified_ns: uploaded,
             archived: None,
+            etag: 1,
         };
         let at = |ns: i64| LocalFile {
             rel: "a".into(),
             size: 10,
             mtime_ns: ns,
         };
-        // (file mtime, ambiguous?)
-        let cases = [
-            (100 * S - 1, false),
-            (100 * S, false),
-            (100 * S + 1, true),
-            (100 * S + 999_999_999, true),
-            (101 * S, false),
-            (105 * S, false),
+        let day = 86_400 * S;
+        // (file mtime, recorded mtime metadata, decision)
+        let cases: [(i64, Option<&str>, Option<UploadReason>); 19] = [
+            // Not newer than LastModified: unchanged, whatever is recorded (no HeadObject).
+            (100 * S - 1, None, None),
+            (100 * S, Some("3"), None),
+            // Stamped within the second of the upload: the recorded mtime decides.
+            (100 * S + 500_000_000, Some("100.5"), None),
+            (100 * S + 500_000_000, Some("100.500000000"), None),
+            (
+                100 * S + 500_000_000,
+                Some("100.4"),
+                Some(UploadReason::MtimeMetadataDiffers),
+            ),
+            (
+                100 * S + 1,
+                Some("100"),
+                Some(UploadReason::MtimeMetadataDiffers),
+            ),
+            // Newer by a second or more: changed after the upload unless it is the mtime
+            // the upload recorded (a file dated in the future).
+            (101 * S, Some("101"), None),
+            (
+                105 * S,
+                Some("100"),
+                Some(UploadReason::MtimeMetadataDiffers),
+            ),
+            (uploaded + day, Some("86500"), None),
+            (
+                uploaded + day,
+                Some("86500.000000001"),
+                Some(UploadReason::MtimeMetadataDiffers),
+            ),
+            (Y2100 * S, Some("4102444800"), None),
+            (
+                Y2100 * S + 7,
+                Some("4102444800"),
+                Some(UploadReason::MtimeMetadataDiffers),
+            ),
+            (
+                Y2100 * S,
+                Some("4102444801"),
+                Some(UploadReason::MtimeMetadataDiffers),
+            ),
+            // Nothing (or nothing readable) recorded, as with the original tool's objects:
+            // the listing rule, an upload of every file newer than its object.
+            (100 * S + 1, None, Some(UploadReason::Newer)),
+            (101 * S, None, Some(UploadReason::Newer)),
+            (Y2100 * S, None, Some(UploadReason::Newer)),
+            (105 * S, Some("yesterday"), Some(UploadReason::Newer)),
+            (105 * S, Some(""), Some(UploadReason::Newer)),
+            (-5 * S, None, None),
         ];
-        for (mtime, want) in cases {
-            assert_eq!(is_ambiguous(&at(mtime), &remote), want, "{mtime}");
+        for (mtime, meta, want) in cases {
+            assert_eq!(decide(&at(mtime), &remote, meta), want, "{mtime} {meta:?}");
+            assert_eq!(
+                is_ambiguous(&at(mtime), &remote),
+                mtime > uploaded,
+                "{mtime}"
+            );
         }
-        let mut other_size = at(100 * S + 5);
-        other_size.size = 11;
-        assert!(!is_ambiguous(&other_size, &remote));
-
-        let f = at(100 * S + 500_000_000);
-        // (metadata, decision)
-        let cases = [
-            (Some("100.5"), None),
-            (Some("100.500000000"), None),
-            (Some("100.4"), Some(UploadReason::MtimeMetadataDiffers)),
-            (Some("100"), Some(UploadReason::MtimeMetadataDiffers)),
-            (None, Some(UploadReason::Newer)),
-            (Some("yesterday"), Some(UploadReason::Newer)),
-        ];
-        for (meta, want) in cases {
-            assert_eq!(resolve_ambiguous(&f, meta), want, "{meta:?}");
+        // Another size is an upload at once, however the dates stand.
+        for mtime in [50 * S, 100 * S + 1, Y2100 * S] {
+            let mut f = at(mtime);
+            f.size = 11;
+            assert!(!is_ambiguous(&f, &remote));
+            assert_eq!(
+                decide(&f, &remote, Some("100")),
+                Some(UploadReason::SizeDiffers {
+                    local: 11,
+                    remote: 10
+                })
+            );
         }
-
-        let mut later = at(200 * S);
-        later.rel = "b".into();
-        let files = vec![f.clone(), later];
-        let l = listing(&[("a", 10, 100), ("b", 10, 100)]);
-        let p = plan(&files, &l, Mode::Full);
-        assert_eq!(p.ambiguous, vec![0]);
-        assert_eq!(p.uploads, vec![(1, UploadReason::Newer)]);
-        assert_eq!(p.unchanged, 0);
     }
 
     #[test]

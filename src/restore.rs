@@ -1561,6 +1561,7 @@ async fn restore_listing(
                         size: 0,
                         last_modified_ns: 0,
                         archived: None,
+                        etag: 0,
                     },
                 },
                 Done::Failed(Cause::Internal, format!("restore task failed: {err}")),

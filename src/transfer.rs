@@ -40,8 +40,9 @@ impl Failure {
 /// How one file's upload ended.
 #[derive(Debug)]
 pub enum FileOutcome {
-    /// The object holds this version of the file.
-    Uploaded(LocalFile),
+    /// The object holds this version of the file; [`crate::plan::etag_hash`] of its ETag
+    /// (0: the server sent none).
+    Uploaded(LocalFile, u64),
     Failed(Failure),
     /// Cancelled before it was stored.
     Interrupted,
@@ -62,7 +63,15 @@ pub struct UploadOutcome {
     /// Files uploaded in another version than the walk saw (changed meanwhile), by index:
     /// verification compares the objects with these.
     pub versions: Vec<(usize, LocalFile)>,
+    /// Files uploaded with an mtime that may be newer than their object's LastModified (see
+    /// [`RECENT`]): the version stored and the hash of the object's ETag, so that the next
+    /// run knows their `mtime` metadata without asking (see [`crate::mtime_cache`]).
+    pub recent: Vec<(LocalFile, u64)>,
 }
+
+/// An uploaded file whose mtime is later than this before the upload phase started may
+/// be newer than its object's LastModified (whole seconds, truncated).
+pub const RECENT: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl UploadOutcome {
     /// Files whose upload failed, lost tasks included.
@@ -169,8 +178,8 @@ fn same_version(file: &std::fs::File, path: &std::path::Path, version: &FileVers
 
 /// How one attempt at uploading a file ended.
 enum Attempt {
-    /// The object holds this version of the file.
-    Done(LocalFile),
+    /// The object holds this version of the file (and the hash of its ETag).
+    Done(LocalFile, u64),
     /// The file changed while it was read. `wrote`: an object was written from it anyway
     /// (it may be torn).
     Changed {
@@ -276,12 +285,15 @@ async fn attempt(
     match result {
         // Checked once more after the server answered: a change after this is later than
         // the object's LastModified, so the next run sees the file as newer.
-        Ok(()) if unchanged().is_err() => Attempt::Changed { wrote: true },
-        Ok(()) => Attempt::Done(LocalFile {
-            rel: walked.rel.clone(),
-            size,
-            mtime_ns,
-        }),
+        Ok(_) if unchanged().is_err() => Attempt::Changed { wrote: true },
+        Ok(etag) => Attempt::Done(
+            LocalFile {
+                rel: walked.rel.clone(),
+                size,
+                mtime_ns,
+            },
+            etag.as_deref().map_or(0, crate::plan::etag_hash),
+        ),
         Err(_) if changed.load(Ordering::Relaxed) => Attempt::Changed { wrote: false },
         Err(OpError::Interrupted(_)) => Attempt::Interrupted,
         // A failed request of a file that changed (one that shrank cannot be read to its
@@ -325,9 +337,9 @@ async fn upload_one(
     let mut kept_changing = false;
     for n in 1..=ATTEMPTS {
         match attempt(&t, &file, &mut permit).await {
-            Attempt::Done(v) => {
+            Attempt::Done(v, etag) => {
                 torn = false;
-                result = FileOutcome::Uploaded(v);
+                result = FileOutcome::Uploaded(v, etag);
                 break;
             }
             Attempt::Changed { wrote } => {
@@ -354,7 +366,7 @@ async fn upload_one(
     }
     drop(permit);
     match result {
-        FileOutcome::Uploaded(_) => result,
+        FileOutcome::Uploaded(..) => result,
         _ if torn => {
             let shown = url.show_key(&key);
             let why = match &result {
@@ -414,14 +426,20 @@ pub async fn upload(
     let health = crate::health::Health::new();
     let url = Arc::new(url.clone());
     let mut out = UploadOutcome::default();
+    let recent_from = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.saturating_sub(RECENT).as_nanos() as i64);
     let mut tasks: JoinSet<(usize, FileOutcome)> = JoinSet::new();
     let collect = |out: &mut UploadOutcome, tree: &SourceTree, idx: usize, r: FileOutcome| {
         let name = display_bytes(tree.files[idx].rel.as_bytes());
         match r {
-            FileOutcome::Uploaded(version) => {
+            FileOutcome::Uploaded(version, etag) => {
                 health.answered();
                 out.uploaded += 1;
                 out.bytes += version.size;
+                if etag != 0 && version.mtime_ns >= recent_from {
+                    out.recent.push((version.clone(), etag));
+                }
                 if version != tree.files[idx] {
                     out.versions.push((idx, version));
                 }

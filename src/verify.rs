@@ -96,6 +96,7 @@ mod tests {
             size,
             last_modified_ns: 0,
             archived: None,
+            etag: 0,
         };
         let listing: Listing = [
             ("ok".into(), obj(1)),

@@ -245,3 +245,250 @@ fn addressing_style_decides_path_or_virtual_hosted_addressing() {
     // (A run cannot show it here: against an IP-address endpoint the SDK's endpoint rules
     // fall back to path style whatever the setting.)
 }
+
+/// The ERROR lines of the run's log.
+fn error_lines(s: &Scratch) -> Vec<String> {
+    s.logtext()
+        .lines()
+        .filter(|l| l.contains("ERROR"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A config or credentials file that does not parse (a section header without its `]`, a
+/// line of an `s3 =` block that is no setting, text that is not UTF-8) dropped every setting
+/// in it without a word: the run used defaults nobody chose. Now the run refuses, as the AWS
+/// CLI does, with one line naming the file and exit 6 (the code of every AWS configuration
+/// problem), before anything is uploaded; `-D` names it instead of failing.
+#[test]
+fn a_config_file_that_does_not_parse_fails_the_run_with_one_line() {
+    let s = Scratch::new();
+    s.write("f", b"x");
+    let b = bucket("cfgparse");
+    let u = format!("s3://{b}/p");
+    let file = s.dir.path().join("aws-file");
+    let cases: [(&str, &[u8], &str); 5] = [
+        (
+            "AWS_CONFIG_FILE",
+            b"[default]\nregion = us-east-1\n[profile backup\nregion = eu-west-1\n",
+            "line 3: Profile definition must end with ']'",
+        ),
+        (
+            "AWS_CONFIG_FILE",
+            b"[default]\ns3 =\n  max_concurrent_requests = 2\n  max_bandwidth\n",
+            "line 4:",
+        ),
+        (
+            "AWS_CONFIG_FILE",
+            b"[default]\nregion = caf\xe9\n",
+            "not UTF-8 text",
+        ),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE",
+            b"[default\naws_access_key_id = x\n",
+            "line 1: Profile definition must end with ']'",
+        ),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE",
+            b"aws_access_key_id = x\n",
+            "line 1: Expected a profile definition",
+        ),
+    ];
+    for (var, text, why) in cases {
+        std::fs::write(&file, text).unwrap();
+        let shown = String::from_utf8_lossy(text);
+        let want = format!("Unable to parse config file: {} ({why}", file.display());
+        let o = command(&s)
+            .env(var, &file)
+            .args(sync_args(&[], &s, &u))
+            .output()
+            .unwrap();
+        assert_eq!(code(&o), 6, "{var} {shown:?}: {}", show(&o));
+        let errors = error_lines(&s);
+        assert!(
+            errors.last().is_some_and(|l| l.contains(&want)),
+            "{var} {shown:?}: want {want}\n{}",
+            s.logtext()
+        );
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(
+            stdout
+                .lines()
+                .filter(|l| l.contains("Unable to parse"))
+                .count(),
+            1,
+            "{}",
+            show(&o)
+        );
+        assert!(
+            objects(&b).is_empty(),
+            "{var} {shown:?}: nothing is uploaded"
+        );
+        let o = command(&s).env(var, &file).arg("-D").output().unwrap();
+        assert_eq!(code(&o), 0, "{}", show(&o));
+        assert!(diag_line(&o, "AWS files").contains(&want), "{}", show(&o));
+        std::fs::write(s.log(), b"").unwrap();
+    }
+    // The same file, once it parses, is used.
+    std::fs::write(&file, b"[default]\ns3 =\n  max_concurrent_requests = 2\n").unwrap();
+    let o = command(&s)
+        .env("AWS_CONFIG_FILE", &file)
+        .args(sync_args(&[], &s, &u))
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    assert_eq!(objects(&b).len(), 1);
+}
+
+/// `AWS_CONFIG_FILE` (or the credentials file) naming a directory, or a file the user cannot
+/// read: the SDK reads nothing from it and says nothing. One WARNING naming it, and the run
+/// goes on (as the AWS CLI's does).
+#[test]
+fn a_config_file_that_cannot_be_read_is_one_warning_and_the_run_goes_on() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Scratch::new();
+    s.write("f", b"x");
+    let b = bucket("cfgdir");
+    let u = format!("s3://{b}/p");
+    let dir = s.dir.path().join("conf.d");
+    std::fs::create_dir(&dir).unwrap();
+    for var in ["AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"] {
+        std::fs::write(s.log(), b"").unwrap();
+        let o = command(&s)
+            .env(var, &dir)
+            .args(sync_args(&[], &s, &u))
+            .output()
+            .unwrap();
+        assert_eq!(code(&o), 0, "{var}: {}", show(&o));
+        let warnings: Vec<String> = s
+            .logtext()
+            .lines()
+            .filter(|l| l.contains("WARNING"))
+            .map(str::to_string)
+            .collect();
+        assert_eq!(warnings.len(), 1, "{var}: {}", s.logtext());
+        assert!(
+            warnings[0].contains(&format!("{} (see {var}) is a directory", dir.display())),
+            "{}",
+            warnings[0]
+        );
+    }
+    assert_eq!(objects(&b).len(), 1);
+    // A file the variable names that does not exist (a typo in a crontab).
+    let missing = s.dir.path().join("no-such-config");
+    std::fs::write(s.log(), b"").unwrap();
+    let o = command(&s)
+        .env("AWS_CONFIG_FILE", &missing)
+        .args(sync_args(&[], &s, &u))
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    let log = s.logtext();
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains("WARNING")).collect();
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert!(
+        warnings[0].contains(&format!(
+            "The AWS config file {} named by AWS_CONFIG_FILE does not exist",
+            missing.display()
+        )),
+        "{}",
+        warnings[0]
+    );
+
+    // A file the running user cannot read (root reads everything: run as nobody; `-v`
+    // takes no lock, so nobody needs no directory of its own).
+    let unreadable = s.dir.path().join("private-config");
+    std::fs::write(&unreadable, b"[default]\nregion = us-east-1\n").unwrap();
+    std::fs::set_permissions(&unreadable, std::fs::Permissions::from_mode(0o600)).unwrap();
+    for d in [s.dir.path(), &s.src(), &s.home()] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::set_permissions(s.src().join("f"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(s.log(), b"").unwrap();
+    std::fs::set_permissions(s.log(), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN]);
+    for (k, v) in command(&s).get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    let o = c
+        .env("AWS_CONFIG_FILE", &unreadable)
+        .arg("-l")
+        .arg(s.log())
+        .args(sync_args(&["-v"], &s, &u))
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}\n{}", show(&o), s.logtext());
+    let log = s.logtext();
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains("WARNING")).collect();
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert!(
+        warnings[0].contains(&format!(
+            "Cannot read the AWS config file {} (see AWS_CONFIG_FILE): Permission denied",
+            unreadable.display()
+        )),
+        "{}",
+        warnings[0]
+    );
+}
+
+/// A `credential_process` printing credentials whose `Expiration` has passed: the SDK used
+/// them as they were (the test server does not check it, so the run went through). They are
+/// refused with one line; the same process with an `Expiration` ahead is used.
+#[test]
+fn expired_credentials_from_credential_process_are_not_used() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Scratch::new();
+    s.write("f", b"x");
+    let b = bucket("credexp");
+    let u = format!("s3://{b}/p");
+    let env: std::collections::HashMap<_, _> = server().env.iter().cloned().collect();
+    let script = s.dir.path().join("creds.sh");
+    let config = s.dir.path().join("aws-config");
+    std::fs::write(
+        &config,
+        format!("[default]\ncredential_process = {}\n", script.display()),
+    )
+    .unwrap();
+    for (expiration, ok) in [
+        ("2001-02-03T04:05:06Z", false),
+        ("2999-01-01T00:00:00Z", true),
+    ] {
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\necho '{{\"Version\": 1, \"AccessKeyId\": \"{}\", \"SecretAccessKey\": \"{}\", \"Expiration\": \"{expiration}\"}}'\n",
+                env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(s.log(), b"").unwrap();
+        let o = command(&s)
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env("AWS_CONFIG_FILE", &config)
+            .args(sync_args(&[], &s, &u))
+            .output()
+            .unwrap();
+        if ok {
+            assert_eq!(code(&o), 0, "{}", show(&o));
+            assert_eq!(objects(&b).len(), 1);
+            continue;
+        }
+        assert_eq!(code(&o), 6, "{}", show(&o));
+        let errors = error_lines(&s);
+        assert!(
+            errors.iter().any(|l| l.contains(
+                "no credentials: expired credentials: the credentials from the credential_process of the profile expired at 2001-02-03T04:05:06Z"
+            )),
+            "{}",
+            s.logtext()
+        );
+        assert!(objects(&b).is_empty(), "nothing is uploaded");
+    }
+}

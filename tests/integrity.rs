@@ -277,28 +277,78 @@ fn at_the_start_of_a_second() {
     });
 }
 
+/// A sync of the scratch source to `s3://bucket/p` through `proxy`, with a private lock
+/// directory of its own (where the run keeps the `mtime` metadata it knows); the output, and
+/// the HeadObject and PUT requests (PutObject, UploadPart) it sent.
+fn counted_run(s: &Scratch, proxy: &Proxy, bucket: &str) -> (Output, u64, u64) {
+    let before = proxy.stats();
+    let o = command_via(s, &proxy.endpoint())
+        .env(cback3_s3sync::lock::LOCK_DIR_ENV, private_locks(s))
+        .args(["-d", s.src().to_str().unwrap(), &url(bucket, "p")])
+        .output()
+        .unwrap();
+    let after = proxy.stats();
+    let sent = |k: &str| after.get(k).copied().unwrap_or(0) - before.get(k).copied().unwrap_or(0);
+    (o, sent("method_HEAD"), sent("method_PUT"))
+}
+
+fn private_locks(s: &Scratch) -> PathBuf {
+    s.dir.path().join("private-locks")
+}
+
+/// The cache of `mtime` metadata answers in the private lock directory (one target: one file).
+fn answers_file(s: &Scratch) -> PathBuf {
+    let found: Vec<PathBuf> = std::fs::read_dir(private_locks(s))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("mtimes-")
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    found[0].clone()
+}
+
+/// Files written in the second of their upload are newer than their objects' LastModified
+/// (whole seconds). Each got a HeadObject for its `mtime` metadata on every later run, for
+/// ever; now the run that uploads them keeps the answer, and the no-op runs after it send no
+/// HeadObject and no PUT. A lost cache costs the HeadObjects once.
 #[test]
 fn files_written_in_the_second_of_their_upload_are_not_uploaded_again() {
     let s = Scratch::new();
     let bucket = bucket("integ-second");
-    at_the_start_of_a_second();
-    for i in 0..100 {
-        std::fs::write(s.src().join(format!("f{i:03}")), format!("file {i}")).unwrap();
-    }
-    let first = run(&s, ["-d", s.src().to_str().unwrap(), &url(&bucket, "p")]);
-    assert_eq!(code(&first), 0, "{}", show(&first));
-    assert_eq!(last_uploaded(&s), 100);
-    let objs = objects(&bucket);
+    let proxy = Proxy::start(3);
+    // Written at the start of a second and uploaded at once, most files share their second
+    // with their object's LastModified. A machine too busy to upload any of them within that
+    // second writes them again (a new mtime each) and uploads them again.
     let mut same_second = 0;
-    for i in 0..100 {
-        let rel = format!("f{i:03}");
-        let key = format!("p/{rel}");
-        let m = mtime_ns(&s.src().join(&rel));
-        assert_eq!(metadata_mtime_ns(&bucket, &key), Some(m), "{key}");
-        let lm = objs[&key].last_modified;
-        let lm_ns = lm.0 * 1_000_000_000 + i64::from(lm.1);
-        if m > lm_ns {
-            same_second += 1;
+    for _ in 0..5 {
+        at_the_start_of_a_second();
+        for i in 0..100 {
+            std::fs::write(s.src().join(format!("f{i:03}")), format!("file {i}")).unwrap();
+        }
+        let (first, _, puts) = counted_run(&s, &proxy, &bucket);
+        assert_eq!(code(&first), 0, "{}", show(&first));
+        assert_eq!(last_uploaded(&s), 100);
+        assert_eq!(puts, 100);
+        let objs = objects(&bucket);
+        same_second = 0;
+        for i in 0..100 {
+            let rel = format!("f{i:03}");
+            let key = format!("p/{rel}");
+            let m = mtime_ns(&s.src().join(&rel));
+            assert_eq!(metadata_mtime_ns(&bucket, &key), Some(m), "{key}");
+            let lm = objs[&key].last_modified;
+            let lm_ns = lm.0 * 1_000_000_000 + i64::from(lm.1);
+            if m > lm_ns {
+                same_second += 1;
+            }
+        }
+        if same_second > 0 {
+            break;
         }
     }
     // The listing alone would call these files newer than their objects.
@@ -306,16 +356,113 @@ fn files_written_in_the_second_of_their_upload_are_not_uploaded_again() {
         same_second > 0,
         "no file was newer than its object's LastModified"
     );
-    let second = run(&s, ["-d", s.src().to_str().unwrap(), &url(&bucket, "p")]);
-    assert_eq!(code(&second), 0, "{}", show(&second));
-    assert_eq!(last_uploaded(&s), 0, "{}", s.logtext());
-    let log = s.logtext();
-    let run2 = &log[log.rfind("Source ").unwrap()..];
+    for run in ["second", "third"] {
+        let (o, heads, puts) = counted_run(&s, &proxy, &bucket);
+        assert_eq!(code(&o), 0, "{}", show(&o));
+        assert_eq!(last_uploaded(&s), 0, "{}", s.logtext());
+        assert_eq!(
+            (heads, puts),
+            (0, 0),
+            "{run} run, {same_second} ambiguous files"
+        );
+    }
+    // Without the cache, the objects are asked once (and nothing is uploaded), then known.
+    std::fs::remove_file(answers_file(&s)).unwrap();
+    let (o, heads, puts) = counted_run(&s, &proxy, &bucket);
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    assert_eq!((heads, puts), (same_second as u64, 0));
+    let (o, heads, puts) = counted_run(&s, &proxy, &bucket);
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    assert_eq!((heads, puts), (0, 0));
+}
+
+/// Files dated in the future (a wrong clock, an archive's dates) were newer than their
+/// objects on every run and uploaded again every night. Now the recorded mtime says that
+/// they did not change: uploaded once, then neither uploaded nor asked; a damaged cache
+/// costs HeadObjects only; and a future-dated file that changed (same size, another mtime)
+/// is uploaded.
+#[test]
+fn future_dated_files_are_uploaded_once() {
+    let s = Scratch::new();
+    let bucket = bucket("integ-future");
+    let proxy = Proxy::start(4);
+    let y2100 = UNIX_EPOCH + Duration::from_secs(4_102_444_800);
+    let tomorrow = SystemTime::now() + Duration::from_secs(86_400);
+    let far = s.write("far.txt", b"dated 2100");
+    let near = s.write("near.txt", b"dated tomorrow");
+    s.write("old.txt", b"dated an hour ago");
+    set_mtime(&far, y2100);
+    set_mtime(&near, tomorrow);
+    let (o, heads, puts) = counted_run(&s, &proxy, &bucket);
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    assert_eq!((heads, puts), (0, 3));
     assert_eq!(
-        run2.matches("(mtime metadata)").count(),
-        same_second,
-        "{run2}"
+        metadata_mtime_ns(&bucket, "p/far.txt"),
+        Some(mtime_ns(&far))
     );
+    for run in ["second", "third"] {
+        let (o, heads, puts) = counted_run(&s, &proxy, &bucket);
+        assert_eq!(code(&o), 0, "{}", show(&o));
+        assert_eq!((heads, puts), (0, 0), "{run} run: {}", s.logtext());
+        assert_eq!(last_uploaded(&s), 0);
+    }
+
+    // A damaged cache is ignored (a DEBUG line): the two objects are asked, nothing uploaded.
+    std::fs::write(answers_file(&s), "garbage\n").unwrap();
+    let (o, heads, puts) = counted_run(&s, &proxy, &bucket);
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    assert_eq!((heads, puts), (2, 0));
+    assert!(
+        s.logtext().contains("Ignoring the cache of mtime metadata"),
+        "{}",
+        s.logtext()
+    );
+    let (_, heads, puts) = counted_run(&s, &proxy, &bucket);
+    assert_eq!((heads, puts), (0, 0));
+
+    // Changed, still dated in the future, same size: uploaded (and known again after).
+    std::fs::write(&far, b"dated 2101").unwrap();
+    set_mtime(&far, y2100 + Duration::from_secs(1));
+    let (o, heads, puts) = counted_run(&s, &proxy, &bucket);
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    assert_eq!((heads, puts), (0, 1));
+    assert_eq!(get_object(&bucket, "p/far.txt"), b"dated 2101");
+    assert!(
+        s.logtext()
+            .contains("mtime differs from the object's mtime metadata"),
+        "{}",
+        s.logtext()
+    );
+    let (_, heads, puts) = counted_run(&s, &proxy, &bucket);
+    assert_eq!((heads, puts), (0, 0));
+}
+
+/// Objects without `mtime` metadata (the original tool's) keep the listing's rule exactly:
+/// a file newer than its object is uploaded, by a second or by years, and one that is not
+/// newer is neither uploaded nor asked about.
+#[test]
+fn objects_without_mtime_metadata_keep_the_listing_rule() {
+    let s = Scratch::new();
+    let bucket = bucket("integ-origrule");
+    let proxy = Proxy::start(5);
+    let newer = s.write("newer.txt", b"local!");
+    let future = s.write("future.txt", b"local?");
+    s.write("older.txt", b"local.");
+    for k in ["newer.txt", "future.txt", "older.txt"] {
+        put_object(&bucket, &format!("p/{k}"), b"remote");
+    }
+    let lm = objects(&bucket)["p/newer.txt"].last_modified;
+    set_mtime(&newer, UNIX_EPOCH + Duration::new(lm.0 as u64 + 5, lm.1));
+    set_mtime(&future, UNIX_EPOCH + Duration::from_secs(4_102_444_800));
+    let (o, heads, puts) = counted_run(&s, &proxy, &bucket);
+    assert_eq!(code(&o), 0, "{}", show(&o));
+    assert_eq!((heads, puts), (2, 2));
+    assert_eq!(get_object(&bucket, "p/newer.txt"), b"local!");
+    assert_eq!(get_object(&bucket, "p/future.txt"), b"local?");
+    assert_eq!(get_object(&bucket, "p/older.txt"), b"remote");
+    // Now written by this tool: known from the upload, nothing more to do.
+    let (_, heads, puts) = counted_run(&s, &proxy, &bucket);
+    assert_eq!((heads, puts), (0, 0));
 }
 
 #[test]
@@ -533,10 +680,11 @@ fn the_runs_lock_directory_in_the_source_never_fails_the_run() {
         let out = sync(extra);
         assert_eq!(code(&out), 0, "{extra:?}: {}\n{}", show(&out), s.logtext());
     }
-    // The lock files (the prefix's and the bucket root's) were walked and copied.
+    // The lock files (the prefix's and the bucket root's) were walked and copied (and the
+    // run's cache of mtime metadata, an ordinary file of that directory, too).
     let lock_objects = objects(&bucket)
         .keys()
-        .filter(|k| k.starts_with("p/var/locks/"))
+        .filter(|k| k.starts_with("p/var/locks/") && k.ends_with(".lock"))
         .count();
     assert_eq!(lock_objects, 2, "{:?}", objects(&bucket).keys());
     assert!(s.logtext().contains("is this run's own file"));

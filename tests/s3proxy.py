@@ -38,9 +38,10 @@ answer is counted as ``checksum_rejections`` / ``header_rejections`` in the stat
 Usage: ``s3proxy.py --listen PORT --upstream PORT [--delay-ms N] [--fault-rate F]
 [--faults reset,stall,500,503] [--seed N] [--control FILE] [--ready-file FILE]``.
 It prints ``listening on PORT`` when ready and counts what it did into ``--stats FILE`` (JSON)
-on exit (SIGTERM or SIGINT), and after every injected fault. With a control file it also counts
-the most requests of each HTTP method in flight at once (passed on to the server and not yet
-answered in full): ``max_in_flight_GET``, ``max_in_flight_PUT``...
+on exit (SIGTERM or SIGINT), after every injected fault, and after every request (``method_GET``,
+``method_HEAD``, ``method_PUT`` ...: what a run sent, as soon as it has exited). With a control
+file it also counts the most requests of each HTTP method in flight at once (passed on to the
+server and not yet answered in full): ``max_in_flight_GET``, ``max_in_flight_PUT``...
 """
 
 from __future__ import annotations
@@ -271,6 +272,10 @@ class Proxy:
                         chunked = True
                 fault = None
                 method = head.split(b" ", 1)[0].decode("ascii", "replace").upper()
+                # Per method (method_HEAD, method_PUT, ...), written at once: a test reads the
+                # counts of a run as soon as it has exited.
+                self.stats[f"method_{method}"] += 1
+                self.write_stats()
                 eligible = self.s.fault_methods is None or method in self.s.fault_methods
                 if self.s.fault_match:
                     request_line = head.split(b"\r\n", 1)[0].decode("utf-8", "replace")

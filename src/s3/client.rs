@@ -229,6 +229,68 @@ fn path_style(s3: &ProfileS3, endpoint: Option<&str>) -> bool {
     }
 }
 
+/// Credentials whose expiry has passed when they are handed over are refused, one line
+/// naming the source and the time. The SDK takes them as they come (a `credential_process`
+/// answering with an `Expiration` in the past), and a server that does not check it (or
+/// one that does, with an error that does not say why) would decide what happens next.
+#[derive(Debug)]
+struct Unexpired(aws_credential_types::provider::SharedCredentialsProvider);
+
+impl aws_credential_types::provider::ProvideCredentials for Unexpired {
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        aws_credential_types::provider::future::ProvideCredentials::new(async move {
+            let creds = self.0.provide_credentials().await?;
+            match creds.expiry() {
+                Some(at) if at <= std::time::SystemTime::now() => Err(
+                    aws_credential_types::provider::error::CredentialsError::invalid_configuration(
+                        expired_message(&creds, at),
+                    ),
+                ),
+                _ => Ok(creds),
+            }
+        })
+    }
+}
+
+/// "expired credentials: the credentials from credential_process expired at ..." (see
+/// [`super::error::EXPIRED_CREDENTIALS`]).
+fn expired_message(creds: &aws_credential_types::Credentials, at: std::time::SystemTime) -> String {
+    use aws_credential_types::credential_feature::AwsCredentialFeature as F;
+    let process = creds.get_property::<Vec<F>>().is_some_and(|f| {
+        f.iter()
+            .any(|f| matches!(f, F::CredentialsProcess | F::CredentialsProfileProcess))
+    });
+    let source = if process {
+        "credential_process of the profile"
+    } else {
+        "credential provider"
+    };
+    let when = aws_smithy_types::DateTime::from(at)
+        .fmt(aws_smithy_types::date_time::Format::DateTime)
+        .unwrap_or_else(|_| format!("{at:?}"));
+    format!(
+        "{}: the credentials from the {source} expired at {when} (its Expiration); they are not used",
+        super::error::EXPIRED_CREDENTIALS
+    )
+}
+
+fn refuse_expired_credentials(sdk: aws_types::SdkConfig) -> aws_types::SdkConfig {
+    match sdk.credentials_provider() {
+        Some(p) => sdk
+            .to_builder()
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(Unexpired(p)),
+            )
+            .build(),
+        None => sdk,
+    }
+}
+
 /// Resolves the configuration. The HTTPS client (with the CA bundle, if any) is given to the
 /// loader too, so credential providers that call out (SSO, STS) trust the same roots.
 async fn setup() -> Result<Setup, String> {
@@ -240,6 +302,7 @@ async fn setup() -> Result<Setup, String> {
         .http_client(crate::s3::http::default_https_client(tls))
         .load()
         .await;
+    let sdk = refuse_expired_credentials(sdk);
     let endpoint = custom_endpoint(&sdk);
     check_s3_settings(&s3, endpoint.as_deref())?;
     let user_retries = retries_configured().await;
@@ -321,6 +384,9 @@ pub async fn client_with_endpoint() -> Result<(Client, Option<String>), String> 
 /// (concurrency, multipart sizes, bandwidth). A value the AWS CLI would refuse, or one that
 /// cannot go with the endpoint, is an error (one line).
 pub async fn client_for_run() -> Result<(Client, Option<String>, ProfileS3), String> {
+    for warning in super::config_files::check().await? {
+        log::warn!(target: crate::FLOW, "{warning}");
+    }
     let problem = missing_profile().await;
     if let Ok(mut p) = CONFIG_PROBLEM.lock() {
         *p = problem;
@@ -388,6 +454,11 @@ pub async fn effective_configuration(
             files("AWS_SHARED_CREDENTIALS_FILE", "credentials")
         ),
     ));
+    match super::config_files::check().await {
+        Err(e) => out.push(("AWS files", format!("UNUSABLE (a run fails): {e}"))),
+        Ok(w) if !w.is_empty() => out.push(("AWS files", format!("WARNING: {}", w.join(" ")))),
+        Ok(_) => {}
+    }
     let in_profile = |key: &str| profiles.as_ref().and_then(|p| p.get(key)).is_some();
     let ca = ca_bundle(profiles.as_ref());
     out.push((

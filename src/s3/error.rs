@@ -153,6 +153,10 @@ fn is_transport<E, R>(err: &SdkError<E, R>) -> bool {
 /// request is sent (a profile named by `AWS_PROFILE` that does not exist).
 pub(super) static CONFIG_PROBLEM: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
 
+/// How the error of credentials refused for their past expiry starts (see
+/// [`super::client`]).
+pub(super) const EXPIRED_CREDENTIALS: &str = "expired credentials";
+
 /// One readable line for an error the service did not describe: what failed, and the
 /// innermost cause (which is the specific one: "Connection refused", "A region must be set").
 fn brief<E, R>(err: &SdkError<E, R>) -> String
@@ -181,6 +185,8 @@ where
         SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_) => {
             if let Some(p) = problem {
                 format!("no credentials: {p}")
+            } else if innermost.starts_with(EXPIRED_CREDENTIALS) {
+                format!("no credentials: {innermost}")
             } else if credentials {
                 "no credentials: none in the environment (AWS_ACCESS_KEY_ID), in the profile's \
                  ~/.aws/credentials or ~/.aws/config entries, from web identity, the container \

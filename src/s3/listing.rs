@@ -95,6 +95,7 @@ async fn page(
                     size,
                     last_modified_ns,
                     archived: archive_class(o.storage_class()),
+                    etag: o.e_tag().map_or(0, crate::plan::etag_hash),
                 },
             ))
         })

@@ -8,6 +8,7 @@
 pub mod body;
 pub mod checksum_fallback;
 pub mod client;
+pub mod config_files;
 pub mod delete;
 pub mod error;
 pub mod head;

@@ -95,14 +95,14 @@ pub fn part_size(size: u64, min: u64) -> u64 {
 }
 
 /// Uploads one file with a single PutObject (small files read into memory, larger ones
-/// streamed from the open file).
+/// streamed from the open file). Returns the object's ETag, if the server sent one.
 pub async fn put(
     client: &Client,
     bucket: &str,
     key: &str,
     src: &Source<'_>,
     settings: &UploadSettings,
-) -> Result<(), OpError> {
+) -> Result<Option<String>, OpError> {
     let (size, path) = (src.size, src.path);
     let in_memory = if size <= IN_MEMORY_BODY {
         // Small files are read whole: one read instead of a streaming body, and the SDK can
@@ -122,6 +122,7 @@ pub async fn put(
         None
     };
     let mut level = settings.checksums.level(client);
+    let etag;
     loop {
         let body = match &in_memory {
             Some(b) => ByteStream::from(b.clone()),
@@ -149,7 +150,10 @@ pub async fn put(
             _ => request.send().await,
         };
         match sent {
-            Ok(_) => break,
+            Ok(out) => {
+                etag = out.e_tag().map(str::to_string);
+                break;
+            }
             Err(e) => {
                 let retry = rejection_of(&e).and_then(|what| {
                     let shown = s3_error_detail(&e);
@@ -167,7 +171,7 @@ pub async fn put(
     log::debug!(target: OUTPUT, "PutObject {} ({size} bytes{})", show_object(bucket, key), settings.describe(level));
     settings.bytes_done(size);
     settings.file_done();
-    Ok(())
+    Ok(etag)
 }
 
 /// Uploads one file as a multipart upload whose parts go up concurrently, each part
@@ -176,6 +180,7 @@ pub async fn put(
 /// the upload is aborted (never completed), so no parts are left billed. When the server
 /// rejects the upload's checksums (on any of its requests), the upload is aborted and the
 /// file uploaded again at once with what the run falls back to ([`ChecksumLevel`]).
+/// Returns the object's ETag, if the server sent one.
 pub async fn put_multipart(
     client: &Client,
     bucket: &str,
@@ -184,7 +189,7 @@ pub async fn put_multipart(
     settings: &UploadSettings,
     limit: Arc<Semaphore>,
     cancel: &CancellationToken,
-) -> Result<(), OpError> {
+) -> Result<Option<String>, OpError> {
     let (size, path) = (src.size, src.path);
     if size > MAX_OBJECT_SIZE {
         return Err(OpError::local(
@@ -196,7 +201,7 @@ pub async fn put_multipart(
     loop {
         let once = multipart_once(client, bucket, key, src, settings, &limit, cancel, level);
         match once.await {
-            Ok(()) => return Ok(()),
+            Ok(etag) => return Ok(etag),
             Err(MultipartFailure::Failed(e)) => return Err(e),
             Err(MultipartFailure::Rejected {
                 what,
@@ -257,7 +262,7 @@ async fn multipart_once(
     limit: &Arc<Semaphore>,
     cancel: &CancellationToken,
     level: ChecksumLevel,
-) -> Result<(), MultipartFailure> {
+) -> Result<Option<String>, MultipartFailure> {
     let (size, path) = (src.size, src.path);
     // FULL_OBJECT: S3 keeps one CRC64NVME of the whole content (which later checks can compare
     // with the file's) instead of a checksum of the parts' checksums. At the CRC32 level the
@@ -321,11 +326,11 @@ async fn multipart_once(
                 .await
                 .map_err(|e| MultipartFailure::of("CompleteMultipartUpload", key, &e));
             match done {
-                Ok(_) => {
+                Ok(out) => {
                     log::debug!(target: OUTPUT, "CompleteMultipartUpload {shown} ({size} bytes)");
                     settings.file_done();
                     abort_strays(client, bucket, key, &upload_id).await;
-                    Ok(())
+                    Ok(out.e_tag().map(str::to_string))
                 }
                 Err(e) => {
                     abort(client, bucket, key, &upload_id).await;

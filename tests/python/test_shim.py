@@ -280,6 +280,28 @@ def test_cli_failures_are_6(s3: Any, tmp_path: Path, logfile: Path, monkeypatch:
     assert "with status 6." in logfile.read_text().splitlines()[-1]
 
 
+def test_cli_malformed_aws_config_is_6_with_one_line(
+    s3: Any,
+    s3_client: Any,
+    bucket: str,
+    tree: Path,
+    tmp_path: Path,
+    logfile: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = tmp_path / "aws-config"
+    config.write_text("[default]\nregion = us-east-1\n[profile backup\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    assert run_cli(monkeypatch, "-l", str(logfile), str(tree), f"s3://{bucket}/p") == 6
+    errors = [line for line in logfile.read_text().splitlines() if "[ERROR  ]" in line]
+    want = f"Unable to parse config file: {config} (line 3: Profile definition must end with ']')"
+    assert len(errors) == 1 and want in errors[0], errors
+    assert listing(s3_client, bucket) == {}
+    # The phase functions refuse it the same way.
+    with pytest.raises(OSError, match="Unable to parse config file"):
+        shim._synchronizeBucket(str(tree), f"s3://{bucket}/p", False)
+
+
 def test_cli_without_cedar_backup_writes_the_same_format(
     s3: Any, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
