@@ -13,7 +13,8 @@
 //! The files live in a directory nobody but this user (and root) can write, so no other
 //! local user can hold, create or remove them: runs of different users never stop each other.
 //! It depends on the user only, never on the environment (cron and a login shell agree):
-//! `/run/cback3-s3sync` for root, else `<home from the password database>/.cache/cback3-s3sync/locks`.
+//! `/run/cback3-s3sync` for root, else `.cache/cback3-s3sync/locks` under the home the
+//! password database gives.
 //! When that cannot be used (no home, a read-only one), the runs lock in every
 //! `/var/tmp/cback3-s3sync-<uid>.*` that is a directory of this user writable by nobody else,
 //! making one (random suffix) when there is none: a name another user made there is ignored,

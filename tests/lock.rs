@@ -363,9 +363,16 @@ fn as_nobody(
                 .collect();
             let file = s.dir.path().join("passwd");
             std::fs::write(&file, passwd).unwrap();
+            let script = [
+                r#"mount --bind "$1" /etc/passwd"#,
+                r#"mount --bind "$2" "$2""#,
+                r#"mount -o remount,bind,ro "$2""#,
+                r#"shift 2"#,
+                r#"exec setpriv "$@""#,
+            ];
             let mut c = std::process::Command::new("unshare");
             c.args(["--mount", "--propagation", "private", "sh", "-c"])
-                .arg(r#"mount --bind "$1" /etc/passwd && mount --bind "$2" "$2" && mount -o remount,bind,ro "$2" && shift 2 && exec setpriv "$@""#)
+                .arg(script.join(" && "))
                 .arg("sh")
                 .args([&file, home]);
             c
