@@ -162,7 +162,7 @@ pub fn configuration_text(max_concurrency: Option<usize>, max_bandwidth: Option<
         )),
         Err(e) => vec![("error", format!("cannot start the async runtime: {e}"))],
     };
-    items.push(("shared locks", crate::lock::shared_dir_state()));
+    items.push(("lock directory", crate::lock::lock_dirs_shown()));
     let mut s = String::from("Effective configuration (secrets never shown):\n\n");
     for l in format_lines(items) {
         let _ = writeln!(s, "   {l}");

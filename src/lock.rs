@@ -1,51 +1,41 @@
-//! One run at a time per target (endpoint, bucket and prefix) on this machine.
+//! One changing run at a time per target (endpoint, bucket and prefix) for each user.
 //!
-//! Two runs that change the same prefix at once are not safe: a run whose walk is older
-//! deletes objects the other one has just uploaded for new files, and each aborts the
-//! other's multipart uploads as strays. The same holds for overlapping prefixes (`p` and
-//! `p/sub`, or the bucket root and anything in it). So the sync phase first takes, without
-//! waiting, a shared `flock` on the lock file of every ancestor prefix (`""`, `p/`, ...) and
-//! an exclusive one on the file of its own prefix: overlapping runs conflict, siblings
-//! (`p/a` and `p/b`) do not. On a conflict everything is released and the run stops with
-//! exit 6 before it lists, uploads or deletes anything. The kernel drops the locks when the
-//! process ends, however it ends, so a stale file never blocks a run.
+//! Two runs that change the same prefix at once are not safe: the one with the older walk
+//! deletes objects the other has just uploaded, and each aborts the other's multipart
+//! uploads as strays. The same holds for overlapping prefixes (`p` and `p/sub`, or the bucket
+//! root and anything in it). So a sync or a restore first takes, without waiting, a shared
+//! `flock` on the lock file of every ancestor prefix (`""`, `p/`, ...) and an exclusive one on
+//! its own prefix's: overlapping runs conflict, siblings (`p/a` and `p/b`) do not. On a
+//! conflict the run stops with exit 6 before it lists anything. The kernel drops the locks
+//! when the process ends, however it ends. Verify-only runs change nothing and take no lock.
+//! A file's name hashes the endpoint (`aws` for AWS itself), the bucket and the prefix.
 //!
-//! Where the files live depends only on the user, never on the environment (`HOME`,
-//! `TMPDIR`, `XDG_RUNTIME_DIR` differ between cron and a login shell): root uses
-//! `/run/cback3-s3sync`, everyone else `<home from the password database>/.cache/cback3-s3sync/locks`
-//! (root too when there is no `/run`). The directory is created 0700 and refused if it is a
-//! symlink, owned by another user, or writable by group or others: nobody else can create or
-//! hold our lock files. [`LOCK_DIR_ENV`] overrides the directory for tests only (same checks).
-//! A file's name hashes the endpoint (`aws` for AWS itself), the bucket and the prefix: the
-//! same bucket name on two endpoints is two targets. Verify-only runs change nothing and take
-//! no lock; a restore takes the same lock as a sync (a sync would delete under it).
-//!
-//! Runs of different users (root's cron job, an administrator's run with his own
-//! credentials) have different directories, so the run then takes the same locks in the
-//! system-wide [`SHARED_LOCK_DIR`] too (see [`RunLock::share_in`]): mandatory against another
-//! run holding them, best effort against anything else (another user can hold or spoil a
-//! name there; the private lock, which nobody else can touch, stays mandatory).
+//! The files live in a directory nobody but this user (and root) can write, so no other
+//! local user can hold, create or remove them: runs of different users never stop each other.
+//! It depends on the user only, never on the environment (cron and a login shell agree):
+//! `/run/cback3-s3sync` for root, else `.cache/cback3-s3sync/locks` under the home the
+//! password database gives.
+//! When that cannot be used (no home, a read-only one), the runs lock in every
+//! `/var/tmp/cback3-s3sync-<uid>.*` that is a directory of this user writable by nobody else,
+//! making one (random suffix) when there is none: a name another user made there is ignored,
+//! and two first runs that each made one still meet in both. [`LOCK_DIR_ENV`] replaces the
+//! directory for the test suites only (same checks, no fallback).
 
 use std::fs::{DirBuilder, File, TryLockError};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::bucket_url::BucketUrl;
+use crate::display::display_path;
 
 /// For the test suites only: use this directory for lock files instead of the user's.
 pub const LOCK_DIR_ENV: &str = "CBACK3_LOCK_DIR";
 
-/// For the test suites only: use this directory for the lock files shared by all users
-/// instead of [`SHARED_LOCK_DIR`]. With [`LOCK_DIR_ENV`] set and this one not, no shared
-/// directory is used.
-pub const SHARED_LOCK_DIR_ENV: &str = "CBACK3_SHARED_LOCK_DIR";
-
-/// The system-wide lock directory (world-writable and sticky; `/var/lock` links to it).
-pub const SHARED_LOCK_DIR: &str = "/run/lock";
-
-/// What the name of a lock file in the shared directory starts with (the rest is the name
-/// of the same lock in the user's directory).
-pub const SHARED_NAME_PREFIX: &str = "cback3-s3sync-";
+/// Where a user whose own directory cannot be used keeps lock directories (sticky and
+/// writable by all on every system; unlike `/tmp`, kept across reboots, for what else
+/// [`lock_dir`] holds).
+const FALLBACK_BASE: &str = "/var/tmp";
 
 /// Characters of the bucket name kept in a lock file's name: S3 bucket names are at most 63
 /// long, so a valid name is kept whole (readable in `ls`), and the file name stays far below
@@ -134,9 +124,6 @@ fn canonical_endpoint(endpoint: &str) -> String {
     }
 }
 
-/// Attempts to lock a file that something else keeps removing or replacing.
-const OPEN_TRIES: usize = 5;
-
 /// An address literal in its one spelling: IPv4 in the forms the resolver also accepts
 /// (`127.1`, `0x7f.0.0.1`, `0177.0.0.1`, `2130706433`) as a dotted quad, IPv6 in brackets
 /// compressed, an IPv4-mapped IPv6 address as its IPv4 one. `None` for a name.
@@ -175,17 +162,14 @@ fn canonical_ip(host: &str) -> Option<String> {
     Some(std::net::Ipv4Addr::from(value as u32).to_string())
 }
 
-/// Held for the whole sync; released when dropped (or when the process ends).
+/// Held for the whole run; released when dropped (or when the process ends).
 #[derive(Debug)]
 pub struct RunLock {
-    /// Each locked file and the path it was opened at (ancestors first, own prefix last;
-    /// then the same in the shared directory when it is in use).
+    /// Each lock directory and locked file, with the path it was opened at.
     files: Vec<(File, PathBuf)>,
     pub target: Target,
     /// The lock file of the target's own prefix (held exclusively).
     pub path: PathBuf,
-    /// The shared directory whose lock files this run also holds, if any.
-    pub shared: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -202,24 +186,21 @@ pub enum LockError {
     Lost { path: String, url: String },
 }
 
-/// Whether `path` still names the open file `file` (same device and inode, not a symlink).
-fn names(path: &Path, file: &File) -> bool {
-    match (std::fs::symlink_metadata(path), file.metadata()) {
-        (Ok(p), Ok(f)) => p.file_type().is_file() && (p.dev(), p.ino()) == (f.dev(), f.ino()),
-        _ => false,
-    }
-}
-
 impl RunLock {
-    /// Checks that every lock file is still the one this run locked. A lock file removed
-    /// (a cleaner of `~/.cache`, a careless `rm`) or replaced, or its directory renamed,
-    /// lets the next run lock a new file at that path while this one still runs: both would
-    /// change the prefix at once. The run checks before it uploads and before it deletes.
+    /// Checks that every lock file and directory is still the one this run locked: one
+    /// removed (a cleaner of `~/.cache`, a careless `rm`) or replaced would let the next run
+    /// lock a new file at that path while this one runs. Only this user or root can do that
+    /// in a private directory, and it costs a `stat` per file: the run checks before it
+    /// uploads and before it deletes.
     pub fn check(&self) -> Result<(), LockError> {
-        match self.files.iter().find(|(f, p)| !names(p, f)) {
+        let id = |m: std::fs::Metadata| (m.dev(), m.ino());
+        let moved = |(f, p): &&(File, PathBuf)| {
+            std::fs::symlink_metadata(p).map(id).ok() != f.metadata().map(id).ok()
+        };
+        match self.files.iter().find(moved) {
             None => Ok(()),
             Some((_, p)) => Err(LockError::Lost {
-                path: crate::display::display_path(p),
+                path: display_path(p),
                 url: self.target.url.to_string(),
             }),
         }
@@ -233,24 +214,18 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-/// The lock directory for a user: root's in `/run` when there is one (`run_exists`), else
-/// under the home directory the password database gives.
-pub fn default_dir(uid: u32, home: Option<&Path>, run_exists: bool) -> Result<PathBuf, LockError> {
-    if uid == 0 && run_exists {
-        return Ok(PathBuf::from("/run/cback3-s3sync"));
-    }
+/// The user's own lock directory: root's in `/run` when there is one (`run_exists`), else
+/// under the home directory the password database gives (`None` without one).
+pub fn default_dir(uid: u32, home: Option<&Path>, run_exists: bool) -> Option<PathBuf> {
     match home {
-        Some(h) if h.is_absolute() => Ok(h.join(".cache/cback3-s3sync/locks")),
-        _ => Err(LockError::Dir {
-            path: "~/.cache/cback3-s3sync/locks".into(),
-            why: format!("user id {uid} has no home directory in the password database"),
-        }),
+        _ if uid == 0 && run_exists => Some(PathBuf::from("/run/cback3-s3sync")),
+        Some(h) if h.is_absolute() => Some(h.join(".cache/cback3-s3sync/locks")),
+        _ => None,
     }
 }
 
 /// The home directory of `uid` in the password database (not `$HOME`).
 pub fn passwd_home(uid: u32) -> Option<PathBuf> {
-    use std::os::unix::ffi::OsStrExt;
     let mut buf = vec![0 as libc::c_char; PASSWD_BUFFER];
     // SAFETY: getpwuid_r writes only into the struct and the buffer we pass; the home
     // string points into `buf`, which outlives its use here.
@@ -268,284 +243,204 @@ pub fn passwd_home(uid: u32) -> Option<PathBuf> {
     }
 }
 
-/// This process's lock directory (created if needed and checked).
-pub fn lock_dir() -> Result<PathBuf, LockError> {
+/// The directories this process locks in, created if needed and checked: [`LOCK_DIR_ENV`]'s,
+/// else the user's own ([`default_dir`]) when it can be used, else [`fallback_dirs`].
+fn lock_dirs() -> Result<Vec<PathBuf>, LockError> {
     // SAFETY: geteuid cannot fail.
     let uid = unsafe { libc::geteuid() };
-    let dir = match std::env::var_os(LOCK_DIR_ENV) {
-        Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => default_dir(uid, passwd_home(uid).as_deref(), Path::new("/run").is_dir())?,
+    if let Some(d) = std::env::var_os(LOCK_DIR_ENV).filter(|d| !d.is_empty()) {
+        return prepare_dir(Path::new(&d), uid).map(|()| vec![d.into()]);
+    }
+    let why = match default_dir(uid, passwd_home(uid).as_deref(), Path::new("/run").is_dir()) {
+        Some(d) => match prepare_dir(&d, uid) {
+            Ok(()) => return Ok(vec![d]),
+            Err(e) => e.to_string(),
+        },
+        None => format!("user id {uid} has no home directory in the password database"),
     };
-    prepare_dir(&dir, uid)?;
-    Ok(dir)
+    log::debug!(target: crate::FLOW, "Run locks kept under {FALLBACK_BASE}: {why}");
+    fallback_dirs(Path::new(FALLBACK_BASE), uid)
 }
 
-/// Creates `dir` (0700) when absent and checks that only `uid` can create files in it.
+/// This user's lock directory (the first one where there are several), created if needed
+/// and checked: nobody else can create, hold or remove files in it.
+pub fn lock_dir() -> Result<PathBuf, LockError> {
+    Ok(lock_dirs()?.swap_remove(0))
+}
+
+/// For `-D`: the directories this user's runs lock in (created if needed), or why none.
+pub fn lock_dirs_shown() -> String {
+    match lock_dirs() {
+        Ok(dirs) => dirs
+            .iter()
+            .map(|d| display_path(d))
+            .collect::<Vec<_>>()
+            .join(" "),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Creates `dir` (0700) when absent and checks it with [`usable`].
 pub fn prepare_dir(dir: &Path, uid: u32) -> Result<(), LockError> {
+    let created = match dir.symlink_metadata() {
+        Ok(_) => Ok(()),
+        Err(_) => DirBuilder::new().recursive(true).mode(0o700).create(dir),
+    };
+    let why = match created {
+        Ok(()) => usable(dir, uid).err(),
+        Err(e) => Some(e.to_string()),
+    };
+    why.map_or(Ok(()), |why| {
+        let path = display_path(dir);
+        Err(LockError::Dir { path, why })
+    })
+}
+
+/// Whether only `uid` (and root) can create files in `dir`, and `uid` can: a directory (not
+/// a symlink) owned by `uid`, not writable by group or others, and not read-only.
+fn usable(dir: &Path, uid: u32) -> Result<(), String> {
+    let meta = dir.symlink_metadata().map_err(|e| e.to_string())?;
+    let why = if !meta.is_dir() {
+        "it is not a directory (a symlink?)".to_string()
+    } else if meta.uid() != uid {
+        format!(
+            "it belongs to user id {}, not to this user ({uid})",
+            meta.uid()
+        )
+    } else if meta.mode() & 0o022 != 0 {
+        let mode = meta.mode() & 0o7777;
+        format!("it is writable by group or others (mode {mode:o}; chmod 700 it)")
+    } else {
+        let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
+        let (rwx, how) = (libc::W_OK | libc::X_OK, libc::AT_EACCESS);
+        // SAFETY: faccessat reads a NUL-terminated path we own.
+        return match unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), rwx, how) } {
+            0 => Ok(()),
+            _ => Err(std::io::Error::last_os_error().to_string()),
+        };
+    };
+    Err(format!("{why}; refusing to use it"))
+}
+
+/// The lock directories of `uid` in `base` (root's, sticky where writable by all): every
+/// `cback3-s3sync-<uid>.*` there that passes [`usable`], after making one (mkdtemp: 0700,
+/// random suffix) when none does. Whatever another user made at such a name is ignored;
+/// two first runs that each made one lock in both, so they still exclude each other.
+pub fn fallback_dirs(base: &Path, uid: u32) -> Result<Vec<PathBuf>, LockError> {
+    let stem = format!("cback3-s3sync-{uid}.");
     let err = |why: String| LockError::Dir {
-        path: crate::display::display_path(dir),
+        path: format!("{}/{stem}*", display_path(base)),
         why,
     };
-    if std::fs::symlink_metadata(dir).is_err() {
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| err(e.to_string()))?;
-    }
-    let meta = std::fs::symlink_metadata(dir).map_err(|e| err(e.to_string()))?;
-    if !meta.is_dir() {
+    let meta = std::fs::metadata(base).map_err(|e| err(e.to_string()))?;
+    if ![0, uid].contains(&meta.uid()) || meta.mode() & 0o1002 == 0o002 {
         return Err(err(
-            "it is not a directory (a symlink?); refusing to use it".into(),
+            "another user owns it, or all can write it and it is not sticky".into(),
         ));
     }
-    if meta.uid() != uid {
-        return Err(err(format!(
-            "it belongs to user id {}, not to this user ({uid}); refusing to use it",
-            meta.uid()
-        )));
+    let owned = || -> std::io::Result<Vec<PathBuf>> {
+        let mut dirs = Vec::new();
+        for entry in std::fs::read_dir(base)? {
+            let path = entry?.path();
+            let name = path.file_name().unwrap_or_default().as_bytes();
+            if name.starts_with(stem.as_bytes()) && usable(&path, uid).is_ok() {
+                dirs.push(path);
+            }
+        }
+        dirs.sort();
+        Ok(dirs)
+    };
+    let mut dirs = owned().map_err(|e| err(e.to_string()))?;
+    if dirs.is_empty() {
+        let mut template = base
+            .join(stem.clone() + "XXXXXX")
+            .into_os_string()
+            .into_vec();
+        template.push(0);
+        // SAFETY: mkdtemp rewrites the X's of the NUL-terminated buffer we own.
+        if unsafe { libc::mkdtemp(template.as_mut_ptr().cast()) }.is_null() {
+            return Err(err(std::io::Error::last_os_error().to_string()));
+        }
+        dirs = owned().map_err(|e| err(e.to_string()))?;
     }
-    if meta.mode() & 0o022 != 0 {
-        return Err(err(format!(
-            "it is writable by group or others (mode {:o}); refusing to use it (chmod 700 it)",
-            meta.mode() & 0o7777
-        )));
+    match dirs.is_empty() {
+        true => Err(err("the directory made is not usable".into())),
+        false => Ok(dirs),
     }
-    Ok(())
 }
 
-/// Every prefix that contains `prefix`, outermost first, without `prefix` itself.
-fn ancestors(prefix: &str) -> Vec<&str> {
-    if prefix.is_empty() {
-        return Vec::new();
-    }
-    let mut out = vec![""];
-    for (i, _) in prefix.match_indices('/') {
-        if i + 1 < prefix.len() {
-            out.push(&prefix[..=i]);
-        }
-    }
+/// Every prefix that contains `prefix`, outermost first, then `prefix` itself.
+fn prefixes(prefix: &str) -> Vec<&str> {
+    let inner = prefix.match_indices('/').map(|(i, _)| &prefix[..=i]);
+    let mut out: Vec<&str> = [""].into_iter().chain(inner).collect();
+    out.dedup();
     out
 }
 
-/// The shared lock directory this process uses, if any (see [`SHARED_LOCK_DIR_ENV`]).
-pub fn shared_dir() -> Option<PathBuf> {
-    let set = |k: &str| std::env::var_os(k).filter(|d| !d.is_empty());
-    match (set(SHARED_LOCK_DIR_ENV), set(LOCK_DIR_ENV)) {
-        (Some(d), _) => Some(PathBuf::from(d)),
-        (None, Some(_)) => None,
-        (None, None) => Some(PathBuf::from(SHARED_LOCK_DIR)),
-    }
-}
-
-/// For `-D`: whether runs would also lock in the shared directory, without creating anything.
-pub fn shared_dir_state() -> String {
-    let Some(dir) = shared_dir() else {
-        return format!("none ({LOCK_DIR_ENV} is set without {SHARED_LOCK_DIR_ENV})");
-    };
-    let shown = crate::display::display_path(&dir);
-    match std::fs::metadata(&dir) {
-        Ok(m) if m.is_dir() => {
-            let c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(dir.as_os_str()));
-            // SAFETY: access reads a NUL-terminated path we own.
-            let writable =
-                c.is_ok_and(|c| unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } == 0);
-            if writable {
-                format!("{shown} (in use: runs of other users are excluded too)")
-            } else {
-                format!("{shown} (in use for lock files that exist: not writable by this user)")
-            }
-        }
-        Ok(_) => format!("{shown} (not in use: not a directory; this user's runs only)"),
-        Err(e) => format!("{shown} (not in use: {e}; this user's runs only)"),
-    }
-}
-
-/// Takes the lock for `target` without waiting: in the user's lock directory (mandatory),
-/// then the same files in the shared directory (see [`RunLock::share_in`]).
+/// Takes the lock for `target` without waiting, in each of this user's lock directories.
 pub fn acquire(target: &Target) -> Result<RunLock, LockError> {
-    let mut lock = acquire_in(&lock_dir()?, target)?;
-    if let Some(dir) = shared_dir() {
-        lock.share_in(&dir)?;
+    let dirs = lock_dirs()?;
+    let mut lock = acquire_in(&dirs[0], target)?;
+    for dir in &dirs[1..] {
+        lock.files.extend(acquire_in(dir, target)?.files);
     }
     Ok(lock)
 }
 
-impl RunLock {
-    /// Also takes this run's locks in `dir`, shared by every user (`/run/lock`), so a run
-    /// of another user (root's cron job, an administrator's own run) on the same target
-    /// excludes this one. Held there by another run: [`LockError::Busy`] or
-    /// [`LockError::Contained`], as in the user's directory. Anything else that keeps the
-    /// run from using the directory or a file in it (missing, not writable, a file another
-    /// user made unreadable, a symlink or something not a regular file at the name) is one
-    /// DEBUG line: the run goes on with its own user's lock only.
-    pub fn share_in(&mut self, dir: &Path) -> Result<(), LockError> {
-        let shown = crate::display::display_path(dir);
-        match take(dir, SHARED_NAME_PREFIX, &self.target, open_shared) {
-            Ok(shared) => {
-                log::debug!(target: crate::FLOW, "Run lock also taken in the shared directory {shown} (excludes runs of other users on {})", self.target.url);
-                self.files.extend(shared.files);
-                self.shared = Some(dir.to_path_buf());
-                Ok(())
-            }
-            Err(e @ (LockError::Busy { .. } | LockError::Contained { .. })) => Err(e),
-            Err(e) => {
-                log::debug!(target: crate::FLOW, "Shared lock directory {shown} not used ({e}): only runs of this user are excluded");
-                Ok(())
-            }
-        }
-    }
-}
-
-/// Opens a lock file in the user's own directory, creating it (0600).
-fn open_private(path: &Path) -> std::io::Result<File> {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .mode(0o600)
-        // Without blocking: a FIFO or device put at the name must not hang the run.
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
-        .open(path)
-}
-
-/// Opens a lock file in the shared directory: see [`open_shared_with`].
-fn open_shared(path: &Path) -> std::io::Result<File> {
-    open_shared_with(path, || ())
-}
-
-/// Opens a lock file in the shared (sticky, world-writable) directory read-only (enough to
-/// `flock` it), without following a symlink or blocking. The first open does not create:
-/// `fs.protected_regular` refuses an `O_CREAT` open of another user's file there. When there
-/// is none, creates it exclusively and makes it 0644 whatever the umask, so every user can
-/// open it; one created meanwhile by another run (`between` stands for that in the tests)
-/// is opened again.
-fn open_shared_with(path: &Path, mut between: impl FnMut()) -> std::io::Result<File> {
-    use std::io::ErrorKind;
-    use std::os::unix::fs::PermissionsExt;
-    let flags = libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK;
-    for _ in 0..OPEN_TRIES {
-        match std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(flags)
-            .open(path)
-        {
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            other => return other,
-        }
-        between();
-        match std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .custom_flags(flags)
-            .open(path)
-        {
-            Ok(f) => {
-                f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-                return Ok(f);
-            }
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Err(std::io::Error::other(
-        "it keeps being created and removed by something else",
-    ))
-}
-
-/// [`acquire`] in a given (already checked) directory, without the shared one.
+/// [`acquire`] in one given (already checked) directory.
 pub fn acquire_in(dir: &Path, target: &Target) -> Result<RunLock, LockError> {
-    take(dir, "", target, open_private)
-}
-
-/// The locks of `target` in `dir`, in files named `name_prefix` and the target's file name,
-/// opened with `open_file`.
-fn take(
-    dir: &Path,
-    name_prefix: &str,
-    target: &Target,
-    open_file: fn(&Path) -> std::io::Result<File>,
-) -> Result<RunLock, LockError> {
-    let path_of = |prefix: &str| dir.join(format!("{name_prefix}{}", target.file_name(prefix)));
-    let open = |prefix: &str| {
-        let path = path_of(prefix);
-        open_file(&path)
-            .and_then(|f| match f.metadata()?.is_file() {
-                true => Ok((f, path.clone())),
-                false => Err(std::io::Error::other(
-                    "it is not a regular file (remove it)",
-                )),
-            })
-            .map_err(|e| LockError::Open {
-                path: crate::display::display_path(&path),
-                error: e.to_string(),
-            })
-    };
     let failed = |path: &Path, e: std::io::Error| LockError::Open {
-        path: crate::display::display_path(path),
+        path: display_path(path),
         error: e.to_string(),
     };
-    // A file unlinked or replaced between our open and our lock is locked in vain: the next
-    // run opens the new one. Locked, its path must still name it; a few tries, then fail.
-    let open = |prefix: &str, exclusive: bool| {
-        for _ in 0..OPEN_TRIES {
-            let (file, path) = open(prefix)?;
-            let locked = if exclusive {
-                file.try_lock()
-            } else {
-                file.try_lock_shared()
-            };
-            if locked.is_ok() && !names(&path, &file) {
-                continue;
-            }
-            return Ok((file, path, locked));
-        }
-        Err(LockError::Lost {
-            path: crate::display::display_path(&path_of(prefix)),
-            url: target.url.to_string(),
-        })
-    };
-    let mut files = Vec::new();
-    for prefix in ancestors(&target.url.prefix) {
-        let (file, path, locked) = open(prefix, false)?;
+    // systemd-tmpfiles does not age out files in a directory someone holds a lock on.
+    let held_dir = File::open(dir).map_err(|e| failed(dir, e))?;
+    let _ = held_dir.try_lock_shared();
+    let mut files = vec![(held_dir, dir.to_path_buf())];
+    let own = target.url.prefix.as_str();
+    for prefix in prefixes(own) {
+        let path = dir.join(target.file_name(prefix));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .mode(0o600)
+            // Without blocking: a FIFO put at the name must not hang the run.
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+            .open(&path)
+            .map_err(|e| failed(&path, e))?;
+        let locked = match prefix == own {
+            true => file.try_lock(),
+            false => file.try_lock_shared(),
+        };
+        let url = target.url.to_string();
         match locked {
             Ok(()) => files.push((file, path)),
-            Err(TryLockError::WouldBlock) => {
-                return Err(LockError::Contained {
-                    url: target.url.to_string(),
-                    other: BucketUrl {
-                        bucket: target.url.bucket.clone(),
-                        prefix: prefix.to_string(),
-                    }
-                    .to_string(),
-                })
-            }
             Err(TryLockError::Error(e)) => return Err(failed(&path, e)),
+            Err(TryLockError::WouldBlock) if prefix == own => return Err(LockError::Busy { url }),
+            Err(TryLockError::WouldBlock) => {
+                let (bucket, prefix) = (target.url.bucket.clone(), prefix.to_string());
+                let other = BucketUrl { bucket, prefix }.to_string();
+                return Err(LockError::Contained { url, other });
+            }
         }
     }
-    let (file, path, locked) = open(&target.url.prefix, true)?;
-    match locked {
-        Ok(()) => files.push((file, path.clone())),
-        Err(TryLockError::WouldBlock) => {
-            return Err(LockError::Busy {
-                url: target.url.to_string(),
-            })
-        }
-        Err(TryLockError::Error(e)) => return Err(failed(&path, e)),
-    }
-    Ok(RunLock {
+    let path = files.last().map(|(_, p)| p.clone()).unwrap_or_default();
+    let target = target.clone();
+    let lock = RunLock {
         files,
-        target: target.clone(),
+        target,
         path,
-        shared: None,
-    })
+    };
+    // A file removed or replaced between our open and our lock was locked in vain.
+    lock.check()?;
+    Ok(lock)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn target(url: &str) -> Target {
         Target::new(Some("http://127.0.0.1:1/"), &BucketUrl::parse(url).unwrap())
@@ -553,24 +448,16 @@ mod tests {
 
     #[test]
     fn the_directory_depends_on_the_user_only() {
-        let home = Path::new("/home/u");
-        assert_eq!(
-            default_dir(0, Some(Path::new("/root")), true).unwrap(),
-            Path::new("/run/cback3-s3sync")
-        );
-        assert_eq!(
-            default_dir(0, Some(Path::new("/root")), false).unwrap(),
-            Path::new("/root/.cache/cback3-s3sync/locks")
-        );
-        assert_eq!(
-            default_dir(1000, Some(home), true).unwrap(),
-            Path::new("/home/u/.cache/cback3-s3sync/locks")
-        );
-        assert!(matches!(
-            default_dir(1000, None, true),
-            Err(LockError::Dir { .. })
-        ));
-        assert!(default_dir(1000, Some(Path::new("rel")), true).is_err());
+        let dir = |uid, home: Option<&str>, run| default_dir(uid, home.map(Path::new), run);
+        let run = Some(PathBuf::from("/run/cback3-s3sync"));
+        assert_eq!(dir(0, Some("/root"), true), run);
+        assert_eq!(dir(0, None, true), run);
+        let home = Some(PathBuf::from("/home/u/.cache/cback3-s3sync/locks"));
+        assert_eq!(dir(1000, Some("/home/u"), true), home);
+        let root = Some(PathBuf::from("/root/.cache/cback3-s3sync/locks"));
+        assert_eq!(dir(0, Some("/root"), false), root);
+        assert_eq!(dir(1000, None, true), None);
+        assert_eq!(dir(1000, Some("rel"), true), None);
         // The home comes from the password database, whatever $HOME says.
         let uid = unsafe { libc::geteuid() };
         let home = passwd_home(uid).expect("this user has a passwd entry");
@@ -579,28 +466,25 @@ mod tests {
     }
 
     #[test]
-    fn ancestors_of_a_prefix() {
-        assert!(ancestors("").is_empty());
-        assert_eq!(ancestors("p/"), [""]);
-        assert_eq!(ancestors("a/b/c/"), ["", "a/", "a/b/"]);
+    fn prefixes_of_a_prefix() {
+        assert_eq!(prefixes(""), [""]);
+        assert_eq!(prefixes("p/"), ["", "p/"]);
+        assert_eq!(prefixes("a/b/c/"), ["", "a/", "a/b/", "a/b/c/"]);
     }
 
     #[test]
     fn endpoint_bucket_and_prefix_name_the_file() {
         let a = target("s3://bkt/p");
-        assert_eq!(a.file_name("p/"), target("s3://bkt/p/").file_name("p/"));
-        let other_end = Target::new(Some("http://other:9000"), &a.url);
-        assert_ne!(a.file_name("p/"), other_end.file_name("p/"));
-        assert_ne!(a.file_name("p/"), Target::new(None, &a.url).file_name("p/"));
-        assert_eq!(
-            Target::new(Some("HTTP://127.0.0.1:1"), &a.url).file_name("p/"),
-            a.file_name("p/")
-        );
-        assert_ne!(a.file_name("p/"), a.file_name("q/"));
-        // Spellings of one endpoint, and bucket-name case, are one target.
-        let same = |e: &str, u: &str| {
-            Target::new(Some(e), &BucketUrl::parse(u).unwrap()).file_name("p/") == a.file_name("p/")
+        let name = |e: Option<&str>, u: &str| {
+            Target::new(e, &BucketUrl::parse(u).unwrap()).file_name("p/")
         };
+        assert_eq!(a.file_name("p/"), target("s3://bkt/p/").file_name("p/"));
+        assert_ne!(a.file_name("p/"), a.file_name("q/"));
+        assert_ne!(a.file_name("p/"), name(None, "s3://bkt/p"));
+        // Spellings of one endpoint (numeric ones the resolver accepts, the unspecified
+        // address, which connects to this host, IPv4-mapped IPv6), and bucket-name case, are
+        // one target; another port, scheme, address or host is another.
+        let same = |e: &str, u: &str| name(Some(e), u) == a.file_name("p/");
         for e in [
             "http://127.0.0.1:1",
             "http://127.0.0.1:1//",
@@ -608,32 +492,6 @@ mod tests {
             "http://localhost:1",
             "http://LocalHost.:1/",
             "http://[::1]:1",
-        ] {
-            assert!(same(e, "s3://bkt/p"), "{e}");
-        }
-        assert!(same("http://127.0.0.1:1", "s3://BKT/p"));
-        assert!(!same("http://127.0.0.1:2", "s3://bkt/p"));
-        assert!(!same("https://127.0.0.1:1", "s3://bkt/p"));
-        assert!(!same("http://127.0.0.2:1", "s3://bkt/p"));
-        assert_eq!(
-            canonical_endpoint("HTTPS://S3.Example.com:443/"),
-            "https://s3.example.com"
-        );
-        assert_eq!(
-            canonical_endpoint("http://s3.example.com:80"),
-            "http://s3.example.com"
-        );
-        assert_eq!(
-            canonical_endpoint("http://[fd00::1]:9000/"),
-            "http://[fd00::1]:9000"
-        );
-        assert_eq!(
-            canonical_endpoint("http://h:9000/base/"),
-            "http://h:9000/base"
-        );
-        // Numeric spellings the resolver accepts, the unspecified address (which connects
-        // to this host) and IPv4-mapped IPv6 are the loopback server too.
-        for e in [
             "http://127.1:1",
             "http://0x7f.0.0.1:1",
             "http://0177.0.0.01:1",
@@ -646,23 +504,31 @@ mod tests {
         ] {
             assert!(same(e, "s3://bkt/p"), "{e}");
         }
-        assert_eq!(
-            canonical_endpoint("http://10.1:9000"),
-            "http://10.0.0.1:9000"
-        );
-        assert_eq!(
-            canonical_endpoint("http://[FD00:0::1]:9000"),
-            "http://[fd00::1]:9000"
-        );
-        for name in ["http://1.2.3.4.5:1", "http://256.1.1.1:1", "http://08:1"] {
-            assert_eq!(
-                canonical_endpoint(name),
-                name,
-                "not an address: kept as a name"
-            );
+        assert!(same("http://127.0.0.1:1", "s3://BKT/p"));
+        for e in [
+            "http://127.0.0.1:2",
+            "https://127.0.0.1:1",
+            "http://127.0.0.2:1",
+            "http://other:1",
+        ] {
+            assert!(!same(e, "s3://bkt/p"), "{e}");
+        }
+        for (e, want) in [
+            ("HTTPS://S3.Example.com:443/", "https://s3.example.com"),
+            ("http://s3.example.com:80", "http://s3.example.com"),
+            ("http://[fd00::1]:9000/", "http://[fd00::1]:9000"),
+            ("http://h:9000/base/", "http://h:9000/base"),
+            ("http://10.1:9000", "http://10.0.0.1:9000"),
+            ("http://[FD00:0::1]:9000", "http://[fd00::1]:9000"),
+            // Not addresses: kept as names.
+            ("http://1.2.3.4.5:1", "http://1.2.3.4.5:1"),
+            ("http://256.1.1.1:1", "http://256.1.1.1:1"),
+            ("http://08:1", "http://08:1"),
+        ] {
+            assert_eq!(canonical_endpoint(e), want);
         }
         // AWS: no endpoint, and any spelling of one of its S3 endpoints, is one target.
-        let aws = Target::new(None, &a.url).file_name("p/");
+        let aws = name(None, "s3://bkt/p");
         for e in [
             "https://s3.amazonaws.com",
             "https://S3.us-east-1.amazonaws.com:443/",
@@ -672,13 +538,14 @@ mod tests {
             "http://s3.cn-north-1.amazonaws.com.cn",
             "https://bkt.s3.amazonaws.com.",
         ] {
-            assert_eq!(Target::new(Some(e), &a.url).file_name("p/"), aws, "{e}");
+            assert_eq!(name(Some(e), "s3://bkt/p"), aws, "{e}");
         }
-        assert_ne!(
-            canonical_endpoint("https://amazonaws.com.example.org"),
-            "aws"
-        );
-        assert_ne!(canonical_endpoint("https://notamazonaws.com"), "aws");
+        for e in [
+            "https://amazonaws.com.example.org",
+            "https://notamazonaws.com",
+        ] {
+            assert_ne!(canonical_endpoint(e), "aws");
+        }
         let long = "b".repeat(255);
         assert!(target(&format!("s3://{long}/p")).file_name("p/").len() < 100);
     }
@@ -747,159 +614,6 @@ mod tests {
     }
 
     #[test]
-    fn a_lock_file_that_is_not_a_regular_file_is_refused_at_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let t = target("s3://bkt/p");
-        let path = dir.path().join(t.file_name("p/"));
-        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-        let e = acquire_in(dir.path(), &t).unwrap_err().to_string();
-        assert!(e.contains("not a regular file"), "{e}");
-    }
-
-    /// A private directory and a shared one (1777, like `/run/lock`).
-    fn dirs() -> (tempfile::TempDir, PathBuf, PathBuf) {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let (own, shared) = (dir.path().join("own"), dir.path().join("shared"));
-        std::fs::create_dir(&own).unwrap();
-        std::fs::create_dir(&shared).unwrap();
-        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
-        (dir, own, shared)
-    }
-
-    #[test]
-    fn a_shared_lock_file_is_created_readable_by_all_or_opened_as_it_is() {
-        let (_dir, _, shared) = dirs();
-        let path = shared.join("cback3-s3sync-x.lock");
-        // None yet: created, 0644.
-        let created = open_shared(&path).unwrap();
-        assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o7777, 0o644);
-        // There: opened (read-only is enough to lock it), the same file.
-        let again = open_shared(&path).unwrap();
-        assert_eq!(
-            again.metadata().unwrap().ino(),
-            created.metadata().unwrap().ino()
-        );
-        again.try_lock().unwrap();
-        assert!(created.try_lock_shared().is_err(), "one lock on one file");
-        // Another run creates it between our first open (ENOENT) and our O_EXCL one: ours
-        // fails with EEXIST and we open theirs, as they made it (mode untouched).
-        let raced = shared.join("cback3-s3sync-y.lock");
-        let mut theirs = None;
-        let f = open_shared_with(&raced, || {
-            if theirs.is_none() {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::write(&raced, b"").unwrap();
-                std::fs::set_permissions(&raced, std::fs::Permissions::from_mode(0o640)).unwrap();
-                theirs = Some(std::fs::metadata(&raced).unwrap().ino());
-            }
-        })
-        .unwrap();
-        assert_eq!(Some(f.metadata().unwrap().ino()), theirs);
-        assert_eq!(std::fs::metadata(&raced).unwrap().mode() & 0o7777, 0o640);
-        // A symlink at the name is not followed.
-        let link = shared.join("cback3-s3sync-l.lock");
-        std::os::unix::fs::symlink(&path, &link).unwrap();
-        assert_eq!(
-            open_shared(&link).unwrap_err().raw_os_error(),
-            Some(libc::ELOOP)
-        );
-    }
-
-    #[test]
-    fn the_shared_directory_excludes_runs_with_other_private_directories() {
-        let (dir, own, shared) = dirs();
-        let other = dir.path().join("other-user");
-        std::fs::create_dir(&other).unwrap();
-        let take = |private: &Path, u: &str| {
-            let mut l = acquire_in(private, &target(u))?;
-            l.share_in(&shared)?;
-            Ok::<_, LockError>(l)
-        };
-        let held = take(&own, "s3://bkt/p").unwrap();
-        assert_eq!(held.shared.as_deref(), Some(shared.as_path()));
-        assert!(matches!(
-            take(&other, "s3://bkt/p"),
-            Err(LockError::Busy { .. })
-        ));
-        assert!(matches!(
-            take(&other, "s3://bkt/p/sub"),
-            Err(LockError::Contained { .. })
-        ));
-        assert!(matches!(
-            take(&other, "s3://bkt"),
-            Err(LockError::Busy { .. })
-        ));
-        let _sibling = take(&other, "s3://bkt/q").unwrap();
-        // The files are named after the private ones.
-        let name = format!(
-            "{SHARED_NAME_PREFIX}{}",
-            target("s3://bkt/p").file_name("p/")
-        );
-        assert!(shared.join(&name).is_file());
-        // The check before uploads and deletes covers them.
-        held.check().unwrap();
-        std::fs::remove_file(shared.join(&name)).unwrap();
-        let e = held.check().unwrap_err().to_string();
-        assert!(
-            e.contains("removed or replaced") && e.contains("shared"),
-            "{e}"
-        );
-        drop(held);
-        let _next = take(&other, "s3://bkt/p").unwrap();
-    }
-
-    #[test]
-    fn a_shared_directory_that_cannot_be_used_leaves_the_private_lock() {
-        let (dir, own, shared) = dirs();
-        let t = target("s3://bkt/p");
-        let name =
-            |prefix: &str| shared.join(format!("{SHARED_NAME_PREFIX}{}", t.file_name(prefix)));
-        // Missing directory.
-        let mut l = acquire_in(&own, &t).unwrap();
-        l.share_in(&dir.path().join("missing")).unwrap();
-        assert!(l.shared.is_none());
-        drop(l);
-        // At the own prefix's name: a FIFO (never waited on), a directory, a symlink; at the
-        // bucket root's (an ancestor, taken first): a symlink.
-        let fifo = |p: &Path| {
-            let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
-            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0);
-        };
-        let symlink = |p: &Path| std::os::unix::fs::symlink(dir.path(), p).unwrap();
-        type Make<'a> = &'a dyn Fn(&Path);
-        let cases: [(&str, Make); 4] = [
-            ("p/", &fifo),
-            ("p/", &|p| std::fs::create_dir(p).unwrap()),
-            ("p/", &symlink),
-            ("", &symlink),
-        ];
-        for (prefix, make) in cases {
-            let at = name(prefix);
-            // The bucket root's file left by the cases before (a regular file, unlocked).
-            let _ = std::fs::remove_file(&at);
-            make(&at);
-            let mut l = acquire_in(&own, &t).unwrap();
-            l.share_in(&shared).unwrap();
-            assert!(l.shared.is_none(), "{prefix:?}");
-            l.check().unwrap();
-            drop(l);
-            std::fs::remove_dir(&at)
-                .or_else(|_| std::fs::remove_file(&at))
-                .unwrap();
-        }
-        // With the name free again the shared directory is used.
-        let mut l = acquire_in(&own, &t).unwrap();
-        l.share_in(&shared).unwrap();
-        assert!(l.shared.is_some());
-        drop(l);
-        // The private lock still excludes a second run of this user.
-        let _held = acquire_in(&own, &t).unwrap();
-        assert!(matches!(acquire_in(&own, &t), Err(LockError::Busy { .. })));
-    }
-
-    #[test]
     fn directories_others_can_write_or_own_are_refused() {
         let uid = unsafe { libc::geteuid() };
         let dir = tempfile::tempdir().unwrap();
@@ -907,7 +621,6 @@ mod tests {
         prepare_dir(&fresh, uid).unwrap();
         let mode = std::fs::metadata(&fresh).unwrap().mode() & 0o777;
         assert_eq!(mode, 0o700);
-        use std::os::unix::fs::PermissionsExt;
         let open = dir.path().join("open");
         std::fs::create_dir(&open).unwrap();
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
@@ -919,5 +632,41 @@ mod tests {
         // Owned by someone else (as seen from another uid, so no root needed).
         let e = prepare_dir(&fresh, uid + 1).unwrap_err().to_string();
         assert!(e.contains("belongs to user id"), "{e}");
+    }
+
+    #[test]
+    fn fallback_directories_are_the_users_own_and_all_of_them_are_locked() {
+        let uid = unsafe { libc::geteuid() };
+        let base = tempfile::tempdir().unwrap();
+        let b = base.path();
+        let stem = |s: &str| b.join(format!("cback3-s3sync-{uid}.{s}"));
+        // Names another user could make: a directory writable by others, a symlink to one
+        // of ours, one of another uid's (its name differs too), a file. None is used.
+        std::fs::create_dir(stem("open")).unwrap();
+        std::fs::set_permissions(stem("open"), std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::os::unix::fs::symlink(b, stem("link")).unwrap();
+        std::fs::create_dir(b.join(format!("cback3-s3sync-{}.x", uid + 1))).unwrap();
+        std::fs::write(stem("file"), b"").unwrap();
+        let first = fallback_dirs(b, uid).unwrap();
+        assert_eq!(first.len(), 1, "{first:?}");
+        assert_eq!(std::fs::metadata(&first[0]).unwrap().mode() & 0o7777, 0o700);
+        assert_eq!(
+            fallback_dirs(b, uid).unwrap(),
+            first,
+            "made once, then found"
+        );
+        // Two first runs raced and each made one: a run locks in both.
+        std::fs::create_dir(stem("zzzzzz")).unwrap();
+        std::fs::set_permissions(stem("zzzzzz"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let both = fallback_dirs(b, uid).unwrap();
+        assert_eq!(both.len(), 2, "{both:?}");
+        let t = target("s3://bkt/p");
+        let _held_in_second = acquire_in(&both[1], &t).unwrap();
+        let e = acquire_in(&both[0], &t).and_then(|_| acquire_in(&both[1], &t));
+        assert!(matches!(e, Err(LockError::Busy { .. })));
+        // A base others can write without the sticky bit is refused.
+        std::fs::set_permissions(b, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = fallback_dirs(b, uid).unwrap_err().to_string();
+        assert!(e.contains("not sticky"), "{e}");
     }
 }

@@ -345,7 +345,7 @@ fn a_second_run_on_the_same_prefix_is_refused_while_one_runs() {
     s.write("new.txt", b"new");
     let target = cback3_s3sync::bucket_url::BucketUrl::parse(&url(&b, "p/")).unwrap();
     let target = cback3_s3sync::lock::Target::new(Some(&server().endpoint), &target);
-    // This user's lock only: the test process must not use /run/lock.
+    // The lock a run of this user would take.
     let held = cback3_s3sync::lock::acquire_in(&cback3_s3sync::lock::lock_dir().unwrap(), &target)
         .unwrap();
     let o = run(&s, [s.src().as_os_str(), url(&b, "p").as_ref()]);

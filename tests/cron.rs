@@ -140,12 +140,10 @@ fn launch(
     let out = s.dir.path().join(format!("{tag}.stdout"));
     let err = s.dir.path().join(format!("{tag}.stderr"));
     let mut c = Command::new(bin);
-    // The private lock directory is the real one (what cron and a login shell must agree
-    // on); the lock directory shared by all users is the test's own, never /run/lock.
+    // The lock directory is the real one (what cron and a login shell must agree on).
     c.env_clear()
         .env("HOME", &home)
         .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("CBACK3_SHARED_LOCK_DIR", s.shared_locks())
         .current_dir(&home)
         .stdin(Stdio::null())
         .stdout(File::create(&out).unwrap())

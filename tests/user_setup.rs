@@ -365,9 +365,7 @@ fn diagnostics_show_the_effective_configuration_without_secrets() {
             .env("LANG", "C")
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("AWS_CONFIG_FILE", &config)
-            .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
-            // Never /run/lock from the tests (the private lock directory stays the real one).
-            .env("CBACK3_SHARED_LOCK_DIR", s.shared_locks());
+            .env("AWS_SHARED_CREDENTIALS_FILE", &credentials);
         if let Some(p) = profile {
             c.env("AWS_PROFILE", p);
         }

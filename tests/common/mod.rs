@@ -294,17 +294,6 @@ impl Scratch {
     pub fn log(&self) -> PathBuf {
         self.dir.path().join("test.log")
     }
-    /// The directory runs use instead of `/run/lock` for the locks shared by all users: per
-    /// test (runs of different tests never meet there), 1777 like `/run/lock`.
-    pub fn shared_locks(&self) -> PathBuf {
-        use std::os::unix::fs::PermissionsExt;
-        let p = self.dir.path().join("shared-locks");
-        if !p.is_dir() {
-            std::fs::create_dir_all(&p).unwrap();
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o1777)).unwrap();
-        }
-        p
-    }
     pub fn home(&self) -> PathBuf {
         let p = self.dir.path().join("home");
         std::fs::create_dir_all(&p).unwrap();
@@ -349,10 +338,6 @@ pub fn command(scratch: &Scratch) -> Command {
         c.env(k, v);
     }
     c.env("AWS_EC2_METADATA_DISABLED", "true");
-    c.env(
-        cback3_s3sync::lock::SHARED_LOCK_DIR_ENV,
-        scratch.shared_locks(),
-    );
     c.arg("-l").arg(scratch.log());
     // The tests signal runs as cron or a terminal would: a suite started under `nohup`
     // (SIGHUP ignored, which the binary honours) must not change what SIGHUP does to them.

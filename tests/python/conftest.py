@@ -35,15 +35,6 @@ def s3() -> Iterator[LocalS3]:
             os.environ.update(saved)
 
 
-@pytest.fixture(autouse=True)
-def shared_lock_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Runs lock in a directory of the test's own (1777, like /run/lock), never in /run/lock."""
-    shared = tmp_path / "shared-locks"
-    shared.mkdir()
-    shared.chmod(0o1777)
-    monkeypatch.setenv("CBACK3_SHARED_LOCK_DIR", str(shared))
-
-
 @pytest.fixture(scope="session")
 def s3_client(s3: LocalS3) -> Any:
     session = botocore.session.get_session()
