@@ -6,15 +6,17 @@
 //! come back. The source directory itself (the prefix) gets none, as with rclone: its mode is
 //! the restore target's, which the administrator chooses.
 //!
-//! When a marker is put, with no HeadObject in steady state: a directory's mtime changes when
-//! entries are added, removed or renamed; chmod and chown change only its ctime. The marker
-//! is put again when the directory's last change, `max(mtime, ctime)` in whole seconds, is at
-//! or after the marker's LastModified second. The marker was written after the walk that read
-//! the directory, so a directory that did not change since is older than its marker's second
-//! and costs nothing; a change in the very second of the put cannot be told apart (LastModified
-//! has whole seconds) and is put once more, after which the marker is newer and the rule
-//! settles. As with files, a server clock behind this machine's re-puts (cheap zero-byte PUTs)
-//! and one ahead of it can miss a change made within the gap after the put.
+//! When a marker is put, with no HeadObject in steady state: every change of a directory
+//! (an entry added, removed or renamed; chmod, chown; its mtime set) sets its ctime to the
+//! current time, and no user can set a ctime. The marker is put again when the directory's
+//! ctime, in whole seconds, is at or after the marker's LastModified second. The marker was
+//! written after the walk that read the directory, so a directory that did not change since is
+//! older than its marker's second and costs nothing; a change in the very second of the put
+//! cannot be told apart (LastModified has whole seconds) and is put once more, after which the
+//! marker is newer and the rule settles. The mtime takes no part: a directory dated in the
+//! future (a clock set wrong, an unpacked archive) would otherwise be put every run. As with
+//! files, a server clock behind this machine's re-puts (cheap zero-byte PUTs) and one ahead of
+//! it can miss a change made within the gap after the put.
 //!
 //! Markers are not files: the plan of files ([`crate::plan`]) and verification never see them
 //! ([`split`]); a marker whose directory is gone is deleted after the files' deletes.
@@ -66,10 +68,10 @@ pub struct MarkerPlan {
     pub unchanged: usize,
 }
 
-/// Changed at or after the marker's LastModified second (the rule in the module docs).
+/// Changed (its ctime) at or after the marker's LastModified second (the rule in the
+/// module docs).
 pub fn changed_since(dir: &LocalDir, marker: &RemoteObject) -> bool {
-    let changed = dir.mtime_ns.max(dir.ctime_ns).div_euclid(NS);
-    changed >= i128::from(marker.last_modified_ns).div_euclid(NS)
+    dir.ctime_ns.div_euclid(NS) >= i128::from(marker.last_modified_ns).div_euclid(NS)
 }
 
 /// Plans the markers for `mode`: `-v` changes nothing, `-u` deletes nothing.
@@ -154,7 +156,8 @@ mod tests {
             (100, 105, 101, true), // chmod after the put: only ctime moved
             (105, 105, 101, true),
             (90, 100, 200, false),
-            (-5, -5, 0, false), // an mtime before 1970
+            (-5, 50, 100, false),             // an mtime before 1970
+            (13_569_465_600, 50, 100, false), // an mtime in 2400: no put every run
         ];
         for (m, c, lm, want) in cases {
             assert_eq!(

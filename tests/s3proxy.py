@@ -254,6 +254,8 @@ class Proxy:
                         chunked = True
                 fault = None
                 method = head.split(b" ", 1)[0].decode("ascii", "replace").upper()
+                # Per method too (``method_PUT``, ``method_HEAD``...): what a run asked for.
+                self.stats[f"method_{method}"] += 1
                 eligible = self.s.fault_methods is None or method in self.s.fault_methods
                 if self.s.fault_match:
                     request_line = head.split(b"\r\n", 1)[0].decode("utf-8", "replace")
