@@ -534,7 +534,7 @@ fn the_runs_lock_directory_in_the_source_never_fails_the_run() {
         assert_eq!(code(&out), 0, "{extra:?}: {}\n{}", show(&out), s.logtext());
     }
     // The lock files (the prefix's and the bucket root's) were walked and copied.
-    let lock_objects = objects(&bucket)
+    let lock_objects = file_objects(&bucket)
         .keys()
         .filter(|k| k.starts_with("p/var/locks/"))
         .count();
