@@ -207,7 +207,7 @@ pub struct DirsJob<'a> {
     pub as_root: bool,
     pub concurrency: usize,
     /// How a directory is shown in messages.
-    pub shown: &'a dyn Fn(&str) -> String,
+    pub shown: &'a (dyn Fn(&str) -> String + Sync),
 }
 
 /// Creates the marked directories that are missing, then gives every marked directory what
