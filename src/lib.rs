@@ -5,7 +5,9 @@
 //! argv ([`options`]) → logging ([`logging`]) → source walk and filename check ([`walk`]) →
 //! bucket listing ([`s3::listing`]) → plan ([`plan`], pure) → uploads, then deletes ([`transfer`]) →
 //! verification ([`verify`]) → exit status ([`report`]). Every S3 request goes through [`s3`]
-//! (client, listing, uploads, deletes, errors); `--restore` is [`restore`].
+//! (client, listing, uploads, deletes, errors); `--restore` is [`restore`]. What an object
+//! records about its file (mtime, mode, owner) is read and written by [`metadata`] alone;
+//! directories are recorded as [`markers`] and restored by [`restore_dirs`].
 //!
 //! [`engine`] runs the phases; [`cli::run`] ties them together and is shared by the binary and the Python extension.
 //! The library never exits the process and never prints: it logs through the `log` facade

@@ -11,7 +11,8 @@
 //! compared with the object's full-object checksum (or its MD5 ETag), given its recorded
 //! owner, mode and mtime, and only then renamed into place within the same directory. An
 //! interrupted run leaves no partial file under a final name; a rerun skips what is already
-//! there (same size and mtime).
+//! there (same size and mtime). Directories are created private and get their recorded
+//! metadata after their contents ([`crate::restore_dirs`]).
 
 use std::collections::HashSet;
 use std::ffi::CString;
@@ -1118,7 +1119,7 @@ async fn restore_listing(
     for (rel, obj) in &rels {
         if is_directory_marker(rel, obj.size) {
             counts.directory_markers += 1;
-            let dir = rel.trim_end_matches('/');
+            let dir = rel.strip_suffix('/').unwrap_or(rel);
             match path_problem(dir) {
                 _ if rel.is_empty() => {}
                 Some(why) => {
