@@ -26,7 +26,7 @@ step "the S3 suites again against moto (AWS's own answers: whole-second LastModi
 # S3 answers involved).
 CBACK3_TEST_SERVER=moto cargo test --test sync --test features --test bad_input --test security --test cron \
     --test aws_s3_settings --test checksum_fallback --test deletes_signals_strays --test integrity \
-    --test lock --test restore --test user_setup -- \
+    --test lock --test restore --test directories --test user_setup -- \
     --skip wrong_credentials_fail_cleanly \
     --skip missing_bucket_access_denied_and_credentials \
     --skip secrets_never_reach_the_screen_or_the_logfile

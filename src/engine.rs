@@ -17,7 +17,7 @@ use crate::progress::{self, Progress};
 use crate::report::{Cause, ExitStatus, S3Kind, Summary};
 use crate::s3::{self, OpError, UploadSettings};
 use crate::walk::{self, SourceTree};
-use crate::{content, transfer, verify, FLOW, OUTPUT};
+use crate::{content, markers, transfer, verify, FLOW, OUTPUT};
 
 /// Why a phase stopped, and what kind of failure it was. Details were already logged, one
 /// line each.
@@ -186,6 +186,7 @@ pub fn prepare(
 pub struct Found {
     pub local_files: usize,
     pub local_bytes: u64,
+    pub local_dirs: usize,
     pub skipped: usize,
     pub name_problems: usize,
     /// Each path that could not be read or named, and why.
@@ -223,6 +224,7 @@ fn prepare_finding(
     }
     found.local_files = tree.files.len();
     found.local_bytes = tree.total_bytes();
+    found.local_dirs = tree.dirs.len();
     found.skipped = tree.skipped.len();
     found.name_problems = tree.problems.len();
     for s in &tree.skipped {
@@ -275,6 +277,9 @@ pub struct Synced {
     pub uploaded: usize,
     pub uploaded_bytes: u64,
     pub deleted: usize,
+    /// Directory markers put and deleted (see [`crate::markers`]).
+    pub markers_put: usize,
+    pub markers_deleted: usize,
     pub failed: usize,
     /// Each upload or delete that failed (or delete left out), and why.
     pub failures: Vec<(String, String)>,
@@ -342,6 +347,10 @@ async fn synchronize_into(
             log::info!(target: FLOW, "This will be a full sync process, removing any S3 files that do not exist in the source")
         }
     }
+    // Directory markers are planned on their own: the files' plan never sees them.
+    let (files, marker_listing) = markers::split(std::mem::take(&mut summary.listing));
+    summary.listing = files;
+    let mplan = markers::plan(&tree.dirs, &marker_listing, job.mode);
     let mut plan = plan::plan(&tree.files, &summary.listing, job.mode);
     let mut answers = crate::mtime_cache::MtimeCache::load(&lock.target);
     resolve_ambiguous(
@@ -357,16 +366,16 @@ async fn synchronize_into(
     summary.unchanged = plan.unchanged;
     summary.planned_uploads = plan.uploads.len();
     summary.planned_upload_bytes = plan.uploads.iter().map(|&(i, _)| tree.files[i].size).sum();
-    summary.planned_deletes = plan.deletes.len();
+    summary.planned_deletes = plan.deletes.len() + mplan.deletes.len();
     if job.mode == Mode::Full
         && tree.files.is_empty()
-        && !plan.deletes.is_empty()
+        && summary.planned_deletes > 0
         && !job.allow_empty_source
     {
-        return Err(failed(Cause::BadInput, format!("Source directory {} has no files but {url} holds {} objects; refusing to delete them all (use --allowEmptySource if that is intended).", crate::display::display_path(&tree.root), plan.deletes.len())));
+        return Err(failed(Cause::BadInput, format!("Source directory {} has no files but {url} holds {} objects; refusing to delete them all (use --allowEmptySource if that is intended).", crate::display::display_path(&tree.root), summary.planned_deletes)));
     }
     if job.features.dry_run {
-        return dry_run(job, tree, &plan);
+        return dry_run(job, tree, &plan, &mplan);
     }
     lock.check()?;
     if !plan.uploads.is_empty() {
@@ -430,7 +439,8 @@ async fn synchronize_into(
     }
     plan.deletes
         .retain(|k| !aliased.iter().any(|(a, _)| a == k));
-    deletes_allowed(job, tree, &plan)?;
+    put_markers(client, job, tree, &mplan, summary, cancel).await?;
+    deletes_allowed(job, tree, plan.deletes.len() + mplan.deletes.len())?;
     if !plan.deletes.is_empty() {
         lock.check()?;
         log::info!(target: FLOW, "Deleting {} objects that have no local file.", plan.deletes.len());
@@ -458,6 +468,7 @@ async fn synchronize_into(
             ));
         }
     }
+    delete_markers(client, job, &mplan, summary, cancel).await?;
     if !aliased.is_empty() {
         return Err(failed(Cause::Verification, format!("{} objects were not deleted: the server stores some uploaded keys under another name (as a backslash made a slash); rename those files.", aliased.len())));
     }
@@ -549,7 +560,7 @@ async fn resolve_ambiguous(
 
 /// The guards between the uploads and the deletes, shared by a real run and a dry run: no
 /// deletes when part of the tree could not be read, nor more than `--maxDeletes`.
-fn deletes_allowed(job: &Job, tree: &SourceTree, plan: &plan::Plan) -> Result<(), RunError> {
+fn deletes_allowed(job: &Job, tree: &SourceTree, deletes: usize) -> Result<(), RunError> {
     if !tree.failures.is_empty() {
         return Err(failed(
             Cause::LocalIo,
@@ -560,9 +571,8 @@ fn deletes_allowed(job: &Job, tree: &SourceTree, plan: &plan::Plan) -> Result<()
         ));
     }
     match job.features.max_deletes {
-        Some(max) if plan.deletes.len() > max => Err(failed(Cause::BadInput, format!(
-            "This sync would delete {} objects under {}, more than --maxDeletes {max}; deleted none.",
-            plan.deletes.len(),
+        Some(max) if deletes > max => Err(failed(Cause::BadInput, format!(
+            "This sync would delete {deletes} objects under {}, more than --maxDeletes {max}; deleted none.",
             job.url
         ))),
         _ => Ok(()),
@@ -572,17 +582,111 @@ fn deletes_allowed(job: &Job, tree: &SourceTree, plan: &plan::Plan) -> Result<()
 /// `--dryRun`: logs each upload with its reason and each delete, as `aws s3 sync --dryrun`
 /// prints them, and applies the guards the real run would (so the exit status says whether it
 /// could run). Changes nothing.
-fn dry_run(job: &Job, tree: &SourceTree, plan: &plan::Plan) -> Result<(), RunError> {
+fn dry_run(
+    job: &Job,
+    tree: &SourceTree,
+    plan: &plan::Plan,
+    mplan: &markers::MarkerPlan,
+) -> Result<(), RunError> {
     let url = &job.url;
     for &(idx, reason) in &plan.uploads {
         let rel = &tree.files[idx].rel;
         log::info!(target: FLOW, "(dryrun) upload: {} to {} ({reason})", display_bytes(rel.as_bytes()), url.show(rel));
     }
-    for rel in &plan.deletes {
+    for &(idx, reason) in &mplan.puts {
+        log::info!(target: FLOW, "(dryrun) directory marker: {} ({reason})", url.show(&markers::marker_rel(&tree.dirs[idx])));
+    }
+    for rel in plan.deletes.iter().chain(&mplan.deletes) {
         log::info!(target: FLOW, "(dryrun) delete: {}", url.show(rel));
     }
-    log::info!(target: FLOW, "(dryrun) {} uploads ({} bytes), {} deletes, {} files unchanged; nothing was changed.", plan.uploads.len(), plan.uploads.iter().map(|&(i, _)| tree.files[i].size).sum::<u64>(), plan.deletes.len(), plan.unchanged);
-    deletes_allowed(job, tree, plan)
+    log::info!(target: FLOW, "(dryrun) {} uploads ({} bytes), {} deletes, {} files unchanged, {} directory markers to put; nothing was changed.", plan.uploads.len(), plan.uploads.iter().map(|&(i, _)| tree.files[i].size).sum::<u64>(), plan.deletes.len() + mplan.deletes.len(), plan.unchanged, mplan.puts.len());
+    deletes_allowed(job, tree, plan.deletes.len() + mplan.deletes.len())
+}
+
+/// Puts the planned directory markers, after the files' uploads succeeded and before any
+/// delete; a marker that cannot be put fails the run (nothing is deleted).
+async fn put_markers(
+    client: &Client,
+    job: &Job,
+    tree: &SourceTree,
+    mplan: &markers::MarkerPlan,
+    summary: &mut Synced,
+    cancel: &CancellationToken,
+) -> Result<(), RunError> {
+    if mplan.puts.is_empty() {
+        return Ok(());
+    }
+    log::info!(target: FLOW, "Putting {} directory markers.", mplan.puts.len());
+    let out = transfer::put_markers(
+        client,
+        &job.url,
+        tree,
+        mplan,
+        job.concurrency,
+        &job.features.upload,
+        cancel,
+    )
+    .await;
+    summary.markers_put = out.put;
+    summary.changed = true;
+    summary.failed += out.failures.len();
+    summary.failures.extend(
+        out.failures
+            .iter()
+            .map(|(n, f)| (n.clone(), f.message.clone())),
+    );
+    if out.interrupted || cancel.is_cancelled() {
+        return Err(RunError::Interrupted);
+    }
+    match out.failures.first() {
+        Some((_, f)) => Err(failed(
+            f.cause,
+            format!(
+                "{} directory markers could not be put; nothing was deleted.",
+                out.failures.len()
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Deletes the markers of directories that are gone, after the files' deletes.
+async fn delete_markers(
+    client: &Client,
+    job: &Job,
+    mplan: &markers::MarkerPlan,
+    summary: &mut Synced,
+    cancel: &CancellationToken,
+) -> Result<(), RunError> {
+    if mplan.deletes.is_empty() {
+        return Ok(());
+    }
+    let plan = plan::Plan {
+        deletes: mplan.deletes.clone(),
+        ..plan::Plan::default()
+    };
+    let out = transfer::delete(client, &job.url, &plan, cancel).await;
+    summary.markers_deleted = out.deleted;
+    summary.changed = true;
+    summary.failed += out.failures.len();
+    summary.failures.extend(
+        out.failures
+            .iter()
+            .map(|(n, f)| (n.clone(), f.message.clone())),
+    );
+    if out.interrupted || out.unknown > 0 || cancel.is_cancelled() {
+        return Err(RunError::Interrupted);
+    }
+    if !out.failures.is_empty() {
+        return Err(failed(
+            out.cause(),
+            format!(
+                "{} deletes of directory markers failed.",
+                out.failures.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Compares the tree with the bucket. `known` is a listing taken in this run after which
@@ -612,6 +716,8 @@ async fn verify_into(
         Some(l) => l,
         None => crate::s3::listing::list(client, &job.url, cancel).await?,
     };
+    // Directory markers are neither missing files nor extra objects.
+    let listing = markers::split(listing).0;
     let v = verify::verify(tree, &listing, job.mode, &job.features.own_files);
     summary.verified = v.verified;
     summary.verify_errors = v.errors.len();
@@ -902,6 +1008,9 @@ impl Phases {
         Summary {
             local_files: self.found.local_files,
             local_bytes: self.found.local_bytes,
+            local_dirs: self.found.local_dirs,
+            markers_put: synced.markers_put,
+            markers_deleted: synced.markers_deleted,
             skipped: self.found.skipped,
             name_problems: self.found.name_problems,
             uploaded: synced.uploaded + verified.uploaded,
@@ -1065,6 +1174,7 @@ mod tests {
             found: Found {
                 local_files: 4,
                 local_bytes: 40,
+                local_dirs: 2,
                 skipped: 1,
                 name_problems: 0,
                 failures: vec![("a".into(), "cannot read: gone".into())],
@@ -1077,6 +1187,8 @@ mod tests {
                 uploaded: 2,
                 uploaded_bytes: 20,
                 deleted: 2,
+                markers_put: 3,
+                markers_deleted: 1,
                 failed: 1,
                 failures: vec![("b".into(), "upload failed".into())],
                 ..Synced::default()
@@ -1105,6 +1217,7 @@ mod tests {
             ),
             (4, 40, 1, 1, 2)
         );
+        assert_eq!((s.local_dirs, s.markers_put, s.markers_deleted), (2, 3, 1));
         // A repair's uploads and failures add to the sync's.
         assert_eq!((s.uploaded, s.uploaded_bytes, s.failed), (3, 30, 2));
         assert_eq!(

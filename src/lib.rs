@@ -6,7 +6,9 @@
 //! bucket listing ([`s3::listing`]) → plan ([`plan`], pure; the recorded mtimes it needs come
 //! from [`mtime_cache`] or a HeadObject) → uploads, then deletes ([`transfer`]) →
 //! verification ([`verify`]) → exit status ([`report`]). Every S3 request goes through [`s3`]
-//! (client, listing, uploads, deletes, errors); `--restore` is [`restore`].
+//! (client, listing, uploads, deletes, errors); `--restore` is [`restore`]. What an object
+//! records about its file (mtime, mode, owner) is read and written by [`metadata`] alone;
+//! directories are recorded as [`markers`] and restored by [`restore_dirs`].
 //!
 //! [`engine`] runs the phases; [`cli::run`] ties them together and is shared by the binary and the Python extension.
 //! The library never exits the process and never prints: it logs through the `log` facade
@@ -24,6 +26,8 @@ pub mod health;
 pub mod lock;
 pub mod logging;
 pub mod manpage;
+pub mod markers;
+pub mod metadata;
 pub mod mtime_cache;
 pub mod options;
 pub mod phases;
@@ -31,6 +35,7 @@ pub mod plan;
 pub mod progress;
 pub mod report;
 pub mod restore;
+pub mod restore_dirs;
 pub mod s3;
 pub mod summary_file;
 pub mod transfer;

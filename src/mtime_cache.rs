@@ -152,7 +152,7 @@ impl MtimeCache {
                 size: stored.size,
                 last_modified_ns: None,
                 etag,
-                mtime: crate::plan::format_mtime(stored.mtime_ns).into(),
+                mtime: crate::metadata::format_mtime(stored.mtime_ns).into(),
             },
         );
     }

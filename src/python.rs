@@ -570,6 +570,7 @@ impl SourceTree {
             tree: Arc::new(walk::SourceTree {
                 root: t.root.clone(),
                 files,
+                dirs: t.dirs.clone(),
                 problems: t.problems.clone(),
                 skipped: t.skipped.clone(),
                 failures: t.failures.clone(),

@@ -91,6 +91,11 @@ pub struct Summary {
     pub uploaded_bytes: u64,
     pub unchanged: usize,
     pub deleted: usize,
+    /// Directories below the source, and the directory markers put and deleted (not in
+    /// `uploaded` and `deleted`).
+    pub local_dirs: usize,
+    pub markers_put: usize,
+    pub markers_deleted: usize,
     pub failed: usize,
     pub verified: usize,
     pub verify_errors: usize,
@@ -174,8 +179,16 @@ pub struct RestoreCounts {
     pub conflicts: usize,
     /// Downloads, checks or writes that failed.
     pub failed: usize,
-    /// Zero-byte keys ending in `/` (folders made by S3 consoles): nothing to write.
+    /// Zero-byte keys ending in `/`: directory markers (ours and rclone's carry the
+    /// directory's mode, owner, group and mtime; S3 consoles' folders carry nothing).
     pub directory_markers: usize,
+    /// Directories given their recorded mode (and owner, group, mtime) from a marker.
+    pub directories_restored: usize,
+    /// Directories created without a marker to say their mode: left private (0700).
+    pub directories_defaulted: usize,
+    /// Files and directories whose recorded metadata (mode, mtime, uid, gid) could not be
+    /// read or applied: one WARNING each.
+    pub metadata_warnings: usize,
     /// Files not dispatched because the endpoint stopped answering (see [`crate::health`]).
     pub not_attempted: usize,
     /// Files restored or already present that were found on disk at the end of the run, as

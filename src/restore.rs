@@ -15,8 +15,10 @@
 //! does not remove; a rerun skips what is already there (same size and mtime). At the end
 //! every file counted is looked at on disk once more (`on_disk`): the counts are what is
 //! there.
+//! Directories are created private and get their recorded metadata after their contents
+//! ([`crate::restore_dirs`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::ffi::CString;
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -37,6 +39,7 @@ use crate::checksum::{self, Hasher, Method, StoredChecksums};
 use crate::display::{display_bytes, display_path};
 use crate::engine::{failed, RunError};
 use crate::health::Health;
+use crate::metadata::Recorded;
 use crate::options::Options;
 use crate::plan::{Listing, RemoteObject};
 use crate::progress::{self, Progress};
@@ -81,7 +84,8 @@ pub fn path_problem(rel: &str) -> Option<String> {
     None
 }
 
-/// A zero-byte key ending in `/` (or the prefix itself): a folder marker, nothing to write.
+/// A zero-byte key ending in `/` (or the prefix itself): a directory marker (see
+/// [`crate::restore_dirs`]), no file to write.
 pub fn is_directory_marker(rel: &str, size: u64) -> bool {
     size == 0 && (rel.is_empty() || rel.ends_with('/'))
 }
@@ -97,67 +101,6 @@ pub fn conflicting_keys<'a>(rels: impl IntoIterator<Item = &'a str> + Clone) -> 
         }
     }
     rels.into_iter().filter(|r| dirs.contains(r)).collect()
-}
-
-/// What the object records about its file (rclone's user metadata: `mtime` as seconds since
-/// the epoch with up to 9 decimals, `mode` in octal, `uid`, `gid`).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Recorded {
-    pub mtime_ns: Option<i64>,
-    pub mode: Option<u32>,
-    pub uid: Option<u32>,
-    pub gid: Option<u32>,
-}
-
-/// Seconds since the epoch with up to 9 decimals, as nanoseconds.
-pub fn parse_mtime(text: &str) -> Option<i64> {
-    let t = text.trim();
-    let (negative, t) = match t.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, t),
-    };
-    let (secs, frac) = match t.split_once('.') {
-        Some((_, "")) => return None,
-        Some(parts) => parts,
-        None => (t, ""),
-    };
-    if secs.is_empty()
-        || !secs.bytes().all(|b| b.is_ascii_digit())
-        || frac.len() > 9
-        || !frac.bytes().all(|b| b.is_ascii_digit())
-    {
-        return None;
-    }
-    let secs: i64 = secs.parse().ok()?;
-    let nanos: i64 = if frac.is_empty() {
-        0
-    } else {
-        frac.parse::<i64>().ok()? * 10i64.pow(9 - frac.len() as u32)
-    };
-    let total = secs.checked_mul(1_000_000_000)?.checked_add(nanos)?;
-    Some(if negative { -total } else { total })
-}
-
-impl Recorded {
-    pub fn from_metadata(meta: Option<&HashMap<String, String>>) -> Recorded {
-        let Some(meta) = meta else {
-            return Recorded::default();
-        };
-        let get = |name: &str| {
-            meta.iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.trim())
-        };
-        Recorded {
-            mtime_ns: get("mtime").and_then(parse_mtime),
-            // Only the permission bits: rclone's value may carry the file type (100644).
-            mode: get("mode")
-                .and_then(|m| u32::from_str_radix(m, 8).ok())
-                .map(|m| m & 0o7777),
-            uid: get("uid").and_then(|v| v.parse().ok()),
-            gid: get("gid").and_then(|v| v.parse().ok()),
-        }
-    }
 }
 
 /// One object to restore.
@@ -201,6 +144,8 @@ struct Dirs {
     /// (component, descriptor); the first is the target itself with an empty name.
     chain: Vec<(String, Arc<OwnedFd>)>,
     create: bool,
+    /// Directories this restore created (private: see [`crate::restore_dirs`]).
+    created: Vec<String>,
 }
 
 impl Dirs {
@@ -220,16 +165,14 @@ impl Dirs {
         for (i, c) in comps.iter().enumerate().skip(keep - 1) {
             let parent = self.chain.last().expect("the target is first").1.clone();
             if self.create {
-                let name = cstring(c);
-                // SAFETY: a valid descriptor and a NUL-terminated name.
-                let r = unsafe { libc::mkdirat(parent.as_raw_fd(), name.as_ptr(), 0o777) };
-                if r != 0 {
-                    let e = last_os_error();
-                    if e.kind() != std::io::ErrorKind::AlreadyExists {
+                match crate::restore_dirs::make_private_dir(&parent, &cstring(c)) {
+                    Ok(true) => self.created.push(comps[..=i].join("/")),
+                    Ok(false) => {}
+                    Err(e) => {
                         return Err(format!(
                             "cannot create directory {}: {e}",
                             display_bytes(comps[..=i].join("/").as_bytes())
-                        ));
+                        ))
                     }
                 }
             }
@@ -538,7 +481,7 @@ fn remove_stale(dir: &OwnedFd, name: &CString) -> bool {
 /// What is at a final name now.
 enum Local {
     Absent,
-    File { size: u64, mtime_ns: i64 },
+    File { size: u64, mtime_ns: i128 },
     Directory,
     Other,
 }
@@ -552,10 +495,7 @@ fn local_state(dir: &OwnedFd, name: &str) -> std::io::Result<Local> {
     Ok(match st.st_mode & libc::S_IFMT {
         libc::S_IFREG => Local::File {
             size: st.st_size as u64,
-            mtime_ns: st
-                .st_mtime
-                .saturating_mul(1_000_000_000)
-                .saturating_add(st.st_mtime_nsec),
+            mtime_ns: crate::metadata::from_parts(st.st_mtime, st.st_mtime_nsec),
         },
         libc::S_IFDIR => Local::Directory,
         _ => Local::Other,
@@ -564,7 +504,7 @@ fn local_state(dir: &OwnedFd, name: &str) -> std::io::Result<Local> {
 
 /// Same mtime: equal to the nanosecond, or to the second on a file system that keeps no
 /// fractions (the local value then has none).
-fn same_mtime(local: i64, wanted: i64) -> bool {
+fn same_mtime(local: i128, wanted: i128) -> bool {
     local == wanted
         || (local.rem_euclid(1_000_000_000) == 0
             && local == wanted - wanted.rem_euclid(1_000_000_000))
@@ -595,6 +535,8 @@ struct ObjectInfo {
     size: u64,
     stored: StoredChecksums,
     recorded: Recorded,
+    /// Recorded values that cannot be used (one WARNING for the object).
+    unusable: Vec<String>,
     etag: Option<String>,
 }
 
@@ -604,10 +546,12 @@ async fn head(
     key: &str,
 ) -> Result<(ObjectInfo, Option<String>), OpError> {
     let h = s3::head_object(client, bucket, key).await?;
+    let (recorded, unusable) = Recorded::from_metadata(h.metadata());
     let info = ObjectInfo {
         size: h.content_length().unwrap_or(0).max(0) as u64,
         stored: s3::stored_checksums(&h),
-        recorded: Recorded::from_metadata(h.metadata()),
+        recorded,
+        unusable,
         etag: h.e_tag().map(str::to_string),
     };
     Ok((info, h.restore().map(str::to_string)))
@@ -618,6 +562,8 @@ enum Done {
     Restored {
         bytes: u64,
         method: Option<&'static str>,
+        /// Recorded metadata that could not be read or applied (the file is in place).
+        unusable: Vec<String>,
     },
     Unchanged,
     Conflict(String),
@@ -764,7 +710,7 @@ async fn restore_one(
                 let wanted = known
                     .as_ref()
                     .and_then(|i| i.recorded.mtime_ns)
-                    .unwrap_or(e.obj.last_modified_ns);
+                    .unwrap_or(i128::from(e.obj.last_modified_ns));
                 if !same_mtime(mtime_ns, wanted) {
                     why = Some("same size, different modification time".into());
                 }
@@ -791,6 +737,7 @@ async fn restore_one(
         return Done::Restored {
             bytes: e.obj.size,
             method: None,
+            unusable: Vec::new(),
         };
     }
     let Some(dir) = dir else {
@@ -830,11 +777,19 @@ async fn restore_one(
             ));
         }
     }
-    let mtime = info.recorded.mtime_ns.unwrap_or(e.obj.last_modified_ns);
+    let mtime = info
+        .recorded
+        .mtime_ns
+        .unwrap_or(i128::from(e.obj.last_modified_ns));
     let mode = info.recorded.mode.unwrap_or(ctx.default_mode);
-    if let Err(err) = finish_file(temp.file(), mtime, mode, &info.recorded, ctx.as_root) {
-        return io_failed("cannot set owner, mode or time", err);
-    }
+    let mut unusable = info.unusable;
+    unusable.extend(crate::restore_dirs::apply_recorded(
+        temp.file(),
+        Some(mtime),
+        Some(mode),
+        &info.recorded,
+        ctx.as_root,
+    ));
     if let Err(err) = temp.place(&name, replace) {
         return if err.kind() == std::io::ErrorKind::AlreadyExists {
             Done::Conflict(
@@ -848,41 +803,8 @@ async fn restore_one(
     Done::Restored {
         bytes: info.size,
         method: method.map(|m| m.name()),
+        unusable,
     }
-}
-
-/// Owner (as root, when recorded), permission bits and modification time, on the open file.
-fn finish_file(
-    file: &std::fs::File,
-    mtime_ns: i64,
-    mode: u32,
-    rec: &Recorded,
-    as_root: bool,
-) -> std::io::Result<()> {
-    let fd = file.as_raw_fd();
-    if as_root && (rec.uid.is_some() || rec.gid.is_some()) {
-        // None leaves that id unchanged.
-        std::os::unix::fs::fchown(file, rec.uid, rec.gid)?;
-    }
-    // SAFETY: valid descriptor.
-    if unsafe { libc::fchmod(fd, mode as libc::mode_t) } != 0 {
-        return Err(last_os_error());
-    }
-    let times = [
-        libc::timespec {
-            tv_sec: 0,
-            tv_nsec: libc::UTIME_NOW,
-        },
-        libc::timespec {
-            tv_sec: mtime_ns.div_euclid(1_000_000_000) as libc::time_t,
-            tv_nsec: mtime_ns.rem_euclid(1_000_000_000) as _,
-        },
-    ];
-    // SAFETY: valid descriptor and two timespecs.
-    if unsafe { libc::futimens(fd, times.as_ptr()) } != 0 {
-        return Err(last_os_error());
-    }
-    Ok(())
 }
 
 type Fetched = Result<(ObjectInfo, Option<Method>, Option<String>), Done>;
@@ -907,6 +829,7 @@ async fn fetch_whole(ctx: &Ctx, e: &Entry, temp: &Temp) -> Fetched {
         .await
         .map_err(|err| get_error(ctx, &e.key, &err))?;
     log::debug!(target: OUTPUT, "GetObject {}", ctx.shown_url(&e.key));
+    let (recorded, unusable) = Recorded::from_metadata(out.metadata());
     let info = ObjectInfo {
         size: out.content_length().unwrap_or(0).max(0) as u64,
         stored: StoredChecksums {
@@ -917,7 +840,8 @@ async fn fetch_whole(ctx: &Ctx, e: &Entry, temp: &Temp) -> Fetched {
             etag: out.e_tag().map(str::to_string),
             sse: out.server_side_encryption().map(|x| x.as_str().to_string()),
         },
-        recorded: Recorded::from_metadata(out.metadata()),
+        recorded,
+        unusable,
         etag: out.e_tag().map(str::to_string),
     };
     let method = checksum::choose(&info.stored);
@@ -1264,7 +1188,7 @@ async fn run_collecting(
     } else {
         ("restored", "")
     };
-    log::info!(target: FLOW, "{dry}{} files {would} ({} bytes), {} already present and unchanged, {} folder markers skipped.", c.restored, c.restored_bytes, c.unchanged, c.directory_markers);
+    log::info!(target: FLOW, "{dry}{} files {would} ({} bytes), {} already present and unchanged, {} directory markers.", c.restored, c.restored_bytes, c.unchanged, c.directory_markers);
     if !opts.dry_run {
         log::info!(target: FLOW, "{} files found on disk as restored at the end, {} missing.", c.verified, c.missing);
     }
@@ -1333,7 +1257,13 @@ async fn nothing_to_restore(client: &Client, url: &BucketUrl) -> String {
 /// The target directory, created when missing (not in a dry run: then `None` when missing).
 fn open_target(target: &Path, dry_run: bool) -> Result<Option<Arc<OwnedFd>>, RunError> {
     if !dry_run {
-        std::fs::create_dir_all(target).map_err(|e| {
+        use std::os::unix::fs::DirBuilderExt;
+        // Private, as every directory the restore creates (see `crate::restore_dirs`).
+        let mut builder = std::fs::DirBuilder::new();
+        builder
+            .recursive(true)
+            .mode(crate::restore_dirs::PRIVATE_DIR_MODE);
+        builder.create(target).map_err(|e| {
             failed(
                 Cause::LocalIo,
                 format!(
@@ -1396,12 +1326,23 @@ async fn restore_listing(
     rels.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let shown = |rel: &str| url.show(rel);
     let mut summary_failures: Vec<(String, String)> = Vec::new();
-    let both = conflicting_keys(rels.iter().map(|(r, _)| *r).filter(|r| !r.ends_with('/')));
+    // A marker `a/` makes `a` a directory as much as a key `a/b` does.
+    let both = conflicting_keys(rels.iter().map(|(r, _)| *r));
     let mut entries = Vec::new();
+    let mut marked_dirs = Vec::new();
     for (rel, obj) in &rels {
         if is_directory_marker(rel, obj.size) {
             counts.directory_markers += 1;
-            log::debug!(target: FLOW, "Skipping folder marker {}", shown(rel));
+            let dir = rel.strip_suffix('/').unwrap_or(rel);
+            match path_problem(dir) {
+                _ if rel.is_empty() => {}
+                Some(why) => {
+                    log::error!(target: FLOW, "Refusing directory marker {}: {why}; it is not restored.", shown(rel));
+                    counts.refused += 1;
+                    summary_failures.push((shown(rel), format!("unsafe key: {why}")));
+                }
+                None => marked_dirs.push(dir.to_string()),
+            }
             continue;
         }
         let problem = path_problem(rel).or_else(|| {
@@ -1445,6 +1386,7 @@ async fn restore_listing(
     let mut dirs = root.clone().map(|r| Dirs {
         chain: vec![(String::new(), r)],
         create: !opts.dry_run,
+        created: Vec::new(),
     });
     let mut tasks: JoinSet<(usize, Done)> = JoinSet::new();
     let mut interrupted = false;
@@ -1459,8 +1401,16 @@ async fn restore_listing(
             summary_failures.push((name.clone(), why));
         };
         match done {
-            Done::Restored { bytes, method } => {
+            Done::Restored {
+                bytes,
+                method,
+                unusable,
+            } => {
                 ctx.health.answered();
+                if !unusable.is_empty() {
+                    counts.metadata_warnings += 1;
+                    log::warn!(target: FLOW, "Restored {name} without all of its recorded metadata: {}.", unusable.join("; "));
+                }
                 counts.restored += 1;
                 counts.restored_bytes += bytes;
                 if let Some(i) = idx {
@@ -1570,6 +1520,34 @@ async fn restore_listing(
         }
     }
     shown_progress.finish().await;
+    if !(interrupted || cancel.is_cancelled()) {
+        // What is on disk is checked before directories get their recorded modes: a
+        // directory recorded without search permission would hide its own files from the
+        // check of a run that is not root's.
+        if let Some(root) = root.as_ref().filter(|_| !opts.dry_run) {
+            let missing = on_disk(root, &entries, &placed, &mut c, target);
+            summary_failures.extend(missing);
+        }
+    }
+    if !(interrupted || cancel.is_cancelled()) {
+        // Directories last: their modes, owners and times once their contents are in place.
+        let shown_dir = |rel: &str| ctx.shown_path(rel);
+        let job = crate::restore_dirs::DirsJob {
+            client,
+            url,
+            root: root.as_deref(),
+            markers: marked_dirs,
+            created: dirs.map(|d| d.created).unwrap_or_default(),
+            dry_run: ctx.dry_run,
+            as_root: ctx.as_root,
+            concurrency: opts.concurrency(),
+            shown: &shown_dir,
+        };
+        match crate::restore_dirs::finish(job, &mut c, cancel).await {
+            Some(failures) => summary_failures.extend(failures),
+            None => interrupted = true,
+        }
+    }
     if interrupted || cancel.is_cancelled() {
         log::error!(target: FLOW, "Interrupted after restoring {} files; temporary files were removed.", c.restored);
         return Restored {
@@ -1578,10 +1556,6 @@ async fn restore_listing(
             cause: first_cause,
             result: Err(RunError::Interrupted),
         };
-    }
-    if let Some(root) = root.filter(|_| !opts.dry_run) {
-        let missing = on_disk(&root, &entries, &placed, &mut c, target);
-        summary_failures.extend(missing);
     }
     Restored {
         counts: c,
@@ -1622,6 +1596,7 @@ fn on_disk(
     let mut dirs = Dirs {
         chain: vec![(String::new(), root.clone())],
         create: false,
+        created: Vec::new(),
     };
     let mut missing = Vec::new();
     for (e, p) in entries.iter().zip(placed) {
@@ -1857,39 +1832,6 @@ mod tests {
         assert!(is_directory_marker("", 0));
         assert!(!is_directory_marker("a/", 3));
         assert!(!is_directory_marker("a", 0));
-    }
-
-    #[test]
-    fn rclone_metadata() {
-        assert_eq!(parse_mtime("1700000000"), Some(1_700_000_000_000_000_000));
-        assert_eq!(parse_mtime("1700000000.5"), Some(1_700_000_000_500_000_000));
-        assert_eq!(
-            parse_mtime("1700000000.123456789"),
-            Some(1_700_000_000_123_456_789)
-        );
-        assert_eq!(parse_mtime("-1.5"), Some(-1_500_000_000));
-        for bad in ["", "x", "1.1234567890", "1e9", "1.", ".5", "1.-5", "--1"] {
-            assert_eq!(parse_mtime(bad), None, "{bad:?}");
-        }
-        let meta: HashMap<String, String> = [
-            ("Mtime", "1.25"),
-            ("mode", "100640"),
-            ("uid", "1000"),
-            ("gid", "x"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        let r = Recorded::from_metadata(Some(&meta));
-        assert_eq!(
-            r,
-            Recorded {
-                mtime_ns: Some(1_250_000_000),
-                mode: Some(0o640),
-                uid: Some(1000),
-                gid: None
-            }
-        );
     }
 
     #[test]

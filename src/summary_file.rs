@@ -64,8 +64,8 @@ pub fn render(s: &Summary, status: ExitStatus, dry_run: bool, finished_unix: u64
     let error = s.error.as_deref().map_or("null".into(), string);
     let restore = s.restore.as_ref().map_or("null".into(), |r| {
         format!(
-            "{{\"objects\": {}, \"restored\": {}, \"restored_bytes\": {}, \"unchanged\": {}, \"checksum_verified\": {}, \"size_only\": {}, \"refused\": {}, \"archived\": {}, \"conflicts\": {}, \"failed\": {}, \"not_attempted\": {}, \"directory_markers\": {}, \"verified\": {}, \"missing\": {}}}",
-            r.objects, r.restored, r.restored_bytes, r.unchanged, r.checksum_verified, r.size_only, r.refused, r.archived, r.conflicts, r.failed, r.not_attempted, r.directory_markers, r.verified, r.missing
+            "{{\"objects\": {}, \"restored\": {}, \"restored_bytes\": {}, \"unchanged\": {}, \"checksum_verified\": {}, \"size_only\": {}, \"refused\": {}, \"archived\": {}, \"conflicts\": {}, \"failed\": {}, \"not_attempted\": {}, \"directory_markers\": {}, \"directories_restored\": {}, \"directories_defaulted\": {}, \"metadata_warnings\": {}, \"verified\": {}, \"missing\": {}}}",
+            r.objects, r.restored, r.restored_bytes, r.unchanged, r.checksum_verified, r.size_only, r.refused, r.archived, r.conflicts, r.failed, r.not_attempted, r.directory_markers, r.directories_restored, r.directories_defaulted, r.metadata_warnings, r.verified, r.missing
         )
     });
     format!(
@@ -85,6 +85,7 @@ pub fn render(s: &Summary, status: ExitStatus, dry_run: bool, finished_unix: u64
   "uploaded": {{"files": {uf}, "bytes": {ub}}},
   "unchanged": {un},
   "deleted": {de},
+  "directories": {{"local": {dl}, "markers_put": {mp}, "markers_deleted": {md}}},
   "failed": {fa},
   "verify": {{"verified": {ve}, "errors": {vr}, "extra_objects": {ex}, "content_verified": {cv}, "content_unverifiable": {cu}}},
   "restore": {restore},
@@ -107,6 +108,9 @@ pub fn render(s: &Summary, status: ExitStatus, dry_run: bool, finished_unix: u64
         ub = s.uploaded_bytes,
         un = s.unchanged,
         de = s.deleted,
+        dl = s.local_dirs,
+        mp = s.markers_put,
+        md = s.markers_deleted,
         fa = s.failed,
         ve = s.verified,
         vr = s.verify_errors,

@@ -150,9 +150,9 @@ async fn settled(file: &std::fs::File, version: FileVersion) -> Option<FileVersi
     loop {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as i64);
-        let age = now.saturating_sub(version.ctime_ns.max(version.mtime_ns));
-        let settle = SETTLE.as_nanos() as i64;
+            .map_or(0, |d| d.as_nanos() as i128);
+        let age = now - version.ctime_ns.max(version.mtime_ns);
+        let settle = SETTLE.as_nanos() as i128;
         if age >= settle {
             return Some(version);
         }
@@ -428,7 +428,7 @@ pub async fn upload(
     let mut out = UploadOutcome::default();
     let recent_from = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.saturating_sub(RECENT).as_nanos() as i64);
+        .map_or(0, |d| d.saturating_sub(RECENT).as_nanos() as i128);
     let mut tasks: JoinSet<(usize, FileOutcome)> = JoinSet::new();
     let collect = |out: &mut UploadOutcome, tree: &SourceTree, idx: usize, r: FileOutcome| {
         let name = display_bytes(tree.files[idx].rel.as_bytes());
@@ -556,4 +556,70 @@ pub async fn delete(
         interrupted: done.interrupted,
         unknown: done.unknown.len(),
     }
+}
+
+/// What putting the directory markers did.
+#[derive(Debug, Default)]
+pub struct MarkerOutcome {
+    pub put: usize,
+    /// Each marker that could not be put (as shown) and why.
+    pub failures: Vec<(String, Failure)>,
+    pub interrupted: bool,
+}
+
+/// Puts the planned directory markers (see [`crate::markers`]), at most `concurrency` at a
+/// time, each with its directory's metadata as the walk saw it.
+pub async fn put_markers(
+    client: &Client,
+    url: &BucketUrl,
+    tree: &SourceTree,
+    plan: &crate::markers::MarkerPlan,
+    concurrency: usize,
+    settings: &UploadSettings,
+    cancel: &CancellationToken,
+) -> MarkerOutcome {
+    let mut out = MarkerOutcome::default();
+    let limit = Arc::new(Semaphore::new(concurrency.max(1)));
+    let mut tasks = JoinSet::new();
+    for &(i, reason) in &plan.puts {
+        let permit = tokio::select! {
+            _ = cancel.cancelled() => { out.interrupted = true; break }
+            p = limit.clone().acquire_owned() => p.expect("semaphore closed"),
+        };
+        let d = &tree.dirs[i];
+        let key = url.key(&crate::markers::marker_rel(d));
+        log::info!(target: OUTPUT, "upload: directory marker {} ({reason})", url.show_key(&key));
+        let meta = crate::metadata::record(d.mtime_ns, d.mode, d.uid, d.gid);
+        let (client, bucket, settings) = (client.clone(), url.bucket.clone(), settings.clone());
+        let shown = display_bytes(crate::markers::marker_rel(d).as_bytes());
+        tasks.spawn(async move {
+            let r = s3::put_marker(&client, &bucket, &key, meta, &settings).await;
+            drop(permit);
+            (shown, r)
+        });
+    }
+    loop {
+        let done = tokio::select! {
+            _ = cancel.cancelled() => {
+                out.interrupted = true;
+                tasks.abort_all();
+                while tasks.join_next().await.is_some() {}
+                break;
+            }
+            d = tasks.join_next() => d,
+        };
+        match done {
+            None => break,
+            Some(Ok((_, Ok(())))) => out.put += 1,
+            Some(Ok((shown, Err(e)))) => {
+                log::error!(target: FLOW, "Failed to put the directory marker [{shown}]: {e}");
+                out.failures.push((shown, Failure::of(&e)));
+            }
+            Some(Err(e)) => out.failures.push((
+                "(a directory marker)".into(),
+                Failure::new(Cause::Internal, format!("marker task failed: {e}")),
+            )),
+        }
+    }
+    out
 }

@@ -20,8 +20,23 @@ use crate::display::{display_bytes, display_path};
 pub struct LocalFile {
     pub rel: Box<str>,
     pub size: u64,
-    /// Modification time in nanoseconds since the Unix epoch.
-    pub mtime_ns: i64,
+    /// Modification time in nanoseconds since the Unix epoch (exact, any year a file
+    /// system keeps).
+    pub mtime_ns: i128,
+}
+
+/// A directory below the source (not the source itself), by its relative name: recorded in
+/// the bucket as a directory marker (see [`crate::markers`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalDir {
+    pub rel: Box<str>,
+    pub mtime_ns: i128,
+    /// The last change of its inode: chmod and chown change it, not the mtime.
+    pub ctime_ns: i128,
+    /// `st_mode` (type and permission bits), owner and group.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// Why a path cannot become an object key.
@@ -65,6 +80,8 @@ pub struct WalkFailure {
 pub struct SourceTree {
     pub root: PathBuf,
     pub files: Vec<LocalFile>,
+    /// Directories below the root, parents before their children.
+    pub dirs: Vec<LocalDir>,
     pub problems: Vec<NameProblem>,
     pub skipped: Vec<Skipped>,
     pub failures: Vec<WalkFailure>,
@@ -92,12 +109,10 @@ pub enum SourceError {
     Unreadable { path: String, error: String },
 }
 
-/// Modification time in nanoseconds since the epoch (saturating: fits until the year 2262).
-pub fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
+/// Modification time in nanoseconds since the epoch, exactly.
+pub fn mtime_ns(meta: &std::fs::Metadata) -> i128 {
     use std::os::unix::fs::MetadataExt;
-    meta.mtime()
-        .saturating_mul(1_000_000_000)
-        .saturating_add(meta.mtime_nsec())
+    crate::metadata::from_parts(meta.mtime(), meta.mtime_nsec())
 }
 
 /// One version of a file: what must stay the same while it is read for its copy to be
@@ -108,8 +123,8 @@ pub struct FileVersion {
     pub dev: u64,
     pub ino: u64,
     pub size: u64,
-    pub mtime_ns: i64,
-    pub ctime_ns: i64,
+    pub mtime_ns: i128,
+    pub ctime_ns: i128,
     /// `st_mode` (file type and permission bits), owner and group: recorded with the object
     /// so that a restore can give them back.
     pub mode: u32,
@@ -125,10 +140,7 @@ impl FileVersion {
             ino: meta.ino(),
             size: meta.len(),
             mtime_ns: mtime_ns(meta),
-            ctime_ns: meta
-                .ctime()
-                .saturating_mul(1_000_000_000)
-                .saturating_add(meta.ctime_nsec()),
+            ctime_ns: crate::metadata::from_parts(meta.ctime(), meta.ctime_nsec()),
             mode: meta.mode(),
             uid: meta.uid(),
             gid: meta.gid(),
@@ -261,6 +273,7 @@ pub fn walk_noting_until(
         };
         let ft = entry.file_type();
         if ft.is_dir() {
+            note_dir(&mut tree, root, entry.path(), prefix_len);
             continue;
         }
         if !ft.is_file() {
@@ -316,6 +329,39 @@ pub fn walk_noting_until(
         }
     }
     Ok((tree, found))
+}
+
+/// Records a directory for its marker (key `prefix + rel + "/"`). One whose name cannot be
+/// a key gets no marker (a WARNING through `skipped`): its files are name problems of their
+/// own, and an empty one is only left out.
+fn note_dir(tree: &mut SourceTree, root: &Path, path: &Path, prefix_len: usize) {
+    use std::os::unix::fs::MetadataExt;
+    let rel = relative_name(root, path);
+    let fits = rel
+        .as_ref()
+        .is_some_and(|r| prefix_len + r.len() < MAX_KEY_BYTES);
+    let (Some(rel), true) = (rel, fits) else {
+        tree.skipped.push(Skipped {
+            path: display_path(path),
+            why: "directory whose name cannot be an S3 key: no directory marker",
+        });
+        return;
+    };
+    // The walk follows symlinks: a linked directory is recorded as its target is.
+    match std::fs::metadata(path) {
+        Ok(m) => tree.dirs.push(LocalDir {
+            rel: rel.into_boxed_str(),
+            mtime_ns: mtime_ns(&m),
+            ctime_ns: crate::metadata::from_parts(m.ctime(), m.ctime_nsec()),
+            mode: m.mode(),
+            uid: m.uid(),
+            gid: m.gid(),
+        }),
+        Err(err) => tree.failures.push(WalkFailure {
+            path: display_path(path),
+            error: err.to_string(),
+        }),
+    }
 }
 
 #[cfg(test)]

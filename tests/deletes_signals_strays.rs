@@ -7,8 +7,9 @@ use std::collections::BTreeSet;
 
 use common::*;
 
+/// Keys of the files' objects (directory markers aside).
 fn keys(bucket: &str) -> BTreeSet<String> {
-    objects(bucket).into_keys().collect()
+    file_objects(bucket).into_keys().collect()
 }
 
 fn summary_text(path: &std::path::Path) -> String {

@@ -682,7 +682,7 @@ fn the_runs_lock_directory_in_the_source_never_fails_the_run() {
     }
     // The lock files (the prefix's and the bucket root's) were walked and copied (and the
     // run's cache of mtime metadata, an ordinary file of that directory, too).
-    let lock_objects = objects(&bucket)
+    let lock_objects = file_objects(&bucket)
         .keys()
         .filter(|k| k.starts_with("p/var/locks/") && k.ends_with(".lock"))
         .count();

@@ -14,7 +14,7 @@ use super::error::OpError;
 use super::settings::Bandwidth;
 
 /// The user metadata key (`x-amz-meta-mtime`) that holds the file's mtime, as rclone writes it.
-pub const MTIME_METADATA: &str = "mtime";
+pub const MTIME_METADATA: &str = crate::metadata::MTIME;
 
 /// Bytes per positioned read of a streamed body: large enough that reads are few, small
 /// enough that each request holds little memory while it waits for the network.
@@ -143,7 +143,7 @@ pub struct Source<'a> {
     /// Bytes to upload (from the start of the file).
     pub size: u64,
     /// The mtime of the version read, stored as the object's `mtime` metadata.
-    pub mtime_ns: i64,
+    pub mtime_ns: i128,
     /// `st_mode`, owner and group of the version read (`mode`, `uid`, `gid` metadata).
     pub mode: u32,
     pub uid: u32,
@@ -156,14 +156,6 @@ impl Source<'_> {
     /// and other tools read it back: `mtime` (seconds since the epoch with up to 9 decimals),
     /// `mode` (octal `st_mode` with its file type, `0100644`), `uid` and `gid` (decimal).
     pub fn metadata(&self) -> std::collections::HashMap<String, String> {
-        [
-            (MTIME_METADATA, crate::plan::format_mtime(self.mtime_ns)),
-            ("mode", format!("0{:o}", self.mode)),
-            ("uid", self.uid.to_string()),
-            ("gid", self.gid.to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
+        crate::metadata::record(self.mtime_ns, self.mode, self.uid, self.gid)
     }
 }

@@ -34,4 +34,4 @@ pub use limits::{
     IN_MEMORY_BODY, MAX_OBJECT_SIZE, MAX_PARTS, MAX_PART_SIZE, MIN_PART_SIZE, MULTIPART_THRESHOLD,
     S3_MIN_PART_SIZE,
 };
-pub use upload::{abort_prefix_strays, part_size, put, put_multipart, UploadSettings};
+pub use upload::{abort_prefix_strays, part_size, put, put_marker, put_multipart, UploadSettings};

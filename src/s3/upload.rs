@@ -174,6 +174,59 @@ pub async fn put(
     Ok(etag)
 }
 
+/// Puts a directory marker (see [`crate::markers`]): a zero-byte object carrying the
+/// directory's recorded `metadata`, with the run's checksum level (and its fallback) and
+/// server-side encryption. Not its storage class: archive and infrequent-access classes
+/// bill a zero-byte object as 40 to 128 KB, and a marker is never read but by HeadObject.
+pub async fn put_marker(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    metadata: std::collections::HashMap<String, String>,
+    settings: &UploadSettings,
+) -> Result<(), OpError> {
+    let mut level = settings.checksums.level(client);
+    loop {
+        let request = client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_length(0)
+            .set_metadata(Some(metadata.clone()))
+            .set_checksum_algorithm(level.algorithm())
+            .set_server_side_encryption(settings.sse.clone())
+            .set_ssekms_key_id(settings.sse_kms_key_id.clone())
+            .body(ByteStream::from_static(b""));
+        let sent = match level {
+            ChecksumLevel::Off => {
+                request
+                    .customize()
+                    .config_override(when_required())
+                    .send()
+                    .await
+            }
+            _ => request.send().await,
+        };
+        match sent {
+            Ok(_) => break,
+            Err(e) => {
+                let retry = rejection_of(&e).and_then(|what| {
+                    let shown = s3_error_detail(&e);
+                    settings
+                        .checksums
+                        .rejected(level, what, "PutObject", key, &shown)
+                });
+                match retry {
+                    Some(next) => level = next,
+                    None => return Err(s3_error("PutObject", key, &e).into()),
+                }
+            }
+        }
+    }
+    log::debug!(target: OUTPUT, "PutObject {} (directory marker{})", show_object(bucket, key), settings.describe(level));
+    Ok(())
+}
+
 /// Uploads one file as a multipart upload whose parts go up concurrently, each part
 /// streamed from its range of the file and each holding one permit of `limit`.
 /// On any failure or cancellation, or when the file changed while its parts were read,

@@ -559,11 +559,25 @@ pub fn local_files(root: &Path) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
+/// A directory marker: a zero-byte key ending in `/` (see src/markers.rs).
+pub fn is_marker(key: &str, o: &Obj) -> bool {
+    o.size == 0 && key.ends_with('/')
+}
+
+/// The objects of `bucket` that are not directory markers, by key.
+pub fn file_objects(bucket: &str) -> BTreeMap<String, Obj> {
+    objects(bucket)
+        .into_iter()
+        .filter(|(k, o)| !is_marker(k, o))
+        .collect()
+}
+
 /// Asserts that the objects under `prefix` (ending in `/`) are exactly the files under
-/// `root`: same keys, sizes and bytes. Returns how many objects were compared.
+/// `root`: same keys, sizes and bytes (directory markers aside). Returns how many objects
+/// were compared.
 pub fn assert_mirror(bucket: &str, prefix: &str, root: &Path) -> usize {
     let local = local_files(root);
-    let objs: BTreeMap<String, Obj> = objects(bucket)
+    let objs: BTreeMap<String, Obj> = file_objects(bucket)
         .into_iter()
         .filter_map(|(k, o)| Some((k.strip_prefix(prefix)?.to_string(), o)))
         .collect();

@@ -54,12 +54,14 @@ def bucket(s3_client: Any) -> str:
     return name
 
 
-def listing(client: Any, bucket: str, prefix: str = "") -> dict[str, int]:
-    """Every object under the prefix: key -> size (all pages)."""
+def listing(client: Any, bucket: str, prefix: str = "", markers: bool = False) -> dict[str, int]:
+    """Every object under the prefix: key -> size (all pages). Directory markers (zero-byte
+    keys ending in '/', one per directory the sync saw) only with `markers`."""
     out: dict[str, int] = {}
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
-            out[obj["Key"]] = obj["Size"]
+            if markers or not (obj["Size"] == 0 and obj["Key"].endswith("/")):
+                out[obj["Key"]] = obj["Size"]
     return out
 
 

@@ -111,6 +111,10 @@ def test_phases_sync_and_verify_with_cedar_logger_names(
         "backup/" + p.relative_to(tree).as_posix(): p.stat().st_size for p in tree.rglob("*") if p.is_file()
     }
     assert listing(s3_client, bucket) == expected
+    # Each directory has its marker, and the verify above passed with them in the bucket.
+    dirs = {"backup/" + p.relative_to(tree).as_posix() + "/": 0 for p in tree.rglob("*") if p.is_dir()}
+    assert dirs
+    assert listing(s3_client, bucket, markers=True) == expected | dirs
     flow = records(caplog, FLOW)
     assert any("Uploading 5 files" in m for m in flow)
     assert any(m.startswith("Verified 5 files") for m in records(caplog, FLOW, logging.INFO))
