@@ -638,15 +638,38 @@ async fn put_markers(
     if out.interrupted || cancel.is_cancelled() {
         return Err(RunError::Interrupted);
     }
-    match out.failures.first() {
-        Some((_, f)) => Err(failed(
+    if let Some((_, f)) = out.failures.first() {
+        return Err(failed(
             f.cause,
             format!(
                 "{} directory markers could not be put; nothing was deleted.",
                 out.failures.len()
             ),
-        )),
-        None => Ok(()),
+        ));
+    }
+    check_marker_metadata(client, job, tree, mplan).await;
+    Ok(())
+}
+
+/// Reads back one marker this run put: a server that keeps no metadata on keys ending in
+/// `/` (SeaweedFS stores them as directories) makes a restore give every directory the
+/// private default, which is said once here rather than found on the day of the restore.
+/// One HeadObject, only in runs that put markers; a failure to ask is a DEBUG line.
+async fn check_marker_metadata(
+    client: &Client,
+    job: &Job,
+    tree: &SourceTree,
+    mplan: &markers::MarkerPlan,
+) {
+    let Some(&(idx, _)) = mplan.puts.first() else {
+        return;
+    };
+    let rel = markers::marker_rel(&tree.dirs[idx]);
+    let key = job.url.key(&rel);
+    match s3::head::head_mtime(client, &job.url.bucket, &key).await {
+        Ok(Some(_)) => {}
+        Ok(None) => log::warn!(target: FLOW, "The server kept no metadata on the directory marker {}: a restore from it will give directories mode 0700 and no recorded owner or time (files keep theirs).", job.url.show(&rel)),
+        Err(e) => log::debug!(target: FLOW, "Could not read back the directory marker {}: {e}", job.url.show(&rel)),
     }
 }
 
