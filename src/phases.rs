@@ -121,9 +121,10 @@ fn classify(root: &Path, path: &Path) -> Listed {
 
 /// `_verifyBucketContents`: checks that every regular file among `paths` has an object of
 /// its size under `url`, as the original does (each file's size taken now). A path is named
-/// by its place under `source_dir`, however it is spelled; one that is not there, or cannot
-/// have an object under the prefix, fails the check unless its object exists. `logfile` is
-/// the host's logfile: if it is among the paths, its object must exist (it grew since).
+/// by its place under `source_dir`, however it is spelled; one with no file passes if its
+/// object exists; one outside the source is looked up by the path itself, as the original
+/// does, and so fails. `logfile` is the host's logfile: if it is among the paths, its object
+/// must exist (it grew since).
 pub async fn verify_paths(
     source_dir: PathBuf,
     paths: Vec<PathBuf>,
@@ -146,7 +147,7 @@ pub async fn verify_paths(
         root: root.clone(),
         ..SourceTree::default()
     };
-    let (mut seen, mut missing, mut own, mut unkeyed) = (HashSet::new(), Vec::new(), Vec::new(), 0);
+    let (mut seen, mut missing, mut own) = (HashSet::new(), Vec::new(), Vec::new());
     for path in &paths {
         match classify(&root, path) {
             Listed::File(f) if seen.insert(f.rel.clone()) => {
@@ -162,8 +163,14 @@ pub async fn verify_paths(
                 log::debug!(target: FLOW, "Not a regular file, not checked: [{}]", display_path(path));
             }
             Listed::NoKey(why) => {
-                log::error!(target: FLOW, "File cannot have been uploaded: [{}]: {why}", display_path(path));
-                unkeyed += 1;
+                // Its key is then the path itself, as in the original: not found, one difference.
+                let shown = display_path(path);
+                log::error!(target: FLOW, "[{shown}]: {why}");
+                tree.files.push(LocalFile {
+                    rel: shown.into(),
+                    size: 0,
+                    mtime_ns: 0,
+                });
             }
         }
     }
@@ -197,20 +204,9 @@ pub async fn verify_paths(
             ..Features::default()
         },
     };
-    let (verified, result) = engine::verify(&client, &job, &tree, Some(listing), cancel).await;
-    match result {
-        Err(e) if e.cause() != Cause::Verification => Err(e),
-        _ if unkeyed > 0 => Err(failed(
-            Cause::Verification,
-            format!(
-                "Verification failed: {} differences between {} and {}.",
-                verified.verify_errors + unkeyed,
-                display_path(&root),
-                job.url
-            ),
-        )),
-        other => other,
-    }
+    engine::verify(&client, &job, &tree, Some(listing), cancel)
+        .await
+        .1
 }
 
 #[cfg(test)]
