@@ -22,7 +22,7 @@ const STOP_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHU
 /// How long the end of a run waits for tasks still running (an upload body being read, a
 /// request being answered) before it drops them: enough for an interrupted run's in-flight
 /// work to finish its log lines, short enough that cron and `kill` see the exit promptly.
-const SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+pub const SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The first stop signal that arrived before the runtime's handlers existed (0: none).
 static EARLY_SIGNAL: AtomicI32 = AtomicI32::new(0);
@@ -109,7 +109,7 @@ pub fn main(args: &[OsString]) -> ExitStatus {
     if let Err(e) = crate::logging::init(&opts) {
         eprintln!(
             "Error setting up logging: {}",
-            crate::logging::setup_error_text(&e)
+            crate::logging::setup_error_text(&e, &opts)
         );
         if let Some(p) = &opts.summary_file {
             let summary = Summary {
@@ -121,7 +121,7 @@ pub fn main(args: &[OsString]) -> ExitStatus {
         return ExitStatus::Logging;
     }
     // Progress goes to stderr, and only when it is a terminal (checked when shown).
-    crate::progress::allow(!opts.quiet);
+    let _progress = crate::progress::allow(!opts.quiet);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -293,8 +293,8 @@ pub fn diagnostics() -> Vec<String> {
 /// One run: check names, sync (unless verify-only), verify. Logs everything, returns the status.
 pub async fn execute(opts: &Options, cancel: CancellationToken) -> ExitStatus {
     let started = Instant::now();
-    // -s: failures are described with their whole chain of causes, from either front end.
-    crate::s3::error::set_full_chain(opts.stacktrace);
+    // -s: failures are described with their whole chain of causes, for this run only.
+    let _chain = crate::s3::error::FullChain::scope(opts.stacktrace);
     log::info!(target: FLOW, "Cedar Backup Amazon S3 sync run started.");
     // The binary's logfile opened but refuses its first line (`-l /dev/full`): exit 3 now.
     if let Some(e) = crate::logging::startup_failure() {
@@ -314,19 +314,50 @@ pub async fn execute(opts: &Options, cancel: CancellationToken) -> ExitStatus {
     for line in diagnostics() {
         log::info!(target: FLOW, "{line}");
     }
-    let (mut summary, mut status) = if opts.restore {
-        crate::restore::run(opts, &cancel).await
-    } else {
-        crate::engine::run(opts, &cancel).await
+    let status = match action(opts, &cancel, started).await {
+        Ok(()) => ExitStatus::Success,
+        Err(e) => e.status(),
     };
-    summary.elapsed = started.elapsed();
-    if let Some(p) = &opts.summary_file {
-        status = crate::summary_file::write(p, &summary, status, opts.dry_run);
-    }
     if status == ExitStatus::Interrupted {
         log::error!(target: FLOW, "Backup interrupted.");
     }
-    log::info!(target: FLOW, "Summary: {summary}");
     log::info!(target: FLOW, "Cedar Backup Amazon S3 sync run completed with status {}.", status.code());
     status
+}
+
+/// The work of a run without its start and end lines, as the Python `_executeAction` runs it
+/// too: a restore or a sync as the options say, then the summary file (when asked) and the
+/// summary line. `started` is when the run began, for the elapsed time.
+pub async fn action(
+    opts: &Options,
+    cancel: &CancellationToken,
+    started: Instant,
+) -> Result<(), crate::engine::RunError> {
+    let _chain = crate::s3::error::FullChain::scope(opts.stacktrace);
+    let (mut summary, mut result) = if opts.restore {
+        crate::restore::run_phases(opts, cancel).await
+    } else {
+        crate::engine::run_phases(opts, cancel).await
+    };
+    summary.elapsed = started.elapsed();
+    if let Err(e) = &result {
+        summary.error = Some(e.to_string());
+    }
+    if let Some(p) = &opts.summary_file {
+        let status = result
+            .as_ref()
+            .map_or_else(|e| e.status(), |()| ExitStatus::Success);
+        if crate::summary_file::write(p, &summary, status, opts.dry_run) != status {
+            // Only a run that succeeded changes its status: it fails for the missing file.
+            result = Err(crate::engine::RunError::Failed {
+                cause: crate::report::Cause::LocalIo,
+                message: format!(
+                    "Cannot write the summary file {}.",
+                    crate::display::display_path(p)
+                ),
+            });
+        }
+    }
+    log::info!(target: FLOW, "Summary: {summary}");
+    result
 }

@@ -189,8 +189,8 @@ pub fn error_chain(e: &dyn Error) -> String {
 }
 
 /// How a failure is reported: its one-line message, or with `-s` the whole chain of causes.
-pub fn describe(e: &dyn Error) -> String {
-    if crate::s3::error::full_chain() {
+pub fn describe(e: &dyn Error, full: bool) -> String {
+    if full {
         error_chain(e)
     } else {
         e.to_string()
@@ -238,6 +238,7 @@ mod tests {
         }
         let e = Outer(std::io::Error::other("inner"));
         assert_eq!(error_chain(&e), "outer\n  caused by: inner");
-        assert_eq!(describe(&e), "outer");
+        assert_eq!(describe(&e, false), "outer");
+        assert_eq!(describe(&e, true), error_chain(&e));
     }
 }

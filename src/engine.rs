@@ -1063,7 +1063,18 @@ pub async fn run_phases(
     cancel: &CancellationToken,
 ) -> (Summary, Result<(), RunError>) {
     let mut phases = Phases::default();
-    let result = run_collecting(opts, cancel, &mut phases).await;
+    let result = run_collecting(opts, cancel, &mut phases, true).await;
+    (phases.summary(), result)
+}
+
+/// [`run_phases`] without the verify phase: what the Python `_synchronizeBucket` runs (the
+/// lock, stray uploads aborted, the run's own files, the sync itself).
+pub async fn sync_phases(
+    opts: &Options,
+    cancel: &CancellationToken,
+) -> (Summary, Result<(), RunError>) {
+    let mut phases = Phases::default();
+    let result = run_collecting(opts, cancel, &mut phases, false).await;
     (phases.summary(), result)
 }
 
@@ -1071,6 +1082,7 @@ async fn run_collecting(
     opts: &Options,
     cancel: &CancellationToken,
     phases: &mut Phases,
+    verify_after: bool,
 ) -> Result<(), RunError> {
     let mut job = Job::from_options(opts)?;
     if cancel.is_cancelled() {
@@ -1158,6 +1170,9 @@ async fn run_collecting(
             ((!changed).then_some(listing), versions)
         }
     };
+    if !verify_after {
+        return Ok(());
+    }
     // Files that changed after the walk are verified as the version that was uploaded.
     let uploaded;
     let tree = if versions.is_empty() {

@@ -261,16 +261,15 @@ pub fn open_logfile(path: &Path, mode: u32, owner: (&str, &str)) -> Result<File,
 }
 
 /// Creates (with the `-m` mode and `-o` owner) or opens the logfile of `opts`, as [`init`]
-/// does, and notes whether failures are described in full (`-s`): the Python command's
-/// first step of logging setup, so that both front ends fail the same way (exit 3).
+/// does: the Python command's first step of logging setup, so that both front ends fail the
+/// same way (exit 3).
 pub fn prepare_logfile(opts: &Options) -> Result<(), LoggingError> {
     open_logfile_of(opts).map(drop)
 }
 
-/// Notes `-s`, then creates (with the `-m` mode and `-o` owner, or their defaults) or opens
-/// the logfile of `opts`.
+/// Creates (with the `-m` mode and `-o` owner, or their defaults) or opens the logfile of
+/// `opts`.
 fn open_logfile_of(opts: &Options) -> Result<std::fs::File, LoggingError> {
-    crate::s3::error::set_full_chain(opts.stacktrace);
     let owner = opts
         .owner
         .as_ref()
@@ -285,12 +284,12 @@ fn open_logfile_of(opts: &Options) -> Result<std::fs::File, LoggingError> {
 
 /// The reason in "Error setting up logging: REASON" (stderr, exit 3): one line, or with
 /// `-s` the chain of causes on indented lines.
-pub fn setup_error_text(e: &LoggingError) -> String {
-    crate::diagnostics::describe(e).replace('\n', "\n   ")
+pub fn setup_error_text(e: &LoggingError, opts: &Options) -> String {
+    crate::diagnostics::describe(e, opts.stacktrace).replace('\n', "\n   ")
 }
 
 /// Installs the process-wide logger for the binary. Fails (exit 3) when the logfile cannot
-/// be opened or created. Also records whether failures are described in full (`-s`).
+/// be opened or created.
 pub fn init(opts: &Options) -> Result<(), LoggingError> {
     let file = open_logfile_of(opts)?;
     let levels = Levels::from_options(opts);

@@ -1,30 +1,31 @@
 //! The run's steps one at a time, as the Python module's `_checkSourceFiles`,
-//! `_synchronizeBucket`, `_verifyBucketContents` and `_executeAction` call them. Each takes
-//! plain arguments and decides here (defaults, limits, the lock, the profile's s3 settings),
-//! so that the Python extension only translates.
+//! `_synchronizeBucket`, `_verifyBucketContents` and `_executeAction` call them. Each does what
+//! the command's phase does (the lock, stray uploads, the run's own files, the summary) and
+//! decides here, so that the Python extension only translates.
 
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::bucket_url::BucketUrl;
-use crate::engine::{self, Job, RunError};
-use crate::options::{self, Options, OptionsError};
+use crate::display::display_path;
+use crate::engine::{self, failed, Features, Job, RunError};
+use crate::options::{self, Options};
 use crate::plan::Mode;
 use crate::report::Cause;
-use crate::walk::SourceTree;
+use crate::walk::{self, LocalFile, SourceTree};
+use crate::FLOW;
 
 /// Runs a blocking step (the walk) off the async workers.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, RunError> + Send + 'static,
 ) -> Result<T, RunError> {
-    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
-        Err(RunError::Failed {
-            cause: Cause::Internal,
-            message: format!("source walk failed: {e}"),
-        })
-    })
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(failed(Cause::Internal, format!("source walk failed: {e}"))))
 }
 
 /// Where a bucket URL is not needed (the name check), names are checked as if the files
@@ -36,95 +37,202 @@ fn bucket_root() -> BucketUrl {
     }
 }
 
-/// The work of a run without its start and end lines: a restore or a sync, as the options say.
-pub async fn run_action(opts: &Options, cancel: &CancellationToken) -> Result<(), RunError> {
-    if opts.restore {
-        crate::restore::run_phases(opts, cancel).await.1
-    } else {
-        engine::run_phases(opts, cancel).await.1
-    }
+/// The regular files under `source_dir` as the run walks them (no name check).
+pub fn walk(source_dir: &Path) -> Result<SourceTree, RunError> {
+    walk::walk(source_dir, 0).map_err(|e| failed(Cause::BadInput, e.to_string()))
 }
 
-/// Fails if any name under `source_dir` cannot be an object key (one log line each).
+/// `_executeAction`: the work of a run for these options (see [`crate::cli::action`]).
+pub async fn run_action(opts: &Options, cancel: &CancellationToken) -> Result<(), RunError> {
+    crate::cli::action(opts, cancel, Instant::now()).await
+}
+
+/// `_checkSourceFiles`: fails if any name under `source_dir` cannot be an object key (one
+/// log line each).
 pub async fn check_source_files(source_dir: PathBuf) -> Result<(), RunError> {
     blocking(move || engine::prepare(&source_dir, &bucket_root(), false).map(|_| ())).await
 }
 
-/// The job `_synchronizeBucket` runs: a full (or upload-only) sync that skips names which
-/// cannot be keys. A `max_concurrency` outside 1..=[`options::MAX_CONCURRENCY`] is refused.
-pub fn sync_job(
-    url: BucketUrl,
-    upload_only: bool,
-    max_concurrency: Option<usize>,
-    allow_empty_source: bool,
-) -> Result<Job, OptionsError> {
-    if let Some(n) = max_concurrency {
-        if !(1..=options::MAX_CONCURRENCY).contains(&n) {
-            return Err(OptionsError::Value(format!(
-                "max_concurrency must be from 1 to {}, not {n}",
-                options::MAX_CONCURRENCY
-            )));
+/// `_synchronizeBucket`: the command's sync phase for these options (source, URL, `-u`, and
+/// the logfile the host writes, which is one of the run's own files), without the verify
+/// phase: under the run lock, stray multipart uploads under the prefix aborted, the summary
+/// line logged at the end.
+pub async fn synchronize(opts: &Options, cancel: &CancellationToken) -> Result<(), RunError> {
+    let started = Instant::now();
+    let _chain = crate::s3::error::FullChain::scope(opts.stacktrace);
+    let (mut summary, result) = engine::sync_phases(opts, cancel).await;
+    summary.elapsed = started.elapsed();
+    if let Err(e) = &result {
+        summary.error = Some(e.to_string());
+    }
+    log::info!(target: FLOW, "Summary: {summary}");
+    result
+}
+
+/// `path` made absolute and cleaned of `.`, `..` and repeated separators, by its text (as
+/// the walk names files: the source joined with the relative name).
+fn lexical(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut out = PathBuf::new();
+    for c in absolute.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
         }
     }
-    Ok(Job {
-        url,
-        mode: if upload_only {
-            Mode::UploadOnly
-        } else {
-            Mode::Full
-        },
-        concurrency: max_concurrency.unwrap_or(options::DEFAULT_MAX_CONCURRENCY),
-        allow_empty_source,
-        ignore_warnings: true,
-        features: Default::default(),
-    })
+    out
 }
 
-/// Makes the prefix a mirror of `source_dir` as `job` says, as a run would: under the run
-/// lock, with the profile's s3 settings (`max_concurrency`: the one given, which the
-/// profile's does not override).
-pub async fn synchronize(
+/// What one path given to `_verifyBucketContents` is to the check.
+#[derive(Debug, PartialEq, Eq)]
+enum Listed {
+    /// A regular file under the source, by its relative name (the key's end).
+    File(LocalFile),
+    /// Nothing on disk under the source: its object must exist all the same.
+    Missing(Box<str>),
+    /// A directory, device or the like: the original checks only regular files.
+    NotAFile,
+    /// It cannot have an object under the prefix: outside the source, or not UTF-8.
+    NoKey(&'static str),
+}
+
+/// Reads one listed path as the original's check does, at the time of the check: its name
+/// relative to `root` (however it is spelled), and its size now.
+fn classify(root: &Path, path: &Path) -> Listed {
+    let Ok(rel) = lexical(path).strip_prefix(root).map(Path::to_path_buf) else {
+        return Listed::NoKey("it is not under the source directory");
+    };
+    let Some(rel) = rel.to_str().filter(|r| !r.is_empty()) else {
+        return Listed::NoKey("its name is not UTF-8, so it cannot be an S3 key");
+    };
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => Listed::File(LocalFile {
+            rel: rel.into(),
+            size: m.len(),
+            mtime_ns: walk::mtime_ns(&m),
+        }),
+        Ok(_) => Listed::NotAFile,
+        Err(_) => Listed::Missing(rel.into()),
+    }
+}
+
+/// `_verifyBucketContents`: checks that every regular file among `paths` has an object of
+/// its size under `url`, as the original does (each file's size taken now). A path is named
+/// by its place under `source_dir`, however it is spelled; one with no file passes if its
+/// object exists; one outside the source is looked up by the path itself, as the original
+/// does, and so fails. `logfile` is the host's logfile: if it is among the paths, its object
+/// must exist (it grew since).
+pub async fn verify_paths(
     source_dir: PathBuf,
-    mut job: Job,
-    max_concurrency: Option<usize>,
-    cancel: CancellationToken,
+    paths: Vec<PathBuf>,
+    url: &str,
+    logfile: Option<PathBuf>,
+    cancel: &CancellationToken,
 ) -> Result<(), RunError> {
-    let url = job.url.clone();
-    let tree = blocking(move || engine::prepare(&source_dir, &url, true)).await?;
-    let (client, endpoint, s3_settings) =
-        crate::s3::client_for_run()
-            .await
-            .map_err(|message| RunError::Failed {
-                cause: Cause::Config,
-                message,
-            })?;
-    job.apply_s3_settings(&s3_settings, max_concurrency, None);
-    let lock = engine::lock(&job, endpoint.as_deref())?;
-    let listing = crate::s3::listing::list(&client, &job.url, &cancel).await?;
-    engine::synchronize(&client, &job, &lock, &tree, listing, &cancel)
+    let url = BucketUrl::parse(url).map_err(|e| failed(Cause::BadInput, e.to_string()))?;
+    let root = lexical(&source_dir);
+    if !root.is_dir() {
+        return Err(failed(
+            Cause::BadInput,
+            format!("source directory {} does not exist", display_path(&root)),
+        ));
+    }
+    let own_id = logfile
+        .and_then(|l| std::fs::metadata(l).ok())
+        .map(|m| (m.dev(), m.ino()));
+    let mut tree = SourceTree {
+        root: root.clone(),
+        ..SourceTree::default()
+    };
+    let (mut seen, mut missing, mut own) = (HashSet::new(), Vec::new(), Vec::new());
+    for path in &paths {
+        match classify(&root, path) {
+            Listed::File(f) if seen.insert(f.rel.clone()) => {
+                let id = std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
+                if id.is_some() && id == own_id {
+                    own.push(tree.files.len());
+                }
+                tree.files.push(f);
+            }
+            Listed::Missing(rel) if seen.insert(rel.clone()) => missing.push((path, rel)),
+            Listed::File(_) | Listed::Missing(_) => {}
+            Listed::NotAFile => {
+                log::debug!(target: FLOW, "Not a regular file, not checked: [{}]", display_path(path));
+            }
+            Listed::NoKey(why) => {
+                // Its key is then the path itself, as in the original: not found, one difference.
+                let shown = display_path(path);
+                log::error!(target: FLOW, "[{shown}]: {why}");
+                tree.files.push(LocalFile {
+                    rel: shown.into(),
+                    size: 0,
+                    mtime_ns: 0,
+                });
+            }
+        }
+    }
+    let client = crate::s3::client()
         .await
-        .1
-}
-
-/// Checks that every file of `tree` has an object of the same size under `url`.
-pub async fn verify(
-    tree: Arc<SourceTree>,
-    url: BucketUrl,
-    cancel: CancellationToken,
-) -> Result<(), RunError> {
+        .map_err(|m| failed(Cause::Config, m))?;
+    let listing = crate::s3::listing::list(&client, &url, cancel).await?;
+    // A listed path with nothing on disk is checked by its object alone: present passes.
+    for (path, rel) in missing {
+        let size = match listing.get(&rel) {
+            Some(o) => {
+                log::warn!(target: FLOW, "File is not on disk, its object exists (size not compared): [{}]", display_path(path));
+                o.size
+            }
+            None => 0, // no object: verify reports it as not uploaded
+        };
+        tree.files.push(LocalFile {
+            rel,
+            size,
+            mtime_ns: 0,
+        });
+    }
     let job = Job {
         url,
         mode: Mode::VerifyOnly,
         concurrency: options::DEFAULT_MAX_CONCURRENCY,
         allow_empty_source: false,
         ignore_warnings: true,
-        features: Default::default(),
+        features: Features {
+            own_files: own,
+            ..Features::default()
+        },
     };
-    let client = crate::s3::client()
+    engine::verify(&client, &job, &tree, Some(listing), cancel)
         .await
-        .map_err(|message| RunError::Failed {
-            cause: Cause::Config,
-            message,
-        })?;
-    engine::verify(&client, &job, &tree, None, &cancel).await.1
+        .1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listed_path_is_named_by_its_place_under_the_source() {
+        let d = tempfile::tempdir().unwrap();
+        let root = lexical(d.path());
+        std::fs::create_dir(root.join("dir")).unwrap();
+        std::fs::write(root.join("dir/a"), b"abc").unwrap();
+        let name = |p: PathBuf| match classify(&root, &p) {
+            Listed::File(f) => format!("file {} {}", f.rel, f.size),
+            other => format!("{other:?}"),
+        };
+        // Spelled differently, the same file.
+        for spelling in ["dir/a", "./dir//a", "dir/../dir/a", "dir/./a"] {
+            assert_eq!(name(root.join(spelling)), "file dir/a 3", "{spelling}");
+        }
+        assert_eq!(name(root.join("dir/b")), "Missing(\"dir/b\")");
+        assert_eq!(name(root.join("dir")), "NotAFile");
+        assert_eq!(
+            name(root.join("../elsewhere")),
+            "NoKey(\"it is not under the source directory\")"
+        );
+        assert!(matches!(classify(&root, &root), Listed::NoKey(_)));
+    }
 }

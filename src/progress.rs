@@ -13,12 +13,23 @@ use std::time::{Duration, Instant};
 /// Time between redraws (4 a second: readable, and negligible work).
 pub const REFRESH: Duration = Duration::from_millis(250);
 
+/// Whether the run in progress may show progress; scoped by [`Allowed`].
 static ALLOWED: AtomicBool = AtomicBool::new(false);
 
-/// Lets runs in this process show progress (the binary calls it unless `-q`); it shows only
-/// if stderr is a terminal.
-pub fn allow(on: bool) {
+/// While it lives, the run may show progress (the binary takes it unless `-q`); it shows only
+/// if stderr is a terminal. Dropped at the end of the run, so nothing carries over.
+#[must_use = "the permission lasts as long as the guard"]
+pub struct Allowed(());
+
+pub fn allow(on: bool) -> Allowed {
     ALLOWED.store(on, Ordering::Relaxed);
+    Allowed(())
+}
+
+impl Drop for Allowed {
+    fn drop(&mut self) {
+        ALLOWED.store(false, Ordering::Relaxed);
+    }
 }
 
 /// Whether a progress line would be shown now.
@@ -159,6 +170,18 @@ impl Drop for Display {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_permission_ends_with_its_run() {
+        {
+            let _run = allow(true);
+            assert!(ALLOWED.load(Ordering::Relaxed));
+        }
+        assert!(
+            !ALLOWED.load(Ordering::Relaxed),
+            "a later run starts without it"
+        );
+    }
 
     #[test]
     fn line_shows_files_bytes_rate_and_time_left() {

@@ -2,7 +2,7 @@
 
 from collections.abc import Sequence
 from os import PathLike
-from typing import Any, TypedDict, final
+from typing import TypedDict, final
 
 __all__ = [
     "COMMAND",
@@ -14,19 +14,17 @@ __all__ = [
     "OUTPUT_LOGGER",
     "OWN_COMMAND",
     "SWITCHES",
-    "SourceTree",
+    "Field",
+    "Switch",
     "__version__",
     "build_argument_list",
     "build_argument_string",
-    "check_field",
     "check_source_files",
     "command_check",
-    "compare_options",
     "diagnostics_report",
     "execute",
     "parse_options",
     "prepare_logfile",
-    "reset_log_cache",
     "run_action",
     "screen_level",
     "split_argument_string",
@@ -47,10 +45,39 @@ DEFAULT_OWNER: tuple[str, str]
 DEFAULT_MODE: int
 COMMAND: str
 OWN_COMMAND: str
-# One record per switch: (long, short, value name, original?, Options field, kind, help).
-SWITCHES: tuple[tuple[str, str | None, str | None, bool, str, str, str], ...]
+
+@final
+class Switch:
+    """One switch of the core's table."""
+
+    @property
+    def long(self) -> str: ...
+    @property
+    def short(self) -> str | None: ...
+    @property
+    def value_name(self) -> str | None: ...
+    @property
+    def original(self) -> bool: ...
+    @property
+    def field(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def help(self) -> str: ...
+
+@final
+class Field:
+    """One property of Options: its name and kind."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+
+# Every switch, in the table's order.
+SWITCHES: tuple[Switch, ...]
 # Every Options field with its kind, in the comparison order.
-FIELDS: tuple[tuple[str, str], ...]
+FIELDS: tuple[Field, ...]
 
 class OptionsDict(TypedDict):
     """The options as they cross to and from the core: exactly one key per entry of FIELDS."""
@@ -86,22 +113,11 @@ class OptionsDict(TypedDict):
 
 _Path = str | PathLike[str]
 
-@final
-class SourceTree:
-    @property
-    def root(self) -> str: ...
-    def paths(self) -> list[str]: ...
-    def problems(self) -> list[str]: ...
-    def restrict(self, paths: Sequence[_Path]) -> SourceTree: ...
-    def __len__(self) -> int: ...
-
 def parse_options(argv: Sequence[str], validate: bool = True) -> OptionsDict: ...
 def validate_options(options: OptionsDict) -> None: ...
 def build_argument_list(options: OptionsDict) -> list[str]: ...
 def build_argument_string(options: OptionsDict) -> str: ...
 def split_argument_string(text: str) -> list[str]: ...
-def check_field(name: str, value: object) -> Any: ...
-def compare_options(mine: OptionsDict, theirs: OptionsDict) -> int: ...
 def usage() -> str: ...
 def usage_error(message: str) -> str: ...
 def version_text() -> str: ...
@@ -111,16 +127,11 @@ def prepare_logfile(options: OptionsDict) -> None: ...
 def command_check(
     script: _Path, search_path: str, python: str
 ) -> tuple[list[tuple[str, str]], str | None]: ...
-def reset_log_cache() -> None: ...
 def execute(options: OptionsDict) -> int: ...
 def run_action(options: OptionsDict) -> None: ...
-def walk(source_dir: _Path) -> SourceTree: ...
+def walk(source_dir: _Path) -> list[str]: ...
 def check_source_files(source_dir: _Path) -> None: ...
-def synchronize(
-    source_dir: _Path,
-    s3_bucket_url: str,
-    upload_only: bool,
-    max_concurrency: int | None = None,
-    allow_empty_source: bool = False,
+def synchronize(options: OptionsDict) -> None: ...
+def verify(
+    source_dir: _Path, paths: Sequence[_Path], s3_bucket_url: str, logfile: _Path | None = None
 ) -> None: ...
-def verify(tree: SourceTree, s3_bucket_url: str) -> None: ...

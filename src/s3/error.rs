@@ -8,15 +8,30 @@ use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
 use crate::report::{Cause, S3Kind};
 
+/// `-s` of the run in progress. Process-wide because S3 failures are described deep inside
+/// spawned tasks; scoped by [`FullChain`], so it never outlives the run that set it (a
+/// Python host runs many).
 static FULL_CHAIN: AtomicBool = AtomicBool::new(false);
 
-/// Turns on (`-s`) or off the full description of failures by [`crate::diagnostics::describe`] and of
-/// S3 failures without an answer (see [`s3_error`]).
-pub fn set_full_chain(on: bool) {
-    FULL_CHAIN.store(on, Ordering::Relaxed);
+/// While it lives, S3 failures without an answer are described in full (`-s`) or in one
+/// line (see [`s3_error`]); dropped at the end of the run, the next run starts with one line.
+#[must_use = "the setting lasts as long as the guard"]
+pub struct FullChain(());
+
+impl FullChain {
+    pub fn scope(on: bool) -> Self {
+        FULL_CHAIN.store(on, Ordering::Relaxed);
+        FullChain(())
+    }
 }
 
-/// Whether failures are described in full (`-s`).
+impl Drop for FullChain {
+    fn drop(&mut self) {
+        FULL_CHAIN.store(false, Ordering::Relaxed);
+    }
+}
+
+/// Whether failures are described in full (`-s`) in the run in progress.
 pub fn full_chain() -> bool {
     FULL_CHAIN.load(Ordering::Relaxed)
 }
@@ -229,6 +244,15 @@ pub(super) fn s3_error_detail<E: ProvideErrorMetadata>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_full_chain_ends_with_its_run() {
+        {
+            let _run = FullChain::scope(true);
+            assert!(full_chain());
+        }
+        assert!(!full_chain(), "a later run describes failures in one line");
+    }
 
     #[test]
     fn error_codes_give_the_cause() {

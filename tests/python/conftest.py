@@ -99,8 +99,8 @@ def logfile(tmp_path: Path) -> Path:
 
 @pytest.fixture(autouse=True)
 def clean_logging() -> Iterator[None]:
-    """cli() adds handlers to Cedar Backup's loggers, as the original does; remove them after
-    each test so one test's logfile does not receive the next test's records."""
+    """A test that adds handlers to Cedar Backup's loggers gets them removed after it, so one
+    test's logfile does not receive the next test's records (cli() removes its own)."""
     before = {name: list(logging.getLogger(name).handlers) for name in LOGGER_NAMES}
     yield
     for name in LOGGER_NAMES:
@@ -109,6 +109,3 @@ def clean_logging() -> Iterator[None]:
             if h not in before[name]:
                 lg.removeHandler(h)
                 h.close()
-    from cback3_s3sync import _core
-
-    _core.reset_log_cache()

@@ -37,12 +37,25 @@ CHOICES = {"storageClass": "GLACIER_IR", "sse": "aws:kms"}
 def test_the_shims_names_are_the_cores_table() -> None:
     assert shim.SHORT_SWITCHES == ORIGINAL_SHORT
     assert shim.LONG_SWITCHES == ORIGINAL_LONG
-    fields = [name for name, _ in _core.FIELDS]
+    fields = [f.name for f in _core.FIELDS]
     assert list(shim._FIELDS) == fields
-    assert sorted(f for *_, f, _, _ in _core.SWITCHES) == sorted(set(fields) - {"sourceDir", "s3BucketUrl"})
+    assert sorted(s.field for s in _core.SWITCHES) == sorted(set(fields) - {"sourceDir", "s3BucketUrl"})
     properties = [n for n, v in inspect.getmembers(shim.Options) if isinstance(v, property)]
     assert sorted(properties) == sorted(fields)
     assert sorted(shim.Options()._as_dict()) == sorted(fields)
+
+
+# What a property of each kind gives back, as the stub and the shim declare it.
+KIND_TYPES = {
+    "flag": "bool",
+    "path": "str | None",
+    "owner": "tuple[str, str] | None",
+    "mode": "int | None",
+    "count": "int | None",
+    "rate": "int | None",
+    "choice": "str | None",
+    "str": "str | None",
+}
 
 
 def test_the_typed_dict_has_every_field_with_its_kinds_type() -> None:
@@ -54,22 +67,38 @@ def test_the_typed_dict_has_every_field_with_its_kinds_type() -> None:
         for n in cls.body
         if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)
     }
-    want = {
-        "flag": "bool",
-        "path": "str | None",
-        "owner": "tuple[str, str] | None",
-        "mode": "int | None",
-        "count": "int | None",
-        "rate": "int | None",
-        "choice": "str | None",
-        "str": "str | None",
+    assert typed == {f.name: KIND_TYPES[f.kind] for f in _core.FIELDS}
+
+
+def test_the_declared_properties_have_their_kinds_type() -> None:
+    """stubtest proves that every property the shim makes is declared; this, that each
+    declaration's getter has its kind's type."""
+    tree = ast.parse(Path(inspect.getfile(shim)).read_text())
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Options")
+    block = next(n for n in cls.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING")
+    getters = {
+        f.name: ast.unparse(f.returns)
+        for f in block.body
+        if isinstance(f, ast.FunctionDef)
+        and f.returns is not None
+        and ast.unparse(f.decorator_list[0]) == "property"
     }
-    assert typed == {name: want[kind] for name, kind in _core.FIELDS}
+    assert getters == {f.name: KIND_TYPES[f.kind] for f in _core.FIELDS}
 
 
-@pytest.mark.parametrize("field", [name for name, _ in _core.FIELDS])
+def test_the_table_reaches_python_as_named_records() -> None:
+    dry = next(s for s in _core.SWITCHES if s.long == "dryRun")
+    assert (dry.short, dry.value_name, dry.original, dry.kind) == (None, None, False, "flag")
+    mode = next(s for s in _core.SWITCHES if s.field == "mode")
+    assert (mode.long, mode.short, mode.value_name, mode.original) == ("mode", "m", "MODE", True)
+    assert [(f.name, f.kind) for f in _core.FIELDS][:2] == [("help", "flag"), ("version", "flag")]
+    with pytest.raises(AttributeError):
+        dry.long = "wetRun"  # type: ignore[misc]  # frozen on purpose
+
+
+@pytest.mark.parametrize("field", [f.name for f in _core.FIELDS])
 def test_every_field_round_trips_through_the_argument_list(field: str) -> None:
-    kind = dict(_core.FIELDS)[field]
+    kind = shim._KINDS[field]
     value = CHOICES.get(field, SAMPLES[kind])
     if field == "s3BucketUrl":
         value = "s3://bucket/p"
@@ -120,16 +149,21 @@ def test_the_originals_setter_messages() -> None:
         assert str(raised.value) == message, field
 
 
-def test_the_setter_rules_and_the_ordering_are_the_cores() -> None:
-    assert _core.check_field("mode", "644") == 0o644
-    assert _core.check_field("logfile", b"/tmp/x.log") == "/tmp/x.log"
-    assert _core.check_field("owner", ["u", "g"]) == ("u", "g")
-    assert _core.check_field("dryRun", "yes") is True
-    assert _core.check_field("maxBandwidth", "1KB/s") == 1024
-    with pytest.raises(ValueError, match="unknown key nothing"):
-        _core.check_field("nothing", 1)
+def test_the_setter_rules_and_the_ordering_are_python_code() -> None:
+    """The rules about Python values are the shim's: the core has no setter or comparison."""
+    assert not hasattr(_core, "check_field") and not hasattr(_core, "compare_options")
+    assert shim._checked("mode", "644") == 0o644
+    assert shim._checked("logfile", b"/tmp/x.log") == "/tmp/x.log"
+    assert shim._checked("owner", ["u", "g"]) == ("u", "g")
+    assert shim._checked("dryRun", "yes") is True
+    assert shim._checked("maxBandwidth", "1KB/s") == 1024
+    with pytest.raises(KeyError):
+        shim._checked("nothing", 1)
     low, high = shim.Options(), shim.Options()
     low.mode, high.mode = 0o600, 0o640
-    assert _core.compare_options(low._as_dict(), high._as_dict()) == -1
-    assert _core.compare_options(high._as_dict(), low._as_dict()) == 1
-    assert _core.compare_options(low._as_dict(), low._as_dict()) == 0
+    assert low._compare(high) == -1 and high._compare(low) == 1 and low._compare(low) == 0
+    # Our own numbers compare as numbers, after every field of the original.
+    low.maxDeletes, high.mode = 9, 0o600
+    assert high._compare(low) == -1 and low > high
+    high.maxDeletes = 10
+    assert low < high
