@@ -33,6 +33,11 @@ touch -d '2025-01-01 00:00' "$src"/me/docs/* "$src/me/.private/key"
 bucket=debian-route-$$
 url=s3://$bucket/home
 aws s3 mb "s3://$bucket" >/dev/null
+# An administrator's PATH: this machine's own Pythons (pyenv, pip's console scripts) would
+# otherwise come first; only the AWS CLI the original wraps is kept, through one link.
+mkdir "$work/bin"
+ln -s "$(command -v aws)" "$work/bin/aws"
+export PATH=$work/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 # The README's commands run through this function, as root: sudo (when there is one) would
 # drop the local server's environment.
@@ -58,9 +63,9 @@ echo "== the package's original fills the bucket"
 run_block debian-install        # ours installed beside it; its -v passes on the original's bucket
 [[ $(cback3-s3sync -V) == *cback3-s3sync* ]] || fail "cback3-s3sync is not ours"
 
-out=$(run_block debian-switch)
-echo "$out"
-[[ $out == *cback3-s3sync* ]] || fail "after the divert, cback3-amazons3-sync -V does not print cback3-s3sync"
+run_block debian-switch
+[[ $(command -v cback3-amazons3-sync) == /usr/bin/cback3-amazons3-sync ]] || fail "cback3-amazons3-sync is not /usr/bin's"
+[[ $(cback3-amazons3-sync -V) == *cback3-s3sync* ]] || fail "after the divert, cback3-amazons3-sync -V does not print cback3-s3sync"
 page=$(man -w cback3-amazons3-sync)
 [[ $(readlink -f "$page") == /opt/cback3-s3sync/* ]] || fail "man cback3-amazons3-sync shows $page, not ours"
 
