@@ -15,7 +15,7 @@ if [[ -z ${CBACK3_ROUTE_INNER:-} ]]; then
     command -v dpkg-divert >/dev/null || { echo "error: needs a Debian system" >&2; exit 1; }
     if ! dpkg -s cedar-backup3 python3-venv man-db >/dev/null 2>&1; then
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cedar-backup3 python3-venv man-db >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends cedar-backup3 python3-venv man-db >/dev/null
     fi
     bash scripts/build-wheel.sh
     exec env CBACK3_ROUTE_INNER=1 python3 tests/s3server.py run -- bash "$0"
