@@ -135,7 +135,7 @@ pub fn check(
                 let own = script.parent().unwrap_or(Path::new("")).join(OWN_COMMAND);
                 warnings.push(format!(
                     "{COMMAND} on PATH ({}) runs Cedar Backup's original from another \
-                     installation; call {} instead (see the README on switching a Cedar \
+                     installation; call {} instead (see docs/install.md on switching a Cedar \
                      Backup install)",
                     on_path.display(),
                     own.display()

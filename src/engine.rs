@@ -668,8 +668,12 @@ async fn check_marker_metadata(
     let key = job.url.key(&rel);
     match s3::head::head_mtime(client, &job.url.bucket, &key).await {
         Ok(Some(_)) => {}
-        Ok(None) => log::warn!(target: FLOW, "The server kept no metadata on the directory marker {}: a restore from it will give directories mode 0700 and no recorded owner or time (files keep theirs).", job.url.show(&rel)),
-        Err(e) => log::debug!(target: FLOW, "Could not read back the directory marker {}: {e}", job.url.show(&rel)),
+        Ok(None) => {
+            log::warn!(target: FLOW, "The server kept no metadata on the directory marker {}: a restore from it will give directories mode 0700 and no recorded owner or time (files keep theirs).", job.url.show(&rel))
+        }
+        Err(e) => {
+            log::debug!(target: FLOW, "Could not read back the directory marker {}: {e}", job.url.show(&rel))
+        }
     }
 }
 

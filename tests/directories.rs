@@ -310,7 +310,9 @@ fn a_chmod_puts_only_that_marker_again_and_a_removed_directory_loses_its_marker(
     // One HeadObject: the run reads back a marker it put, to say when the server drops
     // their metadata (SeaweedFS) instead of leaving that to be found on the day of a restore.
     assert_eq!(stats.get("method_HEAD"), Some(&1), "{stats:?}");
-    let warned = s.logtext().contains("The server kept no metadata on the directory marker");
+    let warned = s
+        .logtext()
+        .contains("The server kept no metadata on the directory marker");
     assert_eq!(warned, !keeps, "{}", s.logtext());
     let text = std::fs::read_to_string(&summary).unwrap();
     assert_eq!(summary_number(&text, "markers_put"), 1, "{text}");

@@ -603,7 +603,7 @@ pub async fn effective_configuration(
     if !s3.not_used.is_empty() {
         out.push((
             "s3 settings not used",
-            format!("{} (see the README)", s3.not_used.join(", ")),
+            format!("{} (see docs/aws.md)", s3.not_used.join(", ")),
         ));
     }
     let request = match conf.request_checksum_calculation() {
