@@ -351,6 +351,7 @@ async fn synchronize_into(
     let (files, marker_listing) = markers::split(std::mem::take(&mut summary.listing));
     summary.listing = files;
     let mplan = markers::plan(&tree.dirs, &marker_listing, job.mode);
+    let first_markers = marker_listing.is_empty();
     let mut plan = plan::plan(&tree.files, &summary.listing, job.mode);
     let mut answers = crate::mtime_cache::MtimeCache::load(&lock.target);
     resolve_ambiguous(
@@ -440,6 +441,9 @@ async fn synchronize_into(
     plan.deletes
         .retain(|k| !aliased.iter().any(|(a, _)| a == k));
     put_markers(client, job, tree, &mplan, summary, cancel).await?;
+    if first_markers && summary.markers_put > 0 {
+        check_marker_metadata(client, job, tree, &mplan).await;
+    }
     deletes_allowed(job, tree, plan.deletes.len() + mplan.deletes.len())?;
     if !plan.deletes.is_empty() {
         lock.check()?;
@@ -647,14 +651,14 @@ async fn put_markers(
             ),
         ));
     }
-    check_marker_metadata(client, job, tree, mplan).await;
     Ok(())
 }
 
-/// Reads back one marker this run put: a server that keeps no metadata on keys ending in
-/// `/` (SeaweedFS stores them as directories) makes a restore give every directory the
-/// private default, which is said once here rather than found on the day of the restore.
-/// One HeadObject, only in runs that put markers; a failure to ask is a DEBUG line.
+/// Reads back one marker the first run that puts markers under the prefix put: a server
+/// that keeps no metadata on keys ending in `/` (SeaweedFS stores them as directories) makes
+/// a restore give every directory the private default, which is said once, here, rather than
+/// found on the day of the restore. One HeadObject, in that run only; a failure to ask is a
+/// DEBUG line.
 async fn check_marker_metadata(
     client: &Client,
     job: &Job,

@@ -1301,7 +1301,7 @@ fn a_sync_skips_a_restores_leftover_with_one_warning() {
     let o = run(&s, [s.src().as_os_str(), url(&b, "p").as_ref()]);
     assert_eq!(code(&o), 0, "{}", show(&o));
     assert_eq!(
-        objects(&b).keys().cloned().collect::<Vec<_>>(),
+        file_objects(&b).keys().cloned().collect::<Vec<_>>(),
         ["p/d/g", "p/f"]
     );
     let warnings: Vec<String> = s

@@ -324,8 +324,9 @@ fn https_connections_are_reused() {
     let handshakes = proxy.stats()["handshakes"];
     // moto's server closes the connection after every answer, so a client must connect anew
     // for each request there: what can still be checked is one handshake per request at most
-    // (no retries, no connections thrown away).
-    let most = if on_moto() { 310 } else { 16 };
+    // (no retries, no connections thrown away): 300 uploads, 7 directory markers, the
+    // listings before and after.
+    let most = if on_moto() { 320 } else { 16 };
     assert!(
         (1..=most).contains(&handshakes),
         "{handshakes} TLS handshakes for 300 uploads at concurrency 8"
