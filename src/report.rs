@@ -186,6 +186,8 @@ pub struct RestoreCounts {
     pub directories_restored: usize,
     /// Directories created without a marker to say their mode: left private (0700).
     pub directories_defaulted: usize,
+    /// Files restored without a recorded mode: given the private default (0600).
+    pub files_defaulted: usize,
     /// Files and directories whose recorded metadata (mode, mtime, uid, gid) could not be
     /// read or applied: one WARNING each.
     pub metadata_warnings: usize,

@@ -510,7 +510,11 @@ fn same_mtime(local: i128, wanted: i128) -> bool {
             && local == wanted - wanted.rem_euclid(1_000_000_000))
 }
 
-/// The permission bits a new file gets by default: 0666 less the umask.
+/// The permission bits of a restored file whose object records no mode (the original's and
+/// other tools' objects): owner only, 0600, less what the umask also removes. Nothing says
+/// who may read it, and an exposure cannot be undone once another user has read the file
+/// (a restored `/etc/shadow`, a key under `/home`), while a mode too tight is seen at once
+/// and fixed with chmod; directories without a marker get 0700 for the same reason.
 fn default_mode() -> u32 {
     let from_proc = std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -527,7 +531,7 @@ fn default_mode() -> u32 {
             old as u32
         }
     });
-    0o666 & !umask
+    0o600 & !umask
 }
 
 /// What a HeadObject or GetObject told about the object.
@@ -564,6 +568,8 @@ enum Done {
         method: Option<&'static str>,
         /// Recorded metadata that could not be read or applied (the file is in place).
         unusable: Vec<String>,
+        /// No mode was recorded: the file got the private default.
+        mode_defaulted: bool,
     },
     Unchanged,
     Conflict(String),
@@ -738,6 +744,7 @@ async fn restore_one(
             bytes: e.obj.size,
             method: None,
             unusable: Vec::new(),
+            mode_defaulted: false,
         };
     }
     let Some(dir) = dir else {
@@ -781,6 +788,7 @@ async fn restore_one(
         .recorded
         .mtime_ns
         .unwrap_or(i128::from(e.obj.last_modified_ns));
+    let mode_defaulted = info.recorded.mode.is_none();
     let mode = info.recorded.mode.unwrap_or(ctx.default_mode);
     let mut unusable = info.unusable;
     unusable.extend(crate::restore_dirs::apply_recorded(
@@ -804,6 +812,7 @@ async fn restore_one(
         bytes: info.size,
         method: method.map(|m| m.name()),
         unusable,
+        mode_defaulted,
     }
 }
 
@@ -1405,8 +1414,10 @@ async fn restore_listing(
                 bytes,
                 method,
                 unusable,
+                mode_defaulted,
             } => {
                 ctx.health.answered();
+                counts.files_defaulted += usize::from(mode_defaulted);
                 if !unusable.is_empty() {
                     counts.metadata_warnings += 1;
                     log::warn!(target: FLOW, "Restored {name} without all of its recorded metadata: {}.", unusable.join("; "));
@@ -1520,6 +1531,9 @@ async fn restore_listing(
         }
     }
     shown_progress.finish().await;
+    if c.files_defaulted > 0 {
+        log::warn!(target: FLOW, "{} files have no recorded mode (objects written by the original tool or another one) and were restored private (0600); give them their modes with chmod.", c.files_defaulted);
+    }
     if !(interrupted || cancel.is_cancelled()) {
         // What is on disk is checked before directories get their recorded modes: a
         // directory recorded without search permission would hide its own files from the

@@ -64,8 +64,8 @@ pub fn render(s: &Summary, status: ExitStatus, dry_run: bool, finished_unix: u64
     let error = s.error.as_deref().map_or("null".into(), string);
     let restore = s.restore.as_ref().map_or("null".into(), |r| {
         format!(
-            "{{\"objects\": {}, \"restored\": {}, \"restored_bytes\": {}, \"unchanged\": {}, \"checksum_verified\": {}, \"size_only\": {}, \"refused\": {}, \"archived\": {}, \"conflicts\": {}, \"failed\": {}, \"not_attempted\": {}, \"directory_markers\": {}, \"directories_restored\": {}, \"directories_defaulted\": {}, \"metadata_warnings\": {}, \"verified\": {}, \"missing\": {}}}",
-            r.objects, r.restored, r.restored_bytes, r.unchanged, r.checksum_verified, r.size_only, r.refused, r.archived, r.conflicts, r.failed, r.not_attempted, r.directory_markers, r.directories_restored, r.directories_defaulted, r.metadata_warnings, r.verified, r.missing
+            "{{\"objects\": {}, \"restored\": {}, \"restored_bytes\": {}, \"unchanged\": {}, \"checksum_verified\": {}, \"size_only\": {}, \"refused\": {}, \"archived\": {}, \"conflicts\": {}, \"failed\": {}, \"not_attempted\": {}, \"directory_markers\": {}, \"directories_restored\": {}, \"directories_defaulted\": {}, \"files_defaulted\": {}, \"metadata_warnings\": {}, \"verified\": {}, \"missing\": {}}}",
+            r.objects, r.restored, r.restored_bytes, r.unchanged, r.checksum_verified, r.size_only, r.refused, r.archived, r.conflicts, r.failed, r.not_attempted, r.directory_markers, r.directories_restored, r.directories_defaulted, r.files_defaulted, r.metadata_warnings, r.verified, r.missing
         )
     });
     format!(

@@ -366,14 +366,21 @@ fn a_bucket_without_markers_restores_private_directories_with_one_warning() {
     }
     assert_eq!(mode(&target), 0o700, "the target the restore created");
     let log = s.logtext();
+    // One WARNING for the directories, one for the files: owner only, both.
     let warnings: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("no recorded mode"))
         .collect();
-    assert_eq!(warnings.len(), 1, "{warnings:?}");
-    assert!(warnings[0].contains("WARNING") && warnings[0].contains("2 directories"));
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(warnings.iter().all(|w| w.contains("WARNING")), "{warnings:?}");
+    assert!(warnings.iter().any(|w| w.contains("2 directories")), "{warnings:?}");
+    assert!(warnings.iter().any(|w| w.contains("3 files")), "{warnings:?}");
+    for f in ["etc/ssh/sshd_config", "etc/hosts", "top"] {
+        assert_eq!(mode(&target.join(f)) & 0o077, 0, "{f}");
+    }
     let text = std::fs::read_to_string(&summary).unwrap();
     assert_eq!(summary_number(&text, "directories_defaulted"), 2, "{text}");
+    assert_eq!(summary_number(&text, "files_defaulted"), 3, "{text}");
 }
 
 #[test]
