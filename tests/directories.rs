@@ -372,9 +372,18 @@ fn a_bucket_without_markers_restores_private_directories_with_one_warning() {
         .filter(|l| l.contains("no recorded mode"))
         .collect();
     assert_eq!(warnings.len(), 2, "{warnings:?}");
-    assert!(warnings.iter().all(|w| w.contains("WARNING")), "{warnings:?}");
-    assert!(warnings.iter().any(|w| w.contains("2 directories")), "{warnings:?}");
-    assert!(warnings.iter().any(|w| w.contains("3 files")), "{warnings:?}");
+    assert!(
+        warnings.iter().all(|w| w.contains("WARNING")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings.iter().any(|w| w.contains("2 directories")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings.iter().any(|w| w.contains("3 files")),
+        "{warnings:?}"
+    );
     for f in ["etc/ssh/sshd_config", "etc/hosts", "top"] {
         assert_eq!(mode(&target.join(f)) & 0o077, 0, "{f}");
     }
