@@ -121,14 +121,12 @@ pub async fn put(
     } else {
         None
     };
-    let mut level = settings.checksums.level(client);
-    let etag;
-    loop {
+    let (out, level) = put_with_fallback(client, settings, key, |level| {
         let body = match &in_memory {
             Some(b) => ByteStream::from(b.clone()),
             None => stream(&src.file, 0, size, settings.bandwidth.as_ref()),
         };
-        let request = client
+        client
             .put_object()
             .bucket(bucket)
             .key(key)
@@ -138,7 +136,34 @@ pub async fn put(
             .set_storage_class(settings.storage_class.clone())
             .set_server_side_encryption(settings.sse.clone())
             .set_ssekms_key_id(settings.sse_kms_key_id.clone())
-            .body(body);
+            .body(body)
+    })
+    .await?;
+    let etag = out.e_tag().map(str::to_string);
+    log::debug!(target: OUTPUT, "PutObject {} ({size} bytes{})", show_object(bucket, key), settings.describe(level));
+    settings.bytes_done(size);
+    settings.file_done();
+    Ok(etag)
+}
+
+/// Sends a PutObject built by `build` for the run's checksum level, and again at a lower level
+/// each time the server rejects the checksum (the run then stays at that level: see
+/// `ChecksumFallback::rejected`). Returns the answer and the level it was sent with.
+async fn put_with_fallback(
+    client: &Client,
+    settings: &UploadSettings,
+    key: &str,
+    build: impl Fn(ChecksumLevel) -> aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder,
+) -> Result<
+    (
+        aws_sdk_s3::operation::put_object::PutObjectOutput,
+        ChecksumLevel,
+    ),
+    OpError,
+> {
+    let mut level = settings.checksums.level(client);
+    loop {
+        let request = build(level);
         let sent = match level {
             ChecksumLevel::Off => {
                 request
@@ -150,10 +175,7 @@ pub async fn put(
             _ => request.send().await,
         };
         match sent {
-            Ok(out) => {
-                etag = out.e_tag().map(str::to_string);
-                break;
-            }
+            Ok(out) => return Ok((out, level)),
             Err(e) => {
                 let retry = rejection_of(&e).and_then(|what| {
                     let shown = s3_error_detail(&e);
@@ -168,10 +190,6 @@ pub async fn put(
             }
         }
     }
-    log::debug!(target: OUTPUT, "PutObject {} ({size} bytes{})", show_object(bucket, key), settings.describe(level));
-    settings.bytes_done(size);
-    settings.file_done();
-    Ok(etag)
 }
 
 /// Puts a directory marker (see [`crate::markers`]): a zero-byte object carrying the
@@ -185,9 +203,8 @@ pub async fn put_marker(
     metadata: std::collections::HashMap<String, String>,
     settings: &UploadSettings,
 ) -> Result<(), OpError> {
-    let mut level = settings.checksums.level(client);
-    loop {
-        let request = client
+    let (_, level) = put_with_fallback(client, settings, key, |level| {
+        client
             .put_object()
             .bucket(bucket)
             .key(key)
@@ -196,33 +213,9 @@ pub async fn put_marker(
             .set_checksum_algorithm(level.algorithm())
             .set_server_side_encryption(settings.sse.clone())
             .set_ssekms_key_id(settings.sse_kms_key_id.clone())
-            .body(ByteStream::from_static(b""));
-        let sent = match level {
-            ChecksumLevel::Off => {
-                request
-                    .customize()
-                    .config_override(when_required())
-                    .send()
-                    .await
-            }
-            _ => request.send().await,
-        };
-        match sent {
-            Ok(_) => break,
-            Err(e) => {
-                let retry = rejection_of(&e).and_then(|what| {
-                    let shown = s3_error_detail(&e);
-                    settings
-                        .checksums
-                        .rejected(level, what, "PutObject", key, &shown)
-                });
-                match retry {
-                    Some(next) => level = next,
-                    None => return Err(s3_error("PutObject", key, &e).into()),
-                }
-            }
-        }
-    }
+            .body(ByteStream::from_static(b""))
+    })
+    .await?;
     log::debug!(target: OUTPUT, "PutObject {} (directory marker{})", show_object(bucket, key), settings.describe(level));
     Ok(())
 }
