@@ -639,14 +639,11 @@ fn parallel_listing_covers_a_large_prefix_exactly_once() {
         }
     }
     let url = cback3_s3sync::bucket_url::BucketUrl::parse(&format!("s3://{b}/p")).unwrap();
+    // The library's listing through a client configured explicitly (common::client), not
+    // through the process environment: tests of other files share this process and spawn the
+    // binary, and a variable set here would reach their children.
+    let sdk_client = client();
     let listing = rt().block_on(async {
-        let sdk_client = {
-            // The library's own client, configured from the environment like the binary.
-            for (k, v) in &server().env {
-                std::env::set_var(k, v);
-            }
-            cback3_s3sync::s3::client().await.unwrap()
-        };
         cback3_s3sync::s3::listing::list(&sdk_client, &url, &Default::default())
             .await
             .unwrap()
