@@ -7,8 +7,6 @@
 //! reads it from the environment only (aws-config's IMDS providers have no profile key for
 //! it), and without it a machine with no credentials would ask 169.254.169.254.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs::File;
@@ -16,7 +14,7 @@ use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::*;
+use crate::common::*;
 
 /// How the binary is started.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

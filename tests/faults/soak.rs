@@ -9,13 +9,11 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a test may show what it saw
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::*;
+use crate::common::*;
 
 const PREFIX: &str = "p/";
 const BIG: usize = 17 * 1024 * 1024;

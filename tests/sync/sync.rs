@@ -1,13 +1,11 @@
 //! The binary against a real S3-compatible server (SeaweedFS on 127.0.0.1).
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::*;
+use crate::common::*;
 
 /// Keys of the files' objects (directory markers aside: tests/directories.rs).
 fn keys(bucket: &str) -> BTreeSet<String> {

@@ -2,17 +2,15 @@
 //! checksums and --verifyContent, --maxDeletes, --dryRun, --summaryFile, storage class and
 //! SSE, progress on a terminal, and the man page.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
+use crate::common::*;
 use aws_sdk_s3::types::{ChecksumType, ServerSideEncryption, StorageClass};
 use cback3_s3sync::checksum::{crc64nvme, crc_base64};
-use common::*;
 
 fn keys(bucket: &str) -> BTreeSet<String> {
     objects(bucket).into_keys().collect()

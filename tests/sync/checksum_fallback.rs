@@ -5,13 +5,11 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a test may show what it saw
 
-mod common;
-
 use std::collections::BTreeMap;
 
+use crate::common::*;
 use aws_sdk_s3::operation::head_object::HeadObjectOutput;
 use aws_sdk_s3::types::ChecksumType;
-use common::*;
 
 const MIB: usize = 1024 * 1024;
 const CONCURRENCY: u64 = 4;
