@@ -5,7 +5,7 @@
 //! final clean run the prefix equals the source (keys, sizes, bytes).
 //!
 //! `cargo test` runs a short form. The long form:
-//! `SOAK_RUNS=200 SOAK_SEED=1 cargo test --test soak -- --nocapture` (prints figures).
+//! `SOAK_RUNS=200 SOAK_SEED=1 cargo test --test faults -- soak:: --nocapture` (figures).
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a test may show what it saw
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::common::*;
 
-/// Keys of the files' objects (directory markers aside: tests/directories.rs).
+/// Keys of the files' objects (directory markers aside: tests/sync/directories.rs).
 fn keys(bucket: &str) -> BTreeSet<String> {
     file_objects(bucket).into_keys().collect()
 }
@@ -22,7 +22,7 @@ fn initial_sync_then_noop_uploads_nothing() {
     let o = run(&s, [s.src().as_os_str(), url(&b, "backup").as_ref()]);
     assert_eq!(code(&o), 0, "{}", show(&o));
     // Files' objects: a marker of a directory changed in the second of its put is put once
-    // more (tests/directories.rs has the markers' no-op run).
+    // more (tests/sync/directories.rs has the markers' no-op run).
     let first = file_objects(&b);
     let want: BTreeSet<String> = ["backup/a.txt", "backup/d/e/b.txt", "backup/empty"]
         .map(String::from)
