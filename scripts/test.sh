@@ -16,18 +16,18 @@ cargo clippy --features python -- -D warnings
 step "cargo test (unit tests, and the binary against a local S3 server)"
 cargo test
 step "the S3 suites again against moto (AWS's own answers: whole-second LastModified, url-encoded listings, multipart rules)"
-# Left out, as they need SeaweedFS features moto does not have (moto accepts any credentials);
-# each calls needs_seaweedfs() and fails with that reason if run against moto:
-#   wrong_credentials_fail_cleanly                 (sync)      a wrong secret is rejected
-#   missing_bucket_access_denied_and_credentials   (bad_input) a read-only identity, unknown key ids
-#   secrets_never_reach_the_screen_or_the_logfile  (security)  a wrong secret is rejected
-# Not repeated: faults, soak and redteam (the client's retries and timing through
-# tests/s3proxy.py, not the server model), logging, cli_options and getopt_differential (no
-# S3 answers involved).
-CBACK3_TEST_SERVER=moto cargo test --test sync --test features --test bad_input --test security --test cron \
-    --test aws_s3_settings --test checksum_fallback --test deletes_signals_strays --test integrity \
-    --test lock --test restore --test directories --test user_setup -- \
-    --skip wrong_credentials_fail_cleanly \
+# One binary per subject (tests/README.md). Left out, as they need SeaweedFS features moto does
+# not have (moto accepts any credentials); each calls needs_seaweedfs() and fails with that reason
+# if run against moto:
+#   sync::wrong_credentials_fail_cleanly                      a wrong secret is rejected
+#   bad_input::missing_bucket_access_denied_and_credentials   a read-only identity, unknown key ids
+#   security::secrets_never_reach_the_screen_or_the_logfile   a wrong secret is rejected
+# Of the cli and faults binaries only bad_input and security run here (filters by module path):
+# the rest is the client's retries and timing through tests/s3proxy.py (faults, soak, redteam)
+# or involves no S3 answers (logging, cli_options, getopt_differential, module_graph).
+CBACK3_TEST_SERVER=moto cargo test --test sync --test restore --test lock --test aws -- \
+    --skip wrong_credentials_fail_cleanly
+CBACK3_TEST_SERVER=moto cargo test --test cli --test faults -- bad_input:: security:: \
     --skip missing_bucket_access_denied_and_credentials \
     --skip secrets_never_reach_the_screen_or_the_logfile
 # Run through bash, not by its exec bit: a lost mode bit must not skip the Python suite.

@@ -1,6 +1,6 @@
 //! The man page `man/cback3-amazons3-sync.1`, generated from what `-h` prints: the switch
 //! table ([`SWITCHES`]) and the usage texts of [`crate::options`]. A test fails when the
-//! committed page differs from [`render`]; `UPDATE_MANPAGE=1 cargo test --test features
+//! committed page differs from [`render`]; `UPDATE_MANPAGE=1 cargo test --test sync
 //! the_committed_man_page` rewrites it.
 
 use crate::options::{ABBREVIATIONS, ARGUMENTS, DESCRIPTION, EXAMPLE, EXIT_STATUS, SWITCHES};

@@ -183,6 +183,11 @@ class LocalS3(_Server):
             "-admin.ui=false",
             "-master.telemetry=false",
             f"-s3.config={config}",
+            # Every bucket is a collection with at least one volume of its own, and mini sets
+            # the volume count from the free disk (free GiB / 1 GiB volumes): 46 on a disk with
+            # 46 GiB free, fewer on a CI runner, while one test binary makes about a hundred
+            # buckets. Volumes are not preallocated, so a fixed count costs no disk.
+            "-volume.max=1000",
         ]
         log = open(self.log_path, "wb")  # noqa: SIM115 - owned by the child for its lifetime
         self.proc = subprocess.Popen(

@@ -1,11 +1,9 @@
 //! Deletes that cannot be batched or fail, signals at any moment of a run, and stray multipart
 //! uploads, against the real server (and tests/s3proxy.py where a fault is needed).
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::*;
+use crate::common::*;
 
 /// Keys of the files' objects (directory markers aside).
 fn keys(bucket: &str) -> BTreeSet<String> {

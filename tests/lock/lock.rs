@@ -4,15 +4,13 @@
 //! first "run" is the test itself holding the lock through the library, or a run stalled in
 //! its listing by the proxy, so nothing depends on timing.
 
-mod common;
-
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Child;
 
+use crate::common::*;
 use cback3_s3sync::bucket_url::BucketUrl;
 use cback3_s3sync::lock::{self, RunLock, Target};
-use common::*;
 
 /// Holds the lock a run on `s3://bucket/prefix` would take in this user's directory.
 fn hold(bucket: &str, prefix: &str) -> RunLock {

@@ -2,14 +2,12 @@
 //! profile) through a TLS terminator (`tests/tlsproxy.py`) in front of the test server, and
 //! the effective configuration that `-D` prints.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 /// A private CA and a certificate for 127.0.0.1 signed by it, made with the `openssl` CLI.
 struct Pki {

@@ -10,8 +10,6 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a test may show what it saw
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::Write;
@@ -21,7 +19,7 @@ use cback3_s3sync::options::{
     build_argument_list, build_argument_string, parse, parse_unvalidated, Options, OptionsError,
 };
 
-use common::Rng;
+use crate::common::Rng;
 
 const CASES: usize = 4000;
 

@@ -2,17 +2,15 @@
 //! checksums and --verifyContent, --maxDeletes, --dryRun, --summaryFile, storage class and
 //! SSE, progress on a terminal, and the man page.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
+use crate::common::*;
 use aws_sdk_s3::types::{ChecksumType, ServerSideEncryption, StorageClass};
 use cback3_s3sync::checksum::{crc64nvme, crc_base64};
-use common::*;
 
 fn keys(bucket: &str) -> BTreeSet<String> {
     objects(bucket).into_keys().collect()
@@ -101,7 +99,7 @@ fn verify_content_catches_a_corrupted_object_of_the_same_size() {
     assert_eq!(code(&o), 0, "{}", show(&o));
     assert_eq!(last_uploaded(&s), 0);
 
-    // With -v it only reports (a sync run repairs: tests/integrity.rs).
+    // With -v it only reports (a sync run repairs: tests/sync/integrity.rs).
     let o = run(&s, args(&["-v", "--verifyContent"], &s, &u));
     assert_eq!(code(&o), 6, "{}", show(&o));
     assert_eq!(last_uploaded(&s), 0);
@@ -592,7 +590,7 @@ fn the_committed_man_page_is_generated_from_the_switch_table() {
     let have = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         have == want,
-        "man/cback3-amazons3-sync.1 is out of date: run `UPDATE_MANPAGE=1 cargo test --test features the_committed_man_page` and commit it"
+        "man/cback3-amazons3-sync.1 is out of date: run `UPDATE_MANPAGE=1 cargo test --test sync the_committed_man_page` and commit it"
     );
     for sw in cback3_s3sync::options::SWITCHES {
         assert!(have.contains(&format!("\\-\\-{}", sw.long)), "{}", sw.long);

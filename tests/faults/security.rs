@@ -1,14 +1,12 @@
 //! Secrets stay secret, the logfile gets its mode at creation, and a run touches nothing
 //! outside its source tree (locally) and its prefix (in the bucket).
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 
 fn secret() -> String {
     server()

@@ -311,7 +311,7 @@ fn informational_switches() {
     let out = run(&["--diag"]);
     assert_eq!(out.status.code(), Some(0));
     let stdout = text(&out.stdout);
-    // The diagnostics block; the effective configuration follows it (tests/user_setup.rs).
+    // The diagnostics block; the effective configuration follows it (tests/aws/user_setup.rs).
     let (stdout, configuration) = stdout.split_once("Effective configuration").unwrap();
     assert!(configuration.contains("Region..."), "{configuration}");
     let lines: Vec<&str> = stdout.lines().filter(|l| l.contains("..: ")).collect();

@@ -1,14 +1,12 @@
 //! Bad input: each case gives a clear message, the documented exit code, and leaves the
 //! bucket (and the source) as it was.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// A bucket holding `p/keep` (which has a local file) and `p/stale` (which has none).
 fn prepared(s: &Scratch, tag: &str) -> (String, BTreeMap<String, Obj>) {

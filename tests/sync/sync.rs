@@ -1,15 +1,13 @@
 //! The binary against a real S3-compatible server (SeaweedFS on 127.0.0.1).
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::*;
+use crate::common::*;
 
-/// Keys of the files' objects (directory markers aside: tests/directories.rs).
+/// Keys of the files' objects (directory markers aside: tests/sync/directories.rs).
 fn keys(bucket: &str) -> BTreeSet<String> {
     file_objects(bucket).into_keys().collect()
 }
@@ -24,7 +22,7 @@ fn initial_sync_then_noop_uploads_nothing() {
     let o = run(&s, [s.src().as_os_str(), url(&b, "backup").as_ref()]);
     assert_eq!(code(&o), 0, "{}", show(&o));
     // Files' objects: a marker of a directory changed in the second of its put is put once
-    // more (tests/directories.rs has the markers' no-op run).
+    // more (tests/sync/directories.rs has the markers' no-op run).
     let first = file_objects(&b);
     let want: BTreeSet<String> = ["backup/a.txt", "backup/d/e/b.txt", "backup/empty"]
         .map(String::from)
@@ -639,14 +637,11 @@ fn parallel_listing_covers_a_large_prefix_exactly_once() {
         }
     }
     let url = cback3_s3sync::bucket_url::BucketUrl::parse(&format!("s3://{b}/p")).unwrap();
+    // The library's listing through a client configured explicitly (common::client), not
+    // through the process environment: tests of other files share this process and spawn the
+    // binary, and a variable set here would reach their children.
+    let sdk_client = client();
     let listing = rt().block_on(async {
-        let sdk_client = {
-            // The library's own client, configured from the environment like the binary.
-            for (k, v) in &server().env {
-                std::env::set_var(k, v);
-            }
-            cback3_s3sync::s3::client().await.unwrap()
-        };
         cback3_s3sync::s3::listing::list(&sdk_client, &url, &Default::default())
             .await
             .unwrap()

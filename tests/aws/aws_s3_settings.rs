@@ -2,12 +2,10 @@
 //! `--maxBandwidth`, against the real test server: multipart threshold and part size,
 //! concurrency, the bandwidth limit over the whole run, and one-line errors for bad values.
 
-mod common;
-
 use std::ffi::OsStr;
 use std::process::{Command, Output};
 
-use common::*;
+use crate::common::*;
 
 const MIB: usize = 1024 * 1024;
 

@@ -1,13 +1,11 @@
 //! Red-team findings after the field hardening: each test is one class of fault that the
 //! merged tool still had, against the real server (and tests/s3proxy.py where timing matters).
 
-mod common;
-
 use std::os::unix::ffi::OsStrExt;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 fn mkfifo(path: &std::path::Path) {
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();

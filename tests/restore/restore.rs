@@ -3,16 +3,14 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a test may show what it saw
 
-mod common;
-
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::common::*;
 use aws_sdk_s3::types::StorageClass;
-use common::*;
 
 const MIB: usize = 1024 * 1024;
 

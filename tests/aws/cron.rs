@@ -7,8 +7,6 @@
 //! reads it from the environment only (aws-config's IMDS providers have no profile key for
 //! it), and without it a machine with no credentials would ask 169.254.169.254.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs::File;
@@ -16,7 +14,7 @@ use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::*;
+use crate::common::*;
 
 /// How the binary is started.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -231,7 +229,7 @@ fn cron_and_login_shell_runs_agree_and_never_reupload_each_others_files() {
     // Mixing them: each bucket's next runs, from the other environment and again from cron,
     // upload nothing and leave every object as it was.
     // (The files' objects: a directory's marker put in the second the directory changed is
-    // put once more; tests/directories.rs checks that markers then stay.)
+    // put once more; tests/sync/directories.rs checks that markers then stay.)
     let (before_cron, before_login) = (file_objects(&cron_b), file_objects(&login_b));
     let runs = [
         (Shell::Login, &cron_b, "login2"),

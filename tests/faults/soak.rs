@@ -5,17 +5,15 @@
 //! final clean run the prefix equals the source (keys, sizes, bytes).
 //!
 //! `cargo test` runs a short form. The long form:
-//! `SOAK_RUNS=200 SOAK_SEED=1 cargo test --test soak -- --nocapture` (prints figures).
+//! `SOAK_RUNS=200 SOAK_SEED=1 cargo test --test faults -- soak:: --nocapture` (figures).
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a test may show what it saw
-
-mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::*;
+use crate::common::*;
 
 const PREFIX: &str = "p/";
 const BIG: usize = 17 * 1024 * 1024;

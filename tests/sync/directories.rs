@@ -9,15 +9,13 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a test may show what it saw
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::*;
+use crate::common::*;
 
 const NS: i128 = 1_000_000_000;
 

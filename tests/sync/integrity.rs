@@ -2,8 +2,6 @@
 //! a file replaced by a FIFO, the exact change rule (mtime metadata), repairs found by
 //! --verifyContent, and the run's own logfile inside the source.
 
-mod common;
-
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -12,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::*;
+use crate::common::*;
 
 const MIB: usize = 1024 * 1024;
 const RETRY_LINE: &str = "changed while it was being uploaded (attempt 1 of 3)";

@@ -4,11 +4,9 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a test may show what it saw
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 fn delta(
     after: &std::collections::BTreeMap<String, u64>,
