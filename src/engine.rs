@@ -1000,12 +1000,6 @@ fn own_identities(opts: &Options, lock: Option<&crate::lock::RunLock>) -> Vec<(u
     .collect()
 }
 
-/// The whole run for the command line: prepare, synchronize (unless verify-only), verify.
-/// Returns the run's summary (without its elapsed time) and its status.
-pub async fn run(opts: &Options, cancel: &CancellationToken) -> (Summary, ExitStatus) {
-    finish(run_phases(opts, cancel).await)
-}
-
 /// A run's summary and status from what its phases returned: the reason it stopped, if it
 /// failed, goes into the summary. Shared by the sync and the restore.
 pub fn finish((mut summary, result): (Summary, Result<(), RunError>)) -> (Summary, ExitStatus) {

@@ -43,7 +43,7 @@ use crate::metadata::Recorded;
 use crate::options::Options;
 use crate::plan::{Listing, RemoteObject};
 use crate::progress::{self, Progress};
-use crate::report::{Cause, ExitStatus, RestoreCounts, S3Kind, Summary};
+use crate::report::{Cause, RestoreCounts, S3Kind, Summary};
 use crate::s3::settings::{rate_limit, show_rate, Bandwidth, Multipart, ProfileS3};
 use crate::s3::{self, s3_error, OpError};
 use crate::walk::restore_temporary_name;
@@ -1098,11 +1098,6 @@ impl std::io::Read for ReadAt<'_> {
         self.at += n as u64;
         Ok(n)
     }
-}
-
-/// The whole restore for the command line: its summary (without its elapsed time) and status.
-pub async fn run(opts: &Options, cancel: &CancellationToken) -> (Summary, ExitStatus) {
-    crate::engine::finish(run_phases(opts, cancel).await)
 }
 
 /// What the phases of a restore returned, as far as it got.
