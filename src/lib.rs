@@ -35,6 +35,7 @@ pub mod plan;
 pub mod progress;
 pub mod report;
 pub mod restore;
+pub mod run;
 pub mod restore_dirs;
 pub mod s3;
 pub mod summary_file;
