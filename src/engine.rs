@@ -14,62 +14,12 @@ use crate::lock::RunLock;
 use crate::options::Options;
 use crate::plan::{self, Listing, Mode};
 use crate::progress::{self, Progress};
-use crate::report::{Cause, ExitStatus, S3Kind, Summary};
-use crate::s3::{self, OpError, UploadSettings};
+use crate::report::{Cause, S3Kind, Summary};
+use crate::s3::{self, UploadSettings};
 use crate::walk::{self, SourceTree};
 use crate::{content, markers, transfer, verify, FLOW, OUTPUT};
 
-/// Why a phase stopped, and what kind of failure it was. Details were already logged, one
-/// line each.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RunError {
-    #[error("interrupted")]
-    Interrupted,
-    #[error("{message}")]
-    Failed { cause: Cause, message: String },
-}
-
-impl RunError {
-    /// What kind of failure stopped the phase.
-    pub fn cause(&self) -> Cause {
-        match self {
-            RunError::Interrupted => Cause::Interrupted,
-            RunError::Failed { cause, .. } => *cause,
-        }
-    }
-
-    pub fn status(&self) -> ExitStatus {
-        self.cause().status()
-    }
-}
-
-/// Logs the reason a run stops, in the original's words, and makes the error.
-pub(crate) fn failed(cause: Cause, message: String) -> RunError {
-    log::error!(target: FLOW, "Error executing backup: {message}");
-    RunError::Failed { cause, message }
-}
-
-impl From<OpError> for RunError {
-    fn from(e: OpError) -> Self {
-        match e {
-            OpError::Interrupted(_) => RunError::Interrupted,
-            other => failed(other.cause(), other.to_string()),
-        }
-    }
-}
-
-impl From<crate::lock::LockError> for RunError {
-    fn from(e: crate::lock::LockError) -> Self {
-        use crate::lock::LockError;
-        let cause = match e {
-            LockError::Busy { .. } | LockError::Contained { .. } | LockError::Lost { .. } => {
-                Cause::LockBusy
-            }
-            LockError::Dir { .. } | LockError::Open { .. } => Cause::LocalIo,
-        };
-        failed(cause, e.to_string())
-    }
-}
+pub use crate::run::{failed, RunError};
 
 /// What a run may do, resolved from the options.
 #[derive(Debug, Clone)]
@@ -998,19 +948,6 @@ fn own_identities(opts: &Options, lock: Option<&crate::lock::RunLock>) -> Vec<(u
     .filter_map(|p| std::fs::metadata(p).ok())
     .map(|m| (m.dev(), m.ino()))
     .collect()
-}
-
-/// A run's summary and status from what its phases returned: the reason it stopped, if it
-/// failed, goes into the summary. Shared by the sync and the restore.
-pub fn finish((mut summary, result): (Summary, Result<(), RunError>)) -> (Summary, ExitStatus) {
-    let status = match result {
-        Ok(()) => ExitStatus::Success,
-        Err(e) => {
-            summary.error = Some(e.to_string());
-            e.status()
-        }
-    };
-    (summary, status)
 }
 
 /// What each phase of a run returned, as far as the run got.

@@ -115,7 +115,12 @@ mod tests {
     fn a_flood_of_failures_keeps_a_bounded_list_and_the_count() {
         let mut f = Failures::default();
         for i in 0..KEPT + 5 {
-            f.push(ItemFailure::new(i.to_string(), Stage::Upload, Cause::LocalIo, "x"));
+            f.push(ItemFailure::new(
+                i.to_string(),
+                Stage::Upload,
+                Cause::LocalIo,
+                "x",
+            ));
         }
         assert_eq!((f.total(), f.kept().len()), (KEPT + 5, KEPT));
         let lines = f.lines();

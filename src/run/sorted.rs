@@ -241,8 +241,12 @@ mod tests {
     #[test]
     fn keys_come_out_in_s3_byte_order_once_each() {
         // SeaweedFS's order: a directory's keys before its siblings that sort ahead of '/'.
-        let listed = ["a/", "a/b", "a/b/c", "a/c/d", "a b", "a-b", "a.txt", "a0", "b\u{1}", "z", "é", "a-b"];
-        let want = ["a b", "a-b", "a.txt", "a/", "a/b", "a/b/c", "a/c/d", "a0", "b\u{1}", "z", "é"];
+        let listed = [
+            "a/", "a/b", "a/b/c", "a/c/d", "a b", "a-b", "a.txt", "a0", "b\u{1}", "z", "é", "a-b",
+        ];
+        let want = [
+            "a b", "a-b", "a.txt", "a/", "a/b", "a/b/c", "a/c/d", "a0", "b\u{1}", "z", "é",
+        ];
         for run in [1, 2, 3, 100] {
             assert_eq!(sorted(&listed, run), want, "runs of {run}");
         }

@@ -164,7 +164,8 @@ impl<R: Record> Reader<R> {
             return Ok(None);
         }
         self.fill(4)?;
-        let len = u32::from_le_bytes(self.buf[self.at..self.at + 4].try_into().expect("4")) as usize;
+        let len =
+            u32::from_le_bytes(self.buf[self.at..self.at + 4].try_into().expect("4")) as usize;
         self.fill(len + 8)?;
         let mut body = &self.buf[self.at + 4..self.at + 4 + len];
         let r = R::decode(&mut body)?;
@@ -247,7 +248,10 @@ pub fn get_u64(buf: &mut &[u8]) -> io::Result<u64> {
             return Ok(v);
         }
     }
-    Err(io::Error::new(io::ErrorKind::InvalidData, "bad number in spill file"))
+    Err(io::Error::new(
+        io::ErrorKind::InvalidData,
+        "bad number in spill file",
+    ))
 }
 
 pub fn put_i128(out: &mut Vec<u8>, v: i128) {

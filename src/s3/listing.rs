@@ -4,17 +4,21 @@
 //! A small prefix (one page) costs one request. A larger one is split along its "directories":
 //! delimiter listings find the sub-prefixes a few levels down, which are then listed in
 //! parallel. Each key is either an object at a level that was listed with the delimiter or
-//! under exactly one sub-prefix, so the parts cover the prefix exactly once. Keys come back
-//! into a hash map, never merged by sort order.
+//! under exactly one sub-prefix, so the parts cover the prefix exactly once. Pages are handed
+//! on as they arrive, so no part is held whole; a run puts them in key order itself
+//! ([`list_sorted`]), as not every server lists in S3's order.
 
 use aws_sdk_s3::types::{EncodingType, ObjectStorageClass};
 use aws_sdk_s3::Client;
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::error::{s3_error, Interrupted, OpError};
 use crate::bucket_url::{show_object, BucketUrl};
 use crate::plan::{Listing, RemoteObject};
+use crate::run::sorted::{Keyed, Sorted, Sorter};
+use crate::run::spill::{self, Record};
 use crate::OUTPUT;
 
 /// Listing requests in flight at once for a large prefix: a listing page (1000 keys) is
@@ -117,38 +121,51 @@ async fn page(
     })
 }
 
-/// Every page under `prefix`, sequentially.
+/// One page's objects and sub-prefixes, as a listing task hands them on.
+type Found = (Objects, Vec<String>);
+
+/// Every page under `prefix`, sequentially, each sent on as it arrives (so a large part is
+/// never held whole). Returns the number of pages.
 async fn all_pages(
     client: Client,
     bucket: String,
     prefix: String,
     delimiter: bool,
     cancel: CancellationToken,
-) -> Result<(Objects, Vec<String>, usize), OpError> {
-    let (mut objects, mut prefixes, mut token, mut pages) = (Vec::new(), Vec::new(), None, 0);
+    tx: mpsc::Sender<Found>,
+) -> Result<usize, OpError> {
+    let (mut token, mut pages) = (None, 0);
     loop {
         let p = page(&client, &bucket, &prefix, delimiter, token, &cancel).await?;
         pages += 1;
-        objects.extend(p.objects);
-        prefixes.extend(p.prefixes);
+        if tx.send((p.objects, p.prefixes)).await.is_err() {
+            return Ok(pages);
+        }
         match p.next {
             Some(t) => token = Some(t),
-            None => return Ok((objects, prefixes, pages)),
+            None => return Ok(pages),
         }
     }
 }
 
-/// Runs `all_pages` for each prefix, at most [`LIST_CONCURRENCY`] at once.
+/// Runs `all_pages` for each prefix, at most [`LIST_CONCURRENCY`] at once, handing every
+/// page to `take` as it comes (at most a few pages wait). Returns the number of pages.
 async fn many(
     client: &Client,
     bucket: &str,
     prefixes: Vec<String>,
     delimiter: bool,
     cancel: &CancellationToken,
-    mut take: impl FnMut(Objects, Vec<String>, usize),
-) -> Result<(), OpError> {
+    mut take: impl FnMut(Objects, Vec<String>) -> std::io::Result<()>,
+) -> Result<usize, OpError> {
+    let local = |message: String| OpError::Local {
+        path: bucket.to_string(),
+        message,
+    };
+    let (tx, mut rx) = mpsc::channel::<Found>(LIST_CONCURRENCY);
     let mut todo = prefixes.into_iter();
     let mut tasks = JoinSet::new();
+    let mut pages = 0;
     loop {
         while tasks.len() < LIST_CONCURRENCY {
             let Some(p) = todo.next() else { break };
@@ -158,59 +175,71 @@ async fn many(
                 p,
                 delimiter,
                 cancel.clone(),
+                tx.clone(),
             ));
         }
-        let Some(done) = tasks.join_next().await else {
-            return Ok(());
-        };
-        match done {
-            Ok(Ok((objects, subs, pages))) => take(objects, subs, pages),
-            Ok(Err(e)) => return Err(e),
-            Err(e) => {
-                return Err(OpError::Local {
-                    path: bucket.to_string(),
-                    message: format!("listing task failed: {e}"),
-                })
+        if tasks.is_empty() {
+            while let Ok((objects, subs)) = rx.try_recv() {
+                take(objects, subs).map_err(|e| local(format!("cannot keep the listing: {e}")))?;
             }
+            return Ok(pages);
+        }
+        tokio::select! {
+            biased;
+            Some((objects, subs)) = rx.recv() => {
+                take(objects, subs).map_err(|e| local(format!("cannot keep the listing: {e}")))?;
+            }
+            Some(done) = tasks.join_next() => match done {
+                Ok(Ok(n)) => pages += n,
+                Ok(Err(e)) => return Err(e),
+                Err(e) => return Err(local(format!("listing task failed: {e}"))),
+            },
         }
     }
 }
 
-/// Lists every object under the prefix, keyed by the name relative to the prefix.
-pub async fn list(
+/// Lists every object under the prefix, handing each to `sink` by its name relative to the
+/// prefix, in no particular order; a key may come twice (the first page is listed again when
+/// the prefix is split). Returns how many objects were handed on.
+pub async fn list_each(
     client: &Client,
     url: &BucketUrl,
     cancel: &CancellationToken,
-) -> Result<Listing, OpError> {
-    let mut listing = Listing::new();
+    mut sink: impl FnMut(Box<str>, RemoteObject) -> std::io::Result<()>,
+) -> Result<u64, OpError> {
     let mut pages = 1usize;
-    let insert = |listing: &mut Listing, objects: Objects| {
+    let mut count = 0u64;
+    let mut insert = |objects: Objects| -> std::io::Result<()> {
         for (key, obj) in objects {
             if let Some(rel) = url.relative(&key) {
-                listing.insert(rel.into(), obj);
+                count += 1;
+                sink(rel.into(), obj)?;
             }
         }
+        Ok(())
     };
     let first = page(client, &url.bucket, &url.prefix, false, None, cancel).await?;
-    insert(&mut listing, first.objects);
-    if first.next.is_some() {
+    let more = first.next.is_some();
+    insert(first.objects).map_err(|e| OpError::Local {
+        path: url.bucket.clone(),
+        message: format!("cannot keep the listing: {e}"),
+    })?;
+    if more {
         // More than one page: find sub-prefixes with delimiter listings, level by level,
-        // then list each sub-prefix in full, in parallel. Keys of the first page come again;
-        // inserting them twice is harmless.
+        // then list each sub-prefix in full, in parallel.
         let mut frontier = vec![url.prefix.clone()];
         let mut depth = 0;
         loop {
             let mut found = Vec::new();
-            many(
+            pages += many(
                 client,
                 &url.bucket,
                 frontier,
                 true,
                 cancel,
-                |objects, subs, n| {
-                    insert(&mut listing, objects);
+                |objects, subs| {
                     found.extend(subs);
-                    pages += n;
+                    insert(objects)
                 },
             )
             .await?;
@@ -220,17 +249,9 @@ pub async fn list(
             }
             if found.len() >= ENOUGH_PARTS || depth >= MAX_DEPTH {
                 let parts = found.len();
-                many(
-                    client,
-                    &url.bucket,
-                    found,
-                    false,
-                    cancel,
-                    |objects, _, n| {
-                        insert(&mut listing, objects);
-                        pages += n;
-                    },
-                )
+                pages += many(client, &url.bucket, found, false, cancel, |objects, _| {
+                    insert(objects)
+                })
                 .await?;
                 log::debug!(target: OUTPUT, "ListObjectsV2 {url}: listed in {parts} parallel parts");
                 break;
@@ -238,8 +259,94 @@ pub async fn list(
             frontier = found;
         }
     }
-    log::debug!(target: OUTPUT, "ListObjectsV2 {url}: {} objects in {pages} pages", listing.len());
+    log::debug!(target: OUTPUT, "ListObjectsV2 {url}: {count} objects in {pages} pages");
+    Ok(count)
+}
+
+/// Lists every object under the prefix, keyed by the name relative to the prefix (the
+/// Python API's lists; the runs use [`list_sorted`]).
+pub async fn list(
+    client: &Client,
+    url: &BucketUrl,
+    cancel: &CancellationToken,
+) -> Result<Listing, OpError> {
+    let mut listing = Listing::new();
+    list_each(client, url, cancel, |rel, obj| {
+        listing.insert(rel, obj);
+        Ok(())
+    })
+    .await?;
     Ok(listing)
+}
+
+/// One listed object: its name relative to the prefix, and what the listing says of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub rel: Box<str>,
+    pub obj: RemoteObject,
+}
+
+impl Record for Listed {
+    fn encode(&self, out: &mut Vec<u8>) {
+        spill::put_str(out, &self.rel);
+        spill::put_u64(out, self.obj.size);
+        spill::put_u64(out, self.obj.last_modified_ns as u64);
+        spill::put_u64(out, self.obj.etag);
+        out.push(match self.obj.archived {
+            None => 0,
+            Some("GLACIER") => 1,
+            Some(_) => 2,
+        });
+    }
+
+    fn decode(buf: &mut &[u8]) -> std::io::Result<Self> {
+        let rel = spill::get_str(buf)?;
+        let size = spill::get_u64(buf)?;
+        let last_modified_ns = spill::get_u64(buf)? as i64;
+        let etag = spill::get_u64(buf)?;
+        let (&class, rest) = buf
+            .split_first()
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))?;
+        *buf = rest;
+        let archived = match class {
+            0 => None,
+            1 => Some("GLACIER"),
+            _ => Some("DEEP_ARCHIVE"),
+        };
+        Ok(Listed {
+            rel,
+            obj: RemoteObject {
+                size,
+                last_modified_ns,
+                archived,
+                etag,
+            },
+        })
+    }
+}
+
+impl Keyed for Listed {
+    fn key(&self) -> &str {
+        &self.rel
+    }
+}
+
+/// Lists every object under the prefix in S3's byte order of keys, each once, in bounded
+/// memory (see [`crate::run::sorted`]: the server's order is not trusted).
+pub async fn list_sorted(
+    client: &Client,
+    url: &BucketUrl,
+    cancel: &CancellationToken,
+) -> Result<Sorted<Listed>, OpError> {
+    let mut sorter = Sorter::new();
+    list_each(client, url, cancel, |rel, obj| {
+        sorter.push(Listed { rel, obj })
+    })
+    .await?;
+    sorter.finish().map_err(|e| OpError::Local {
+        path: url.bucket.clone(),
+        message: format!("cannot keep the listing: {e}"),
+    })
 }
 
 #[cfg(test)]
