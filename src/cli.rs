@@ -332,12 +332,12 @@ pub async fn action(
     opts: &Options,
     cancel: &CancellationToken,
     started: Instant,
-) -> Result<(), crate::engine::RunError> {
+) -> Result<(), crate::run::RunError> {
     let _chain = crate::s3::error::FullChain::scope(opts.stacktrace);
     let (mut summary, mut result) = if opts.restore {
         crate::restore::run_phases(opts, cancel).await
     } else {
-        crate::engine::run_phases(opts, cancel).await
+        crate::sync::run_phases(opts, cancel).await
     };
     summary.elapsed = started.elapsed();
     if let Err(e) = &result {
@@ -349,7 +349,7 @@ pub async fn action(
             .map_or_else(|e| e.status(), |()| ExitStatus::Success);
         if crate::summary_file::write(p, &summary, status, opts.dry_run) != status {
             // Only a run that succeeded changes its status: it fails for the missing file.
-            result = Err(crate::engine::RunError::Failed {
+            result = Err(crate::run::RunError::Failed {
                 cause: crate::report::Cause::LocalIo,
                 message: format!(
                     "Cannot write the summary file {}.",

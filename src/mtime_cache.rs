@@ -27,8 +27,8 @@ use std::path::PathBuf;
 
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
 
-use crate::plan::RemoteObject;
-use crate::walk::LocalFile;
+use crate::sync::plan::RemoteObject;
+use crate::sync::walk::LocalFile;
 use crate::OUTPUT;
 
 const HEADER: &str = "cback3-s3sync mtime answers v1";

@@ -12,11 +12,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bucket_url::BucketUrl;
 use crate::display::display_path;
-use crate::engine::{self, failed, Features, Job, RunError};
 use crate::options::{self, Options};
-use crate::plan::Mode;
 use crate::report::Cause;
-use crate::walk::{self, LocalFile, SourceTree};
+use crate::run::{failed, RunError};
+use crate::sync::plan::Mode;
+use crate::sync::walk::{self, LocalFile, SourceTree};
+use crate::sync::{self, Features, Job};
 use crate::FLOW;
 
 /// Runs a blocking step (the walk) off the async workers.
@@ -50,7 +51,18 @@ pub async fn run_action(opts: &Options, cancel: &CancellationToken) -> Result<()
 /// `_checkSourceFiles`: fails if any name under `source_dir` cannot be an object key (one
 /// log line each).
 pub async fn check_source_files(source_dir: PathBuf) -> Result<(), RunError> {
-    blocking(move || engine::prepare(&source_dir, &bucket_root(), false).map(|_| ())).await
+    blocking(move || {
+        sync::walk_checked(
+            &source_dir,
+            &bucket_root(),
+            false,
+            &[],
+            &|| false,
+            &mut |_| Ok(()),
+        )
+        .1
+    })
+    .await
 }
 
 /// `_synchronizeBucket`: the command's sync phase for these options (source, URL, `-u`, and
@@ -60,7 +72,7 @@ pub async fn check_source_files(source_dir: PathBuf) -> Result<(), RunError> {
 pub async fn synchronize(opts: &Options, cancel: &CancellationToken) -> Result<(), RunError> {
     let started = Instant::now();
     let _chain = crate::s3::error::FullChain::scope(opts.stacktrace);
-    let (mut summary, result) = engine::sync_phases(opts, cancel).await;
+    let (mut summary, result) = sync::sync_phases(opts, cancel).await;
     summary.elapsed = started.elapsed();
     if let Err(e) = &result {
         summary.error = Some(e.to_string());
@@ -153,7 +165,7 @@ pub async fn verify_paths(
             Listed::File(f) if seen.insert(f.rel.clone()) => {
                 let id = std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
                 if id.is_some() && id == own_id {
-                    own.push(tree.files.len());
+                    own.push(f.rel.clone());
                 }
                 tree.files.push(f);
             }
@@ -177,13 +189,23 @@ pub async fn verify_paths(
     let client = crate::s3::client()
         .await
         .map_err(|m| failed(Cause::Config, m))?;
-    let listing = crate::s3::listing::list(&client, &url, cancel).await?;
+    let listing = crate::s3::listing::list_sorted(&client, &url, cancel).await?;
     // A listed path with nothing on disk is checked by its object alone: present passes.
+    let wanted: HashSet<&str> = missing.iter().map(|(_, rel)| &**rel).collect();
+    let mut sizes = std::collections::HashMap::new();
+    if !wanted.is_empty() {
+        for o in listing.iter() {
+            let o = o.map_err(sync::temp_failed)?;
+            if wanted.contains(&*o.rel) {
+                sizes.insert(o.rel, o.obj.size);
+            }
+        }
+    }
     for (path, rel) in missing {
-        let size = match listing.get(&rel) {
-            Some(o) => {
+        let size = match sizes.get(&rel) {
+            Some(&size) => {
                 log::warn!(target: FLOW, "File is not on disk, its object exists (size not compared): [{}]", display_path(path));
-                o.size
+                size
             }
             None => 0, // no object: verify reports it as not uploaded
         };
@@ -199,14 +221,21 @@ pub async fn verify_paths(
         concurrency: options::DEFAULT_MAX_CONCURRENCY,
         allow_empty_source: false,
         ignore_warnings: true,
-        features: Features {
-            own_files: own,
-            ..Features::default()
-        },
+        features: Features::default(),
     };
-    engine::verify(&client, &job, &tree, Some(listing), cancel)
-        .await
-        .1
+    let local = sync::verify::LocalSide::from_files(tree.files, &own);
+    sync::verify::verify(
+        &client,
+        &job,
+        &root,
+        local,
+        Some(std::sync::Arc::new(listing)),
+        Default::default(),
+        0,
+        cancel,
+    )
+    .await
+    .1
 }
 
 #[cfg(test)]

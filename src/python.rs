@@ -25,9 +25,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::RunError;
 use crate::options::{self, Kind, Options, OptionsError, Value};
 use crate::report::{Cause, ExitStatus};
+use crate::sync::RunError;
 
 /// pyo3-log's handle on the process's one `log` logger (the `log` crate allows one per
 /// process): its cache of Python loggers and levels is dropped at the start of every call,

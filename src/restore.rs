@@ -40,13 +40,13 @@ use crate::display::{display_bytes, display_path};
 use crate::health::Health;
 use crate::metadata::Recorded;
 use crate::options::Options;
-use crate::plan::{Listing, RemoteObject};
 use crate::progress::{self, Progress};
 use crate::report::{Cause, RestoreCounts, S3Kind, Summary};
 use crate::run::{failed, RunError};
 use crate::s3::settings::{rate_limit, show_rate, Bandwidth, Multipart, ProfileS3};
 use crate::s3::{self, s3_error, OpError};
-use crate::walk::restore_temporary_name;
+use crate::sync::plan::{Listing, RemoteObject};
+use crate::sync::walk::restore_temporary_name;
 use crate::{FLOW, OUTPUT};
 
 /// Longest file name most Linux file systems take.
@@ -1721,11 +1721,11 @@ mod tests {
             let t = restore_temporary_name(n);
             assert!(std::str::from_utf8(&t).is_err(), "{n}");
             assert!(t.len() <= NAME_MAX);
-            assert!(crate::walk::is_restore_temporary(&t));
+            assert!(crate::sync::walk::is_restore_temporary(&t));
             assert_eq!(t, restore_temporary_name(n));
         }
         assert_ne!(restore_temporary_name("a"), restore_temporary_name("b"));
-        assert!(!crate::walk::is_restore_temporary(b".f.cback3-tmp"));
+        assert!(!crate::sync::walk::is_restore_temporary(b".f.cback3-tmp"));
     }
 
     /// An unnamed file is invisible until it is placed; it never replaces a file unless

@@ -18,8 +18,12 @@ use crate::health::Health;
 #[derive(Debug)]
 pub enum Finished<T> {
     Done(T),
-    /// The task panicked or was aborted: its item is a failure with this message.
-    Lost(String),
+    /// The task panicked or was aborted: its item (as named to [`Dispatch::spawn`]) is a
+    /// failure with this message.
+    Lost {
+        item: String,
+        why: String,
+    },
 }
 
 /// Why no more work may be dispatched.
@@ -36,6 +40,8 @@ const TASKS_PER_SLOT: usize = 4;
 
 pub struct Dispatch<T> {
     tasks: JoinSet<T>,
+    /// The item of each task alive, to name it if it is lost.
+    items: std::collections::HashMap<tokio::task::Id, String>,
     permits: Arc<Semaphore>,
     max_tasks: usize,
     health: Arc<Health>,
@@ -47,6 +53,7 @@ impl<T: Send + 'static> Dispatch<T> {
         let limit = limit.clamp(1, crate::options::MAX_CONCURRENCY);
         Dispatch {
             tasks: JoinSet::new(),
+            items: std::collections::HashMap::new(),
             permits: Arc::new(Semaphore::new(limit)),
             max_tasks: limit * TASKS_PER_SLOT,
             health: Health::new(),
@@ -80,7 +87,7 @@ impl<T: Send + 'static> Dispatch<T> {
             if self.tasks.len() >= self.max_tasks {
                 tokio::select! {
                     _ = self.cancel.cancelled() => return Err(Stop::Interrupted),
-                    Some(r) = self.tasks.join_next() => done(finished(r)),
+                    Some(r) = self.tasks.join_next_with_id() => done(self.finished(r)),
                 }
                 continue;
             }
@@ -96,26 +103,44 @@ impl<T: Send + 'static> Dispatch<T> {
         }
     }
 
-    /// Starts `work` (after [`Dispatch::slot`]) inside the health tracker.
-    pub fn spawn<F>(&mut self, work: F)
+    /// Starts `work` on `item` (after [`Dispatch::slot`]) inside the health tracker.
+    pub fn spawn<F>(&mut self, item: String, work: F)
     where
         F: Future<Output = T> + Send + 'static,
     {
-        self.tasks
+        let h = self
+            .tasks
             .spawn(crate::health::scope(self.health.clone(), work));
+        self.items.insert(h.id(), item);
     }
 
     fn collect_ready(&mut self, done: &mut impl FnMut(Finished<T>)) {
-        while let Some(r) = self.tasks.try_join_next() {
-            done(finished(r));
+        while let Some(r) = self.tasks.try_join_next_with_id() {
+            done(self.finished(r));
+        }
+    }
+
+    fn finished(&mut self, r: Result<(tokio::task::Id, T), tokio::task::JoinError>) -> Finished<T> {
+        match r {
+            Ok((id, t)) => {
+                self.items.remove(&id);
+                Finished::Done(t)
+            }
+            Err(e) => {
+                let item = self.items.remove(&e.id()).unwrap_or_default();
+                Finished::Lost {
+                    item,
+                    why: lost_why(e),
+                }
+            }
         }
     }
 
     /// Waits for every task; each is handed to `done`. Tasks see the run's cancellation
     /// themselves and end early.
     pub async fn finish(&mut self, done: &mut impl FnMut(Finished<T>)) {
-        while let Some(r) = self.tasks.join_next().await {
-            done(finished(r));
+        while let Some(r) = self.tasks.join_next_with_id().await {
+            done(self.finished(r));
         }
     }
 
@@ -127,20 +152,17 @@ impl<T: Send + 'static> Dispatch<T> {
     }
 }
 
-fn finished<T>(r: Result<T, tokio::task::JoinError>) -> Finished<T> {
-    match r {
-        Ok(t) => Finished::Done(t),
-        Err(e) if e.is_panic() => {
-            let payload = e.into_panic();
-            let why = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a task panicked".into());
-            Finished::Lost(format!("internal error: {why}"))
-        }
-        Err(_) => Finished::Lost("internal error: the task was aborted".into()),
+fn lost_why(e: tokio::task::JoinError) -> String {
+    if !e.is_panic() {
+        return "internal error: the task was aborted".into();
     }
+    let payload = e.into_panic();
+    let why = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a task panicked".into());
+    format!("internal error: {why}")
 }
 
 #[cfg(test)]
@@ -154,11 +176,11 @@ mod tests {
         let (mut done, mut lost) = (0, Vec::new());
         let mut take = |f: Finished<u32>| match f {
             Finished::Done(_) => done += 1,
-            Finished::Lost(why) => lost.push(why),
+            Finished::Lost { item, why } => lost.push(format!("{item}: {why}")),
         };
         for i in 0..10u32 {
             let permit = d.slot(&mut take).await.unwrap();
-            d.spawn(async move {
+            d.spawn(format!("item {i}"), async move {
                 let _p = permit;
                 if i == 3 {
                     panic!("item {i} broke");
@@ -168,7 +190,7 @@ mod tests {
         }
         d.finish(&mut take).await;
         assert_eq!(done, 9);
-        assert_eq!(lost, ["internal error: item 3 broke"]);
+        assert_eq!(lost, ["item 3: internal error: item 3 broke"]);
     }
 
     #[tokio::test]

@@ -78,12 +78,24 @@ impl<R: Record> Spill<R> {
     }
 }
 
-/// Records written, to be read any number of times.
+/// Records written, to be read any number of times (and from any thread: clones share the
+/// file).
 pub struct Spilled<R> {
     file: Arc<File>,
     count: u64,
     bytes: u64,
     _r: PhantomData<R>,
+}
+
+impl<R> Clone for Spilled<R> {
+    fn clone(&self) -> Self {
+        Spilled {
+            file: self.file.clone(),
+            count: self.count,
+            bytes: self.bytes,
+            _r: PhantomData,
+        }
+    }
 }
 
 impl<R: Record> Spilled<R> {

@@ -16,9 +16,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::error::{s3_error, Interrupted, OpError};
 use crate::bucket_url::{show_object, BucketUrl};
-use crate::plan::{Listing, RemoteObject};
 use crate::run::sorted::{Keyed, Sorted, Sorter};
 use crate::run::spill::{self, Record};
+use crate::sync::plan::{Listing, RemoteObject};
 use crate::OUTPUT;
 
 /// Listing requests in flight at once for a large prefix: a listing page (1000 keys) is
@@ -99,7 +99,7 @@ async fn page(
                     size,
                     last_modified_ns,
                     archived: archive_class(o.storage_class()),
-                    etag: o.e_tag().map_or(0, crate::plan::etag_hash),
+                    etag: o.e_tag().map_or(0, crate::sync::plan::etag_hash),
                 },
             ))
         })

@@ -1,21 +1,20 @@
-//! Runs a plan: uploads with bounded concurrency, then (only if every upload succeeded)
-//! deletes. Each file's outcome is reported; one failure does not stop the others.
+//! One file's upload: opened once, read while it stays the same version, uploaded again from
+//! its new version when it changes meanwhile; and one directory marker's put. The sync
+//! dispatches these ([`crate::sync`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use aws_sdk_s3::Client;
 use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::bucket_url::BucketUrl;
 use crate::display::display_bytes;
-use crate::plan::Plan;
 use crate::report::Cause;
 use crate::s3::{self, Interrupted, OpError, UploadSettings};
-use crate::walk::{FileVersion, LocalFile, SourceTree};
-use crate::{FLOW, OUTPUT};
+use crate::sync::walk::{FileVersion, LocalFile};
+use crate::FLOW;
 
 /// Why one file failed: what kind of failure, and the message the log and summary show.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,14 +24,14 @@ pub struct Failure {
 }
 
 impl Failure {
-    fn new(cause: Cause, message: impl Into<String>) -> Self {
+    pub fn new(cause: Cause, message: impl Into<String>) -> Self {
         Failure {
             cause,
             message: message.into(),
         }
     }
 
-    fn of(e: &OpError) -> Self {
+    pub fn of(e: &OpError) -> Self {
         Failure::new(e.cause(), e.to_string())
     }
 }
@@ -40,7 +39,7 @@ impl Failure {
 /// How one file's upload ended.
 #[derive(Debug)]
 pub enum FileOutcome {
-    /// The object holds this version of the file; [`crate::plan::etag_hash`] of its ETag
+    /// The object holds this version of the file; [`crate::sync::plan::etag_hash`] of its ETag
     /// (0: the server sent none).
     Uploaded(LocalFile, u64),
     Failed(Failure),
@@ -48,51 +47,10 @@ pub enum FileOutcome {
     Interrupted,
 }
 
-/// What the upload phase did.
-#[derive(Debug, Default)]
-pub struct UploadOutcome {
-    pub uploaded: usize,
-    pub bytes: u64,
-    /// Each file that failed (as shown) and why.
-    pub failed_files: Vec<(String, Failure)>,
-    /// Upload tasks that ended without an outcome (a bug: they panicked).
-    pub lost_tasks: usize,
-    pub interrupted: bool,
-    /// Files not dispatched because the endpoint stopped answering (see [`crate::health`]).
-    pub not_attempted: usize,
-    /// Files uploaded in another version than the walk saw (changed meanwhile), by index:
-    /// verification compares the objects with these.
-    pub versions: Vec<(usize, LocalFile)>,
-    /// Files uploaded with an mtime that may be newer than their object's LastModified (see
-    /// [`RECENT`]): the version stored and the hash of the object's ETag, so that the next
-    /// run knows their `mtime` metadata without asking (see [`crate::mtime_cache`]).
-    pub recent: Vec<(LocalFile, u64)>,
-}
-
 /// An uploaded file whose mtime is later than this before the upload phase started may
-/// be newer than its object's LastModified (whole seconds, truncated).
+/// be newer than its object's LastModified (whole seconds, truncated): its `mtime` metadata is
+/// remembered (see [`crate::mtime_cache`]).
 pub const RECENT: std::time::Duration = std::time::Duration::from_secs(2);
-
-impl UploadOutcome {
-    /// Files whose upload failed, lost tasks included.
-    pub fn failed(&self) -> usize {
-        self.failed_files.len() + self.lost_tasks
-    }
-
-    /// What the failures were: the first failed file's cause.
-    pub fn cause(&self) -> Cause {
-        self.failed_files
-            .first()
-            .map_or(Cause::Internal, |(_, f)| f.cause)
-    }
-
-    /// The failures as (file, why), for the summary.
-    pub fn failed_lines(&self) -> impl Iterator<Item = (String, String)> + '_ {
-        self.failed_files
-            .iter()
-            .map(|(n, f)| (n.clone(), f.message.clone()))
-    }
-}
 
 /// How many times one run uploads a file that changes while it is read, each time from
 /// its new version, before that file fails.
@@ -292,7 +250,7 @@ async fn attempt(
                 size,
                 mtime_ns,
             },
-            etag.as_deref().map_or(0, crate::plan::etag_hash),
+            etag.as_deref().map_or(0, crate::sync::plan::etag_hash),
         ),
         Err(_) if changed.load(Ordering::Relaxed) => Attempt::Changed { wrote: false },
         Err(OpError::Interrupted(_)) => Attempt::Interrupted,
@@ -308,7 +266,7 @@ async fn attempt(
 /// [`ATTEMPTS`] times). Returns the version the object now holds. An object written from a
 /// changing file that no later attempt replaced is deleted, so no run takes it as current.
 #[allow(clippy::too_many_arguments)]
-async fn upload_one(
+pub(crate) async fn upload_one(
     client: Client,
     url: Arc<BucketUrl>,
     path: std::path::PathBuf,
@@ -404,222 +362,4 @@ async fn upload_one(
         )),
         other => other,
     }
-}
-
-/// Uploads the planned files. At most `concurrency` requests (whole small files or parts
-/// of large ones) are in flight at once. `own` lists (by index) the run's own files.
-#[allow(clippy::too_many_arguments)]
-pub async fn upload(
-    client: &Client,
-    url: &BucketUrl,
-    tree: &SourceTree,
-    plan: &Plan,
-    own: &[usize],
-    concurrency: usize,
-    settings: &UploadSettings,
-    cancel: &CancellationToken,
-) -> UploadOutcome {
-    let settings = Arc::new(settings.clone());
-    let limit = Arc::new(Semaphore::new(
-        concurrency.clamp(1, crate::options::MAX_CONCURRENCY),
-    ));
-    let health = crate::health::Health::new();
-    let url = Arc::new(url.clone());
-    let mut out = UploadOutcome::default();
-    let recent_from = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.saturating_sub(RECENT).as_nanos() as i128);
-    let mut tasks: JoinSet<(usize, FileOutcome)> = JoinSet::new();
-    let collect = |out: &mut UploadOutcome, tree: &SourceTree, idx: usize, r: FileOutcome| {
-        let name = display_bytes(tree.files[idx].rel.as_bytes());
-        match r {
-            FileOutcome::Uploaded(version, etag) => {
-                health.answered();
-                out.uploaded += 1;
-                out.bytes += version.size;
-                if etag != 0 && version.mtime_ns >= recent_from {
-                    out.recent.push((version.clone(), etag));
-                }
-                if version != tree.files[idx] {
-                    out.versions.push((idx, version));
-                }
-            }
-            FileOutcome::Interrupted => out.interrupted = true,
-            FileOutcome::Failed(f) => {
-                log::error!(target: FLOW, "Failed to upload {name}: {}", f.message);
-                out.failed_files.push((name, f));
-            }
-        }
-    };
-    for (n, &(idx, reason)) in plan.uploads.iter().enumerate() {
-        let file = &tree.files[idx];
-        let permit = tokio::select! {
-            _ = cancel.cancelled() => { out.interrupted = true; break }
-            p = limit.clone().acquire_owned() => p.expect("semaphore closed"),
-        };
-        // Checked once a slot is free, as failures arrive while the loop waits for one.
-        if health.tripped() {
-            out.not_attempted = plan.uploads.len() - n;
-            break;
-        }
-        log::info!(target: OUTPUT, "upload: {} to {} ({reason})", display_bytes(file.rel.as_bytes()), url.show(&file.rel));
-        // A multipart upload takes a permit per part, so it must not hold one itself.
-        let permit = (file.size < settings.multipart.threshold).then_some(permit);
-        let fut = upload_one(
-            client.clone(),
-            url.clone(),
-            tree.path_of(file),
-            file.clone(),
-            own.contains(&idx),
-            limit.clone(),
-            cancel.clone(),
-            permit,
-            settings.clone(),
-        );
-        tasks.spawn(crate::health::scope(health.clone(), async move {
-            (idx, fut.await)
-        }));
-        while let Some(done) = tasks.try_join_next() {
-            if let Ok((i, r)) = done {
-                collect(&mut out, tree, i, r);
-            }
-        }
-    }
-    while let Some(done) = tasks.join_next().await {
-        match done {
-            Ok((i, r)) => collect(&mut out, tree, i, r),
-            Err(e) => {
-                log::debug!(target: FLOW, "upload task failed: {e}");
-                out.lost_tasks += 1;
-            }
-        }
-    }
-    if cancel.is_cancelled() {
-        out.interrupted = true;
-    }
-    out
-}
-
-/// What the delete phase did.
-#[derive(Debug, Default)]
-pub struct DeleteOutcome {
-    /// Objects known to be gone.
-    pub deleted: usize,
-    /// Each key that could not be deleted (relative to the prefix, as shown) and why.
-    pub failures: Vec<(String, Failure)>,
-    /// Cancelled before every object was tried.
-    pub interrupted: bool,
-    /// Objects whose delete request got no answer before the interruption and that could not
-    /// be checked afterwards: they may or may not be gone.
-    pub unknown: usize,
-}
-
-impl DeleteOutcome {
-    /// What the failures were: the first failed delete's cause.
-    pub fn cause(&self) -> Cause {
-        self.failures
-            .first()
-            .map_or(Cause::S3(crate::report::S3Kind::Service), |(_, f)| f.cause)
-    }
-}
-
-/// Deletes the planned objects. Call only after every upload succeeded.
-pub async fn delete(
-    client: &Client,
-    url: &BucketUrl,
-    plan: &Plan,
-    cancel: &CancellationToken,
-) -> DeleteOutcome {
-    let keys: Vec<String> = plan.deletes.iter().map(|rel| url.key(rel)).collect();
-    for k in &keys {
-        log::info!(target: OUTPUT, "delete: {}", url.show_key(k));
-    }
-    let done = s3::delete(client, &url.bucket, &keys, cancel).await;
-    let shown = |key: &str| display_bytes(url.relative(key).unwrap_or(key).as_bytes());
-    let failures = done
-        .failures
-        .into_iter()
-        .map(|e| {
-            log::error!(target: FLOW, "Failed to delete {}: {}", url.show_key(&e.target), e.detail);
-            (
-                shown(&e.target),
-                Failure::new(e.cause, format!("delete failed: {}", e.detail)),
-            )
-        })
-        .collect();
-    for key in &done.unknown {
-        log::warn!(target: FLOW, "Not known whether {} was deleted (its request was interrupted).", url.show_key(key));
-    }
-    DeleteOutcome {
-        deleted: done.deleted,
-        failures,
-        interrupted: done.interrupted,
-        unknown: done.unknown.len(),
-    }
-}
-
-/// What putting the directory markers did.
-#[derive(Debug, Default)]
-pub struct MarkerOutcome {
-    pub put: usize,
-    /// Each marker that could not be put (as shown) and why.
-    pub failures: Vec<(String, Failure)>,
-    pub interrupted: bool,
-}
-
-/// Puts the planned directory markers (see [`crate::markers`]), at most `concurrency` at a
-/// time, each with its directory's metadata as the walk saw it.
-pub async fn put_markers(
-    client: &Client,
-    url: &BucketUrl,
-    tree: &SourceTree,
-    plan: &crate::markers::MarkerPlan,
-    concurrency: usize,
-    settings: &UploadSettings,
-    cancel: &CancellationToken,
-) -> MarkerOutcome {
-    let mut out = MarkerOutcome::default();
-    let limit = Arc::new(Semaphore::new(concurrency.max(1)));
-    let mut tasks = JoinSet::new();
-    for &(i, reason) in &plan.puts {
-        let permit = tokio::select! {
-            _ = cancel.cancelled() => { out.interrupted = true; break }
-            p = limit.clone().acquire_owned() => p.expect("semaphore closed"),
-        };
-        let d = &tree.dirs[i];
-        let key = url.key(&crate::markers::marker_rel(d));
-        log::info!(target: OUTPUT, "upload: directory marker {} ({reason})", url.show_key(&key));
-        let meta = crate::metadata::record(d.mtime_ns, d.mode, d.uid, d.gid);
-        let (client, bucket, settings) = (client.clone(), url.bucket.clone(), settings.clone());
-        let shown = display_bytes(crate::markers::marker_rel(d).as_bytes());
-        tasks.spawn(async move {
-            let r = s3::put_marker(&client, &bucket, &key, meta, &settings).await;
-            drop(permit);
-            (shown, r)
-        });
-    }
-    loop {
-        let done = tokio::select! {
-            _ = cancel.cancelled() => {
-                out.interrupted = true;
-                tasks.abort_all();
-                while tasks.join_next().await.is_some() {}
-                break;
-            }
-            d = tasks.join_next() => d,
-        };
-        match done {
-            None => break,
-            Some(Ok((_, Ok(())))) => out.put += 1,
-            Some(Ok((shown, Err(e)))) => {
-                log::error!(target: FLOW, "Failed to put the directory marker [{shown}]: {e}");
-                out.failures.push((shown, Failure::of(&e)));
-            }
-            Some(Err(e)) => out.failures.push((
-                "(a directory marker)".into(),
-                Failure::new(Cause::Internal, format!("marker task failed: {e}")),
-            )),
-        }
-    }
-    out
 }
