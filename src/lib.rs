@@ -25,7 +25,6 @@ pub mod lock;
 pub mod logging;
 pub mod manpage;
 pub mod metadata;
-pub mod mtime_cache;
 pub mod options;
 pub mod phases;
 pub mod progress;

@@ -43,9 +43,9 @@ use crate::options::Options;
 use crate::progress::{self, Progress};
 use crate::report::{Cause, RestoreCounts, S3Kind, Summary};
 use crate::run::{failed, RunError};
+use crate::s3::listing::{Listing, RemoteObject};
 use crate::s3::settings::{rate_limit, show_rate, Bandwidth, Multipart, ProfileS3};
 use crate::s3::{self, s3_error, OpError};
-use crate::sync::plan::{Listing, RemoteObject};
 use crate::sync::walk::restore_temporary_name;
 use crate::{FLOW, OUTPUT};
 

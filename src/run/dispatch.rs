@@ -50,7 +50,7 @@ pub struct Dispatch<T> {
 
 impl<T: Send + 'static> Dispatch<T> {
     pub fn new(limit: usize, cancel: &CancellationToken) -> Self {
-        let limit = limit.clamp(1, crate::options::MAX_CONCURRENCY);
+        let limit = limit.max(1);
         Dispatch {
             tasks: JoinSet::new(),
             items: std::collections::HashMap::new(),

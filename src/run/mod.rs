@@ -10,7 +10,6 @@ pub mod sorted;
 pub mod spill;
 
 use crate::report::{Cause, ExitStatus, Summary};
-use crate::s3::OpError;
 use crate::FLOW;
 
 /// Why a phase stopped, and what kind of failure it was. Details were already logged, one
@@ -41,15 +40,6 @@ impl RunError {
 pub fn failed(cause: Cause, message: String) -> RunError {
     log::error!(target: FLOW, "Error executing backup: {message}");
     RunError::Failed { cause, message }
-}
-
-impl From<OpError> for RunError {
-    fn from(e: OpError) -> Self {
-        match e {
-            OpError::Interrupted(_) => RunError::Interrupted,
-            other => failed(other.cause(), other.to_string()),
-        }
-    }
 }
 
 impl From<crate::lock::LockError> for RunError {

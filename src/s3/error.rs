@@ -272,3 +272,12 @@ mod tests {
         assert_eq!(answer_cause(None), Cause::S3(S3Kind::Service));
     }
 }
+
+impl From<OpError> for crate::run::RunError {
+    fn from(e: OpError) -> Self {
+        match e {
+            OpError::Interrupted(_) => crate::run::RunError::Interrupted,
+            other => crate::run::failed(other.cause(), other.to_string()),
+        }
+    }
+}

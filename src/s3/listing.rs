@@ -9,6 +9,8 @@
 //! ([`list_sorted`]), as not every server lists in S3's order.
 
 use aws_sdk_s3::types::{EncodingType, ObjectStorageClass};
+use std::collections::HashMap;
+
 use aws_sdk_s3::Client;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -18,7 +20,6 @@ use super::error::{s3_error, Interrupted, OpError};
 use crate::bucket_url::{show_object, BucketUrl};
 use crate::run::sorted::{Keyed, Sorted, Sorter};
 use crate::run::spill::{self, Record};
-use crate::sync::plan::{Listing, RemoteObject};
 use crate::OUTPUT;
 
 /// Listing requests in flight at once for a large prefix: a listing page (1000 keys) is
@@ -31,6 +32,32 @@ const ENOUGH_PARTS: usize = 16;
 /// ...or after this many levels below the prefix (deeper levels rarely spread keys further,
 /// and each costs another round of requests before listing starts).
 const MAX_DEPTH: usize = 3;
+
+/// What the bucket holds for one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoteObject {
+    pub size: u64,
+    /// LastModified in nanoseconds since the Unix epoch.
+    pub last_modified_ns: i64,
+    /// The storage class when it is an archive one (`GLACIER`, `DEEP_ARCHIVE`), whose objects
+    /// cannot be read before an S3 restore request; `None` for every readable class.
+    pub archived: Option<&'static str>,
+    /// [`etag_hash`] of the object's ETag (0: none listed): enough to tell that an object is
+    /// the one a cached answer is about, in 8 bytes.
+    pub etag: u64,
+}
+
+/// A 64-bit FNV-1a hash of an ETag, quotes removed (listings and upload answers quote it).
+pub fn etag_hash(etag: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in etag.trim_matches('"').bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// The listing of a prefix, keyed by the path relative to the prefix.
+pub type Listing = HashMap<Box<str>, RemoteObject>;
 
 type Objects = Vec<(String, RemoteObject)>;
 
@@ -99,7 +126,7 @@ async fn page(
                     size,
                     last_modified_ns,
                     archived: archive_class(o.storage_class()),
-                    etag: o.e_tag().map_or(0, crate::sync::plan::etag_hash),
+                    etag: o.e_tag().map_or(0, etag_hash),
                 },
             ))
         })

@@ -6,9 +6,10 @@
 use aws_sdk_s3::Client;
 use tokio_util::sync::CancellationToken;
 
+use super::job::{temp_failed, Found, Job, Synced};
+use super::merge::Merged;
 use super::plan::{self, Mode};
 use super::walk::Local;
-use super::{temp_failed, Found, Job, Merged, Synced};
 use crate::display::display_bytes;
 use crate::report::Cause;
 use crate::run::dispatch::{Dispatch, Finished};

@@ -20,39 +20,11 @@
 //! earlier answers when the listing shows the same object (size, LastModified, ETag), and
 //! asks the object (HeadObject) otherwise (see [`crate::mtime_cache`]).
 
-use std::collections::HashMap;
-
 use std::cmp::Ordering;
 
 use crate::metadata::NS;
-use crate::s3::listing::Listed;
+pub use crate::s3::listing::{etag_hash, Listed, Listing, RemoteObject};
 use crate::sync::walk::{Local, LocalDir, LocalFile};
-
-/// What the bucket holds for one key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RemoteObject {
-    pub size: u64,
-    /// LastModified in nanoseconds since the Unix epoch.
-    pub last_modified_ns: i64,
-    /// The storage class when it is an archive one (`GLACIER`, `DEEP_ARCHIVE`), whose objects
-    /// cannot be read before an S3 restore request; `None` for every readable class.
-    pub archived: Option<&'static str>,
-    /// [`etag_hash`] of the object's ETag (0: none listed): enough to tell that an object is
-    /// the one a cached answer is about, in 8 bytes.
-    pub etag: u64,
-}
-
-/// A 64-bit FNV-1a hash of an ETag, quotes removed (listings and upload answers quote it).
-pub fn etag_hash(etag: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in etag.trim_matches('"').bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
-
-/// The listing of a prefix, keyed by the path relative to the prefix.
-pub type Listing = HashMap<Box<str>, RemoteObject>;
 
 /// What a run may change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -618,7 +590,11 @@ mod tests {
             (-5 * S, None, None),
         ];
         for (mtime, meta, want) in cases {
-            assert_eq!(decide_one(&at(mtime), &remote, meta), want, "{mtime} {meta:?}");
+            assert_eq!(
+                decide_one(&at(mtime), &remote, meta),
+                want,
+                "{mtime} {meta:?}"
+            );
             assert_eq!(
                 is_ambiguous(&at(mtime), &remote),
                 mtime > uploaded,
@@ -656,10 +632,7 @@ mod tests {
             plan(local(), remote(), Mode::Full),
             [
                 s("gone", "delete"),
-                s(
-                    "grown",
-                    "upload size differs (local 2, bucket 1)"
-                ),
+                s("grown", "upload size differs (local 2, bucket 1)"),
                 s("", "unchanged"),
                 s("new", "upload not in the bucket"),
                 s("z/gone2", "delete"),

@@ -39,7 +39,7 @@ impl Failure {
 /// How one file's upload ended.
 #[derive(Debug)]
 pub enum FileOutcome {
-    /// The object holds this version of the file; [`crate::sync::plan::etag_hash`] of its ETag
+    /// The object holds this version of the file; [`crate::s3::listing::etag_hash`] of its ETag
     /// (0: the server sent none).
     Uploaded(LocalFile, u64),
     Failed(Failure),
@@ -250,7 +250,7 @@ async fn attempt(
                 size,
                 mtime_ns,
             },
-            etag.as_deref().map_or(0, crate::sync::plan::etag_hash),
+            etag.as_deref().map_or(0, crate::s3::listing::etag_hash),
         ),
         Err(_) if changed.load(Ordering::Relaxed) => Attempt::Changed { wrote: false },
         Err(OpError::Interrupted(_)) => Attempt::Interrupted,

@@ -23,9 +23,10 @@ use aws_sdk_s3::Client;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use super::job::{Job, QUEUE};
 use super::plan::{self, Check, Join, Mode};
+use super::transfer;
 use super::walk::{Local, LocalFile};
-use super::{transfer, Job};
 use crate::checksum;
 use crate::display::display_bytes;
 use crate::progress::{self, Progress};
@@ -217,7 +218,7 @@ async fn verify_into(
     };
     let (tx, rx) = match job.features.verify_content {
         true => {
-            let (tx, rx) = tokio::sync::mpsc::channel(super::QUEUE);
+            let (tx, rx) = tokio::sync::mpsc::channel(QUEUE);
             (Some(tx), Some(rx))
         }
         false => (None, None),

@@ -383,6 +383,17 @@ pub fn summary_uploaded(log: &str) -> Option<usize> {
     )
 }
 
+/// The number after `"name": ` in a summary file's text.
+pub fn summary_number(text: &str, name: &str) -> u64 {
+    let at = text.find(&format!("\"{name}\": ")).expect(name) + name.len() + 4;
+    text[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 pub fn show(o: &Output) -> String {
     format!(
         "exit {:?}\nstdout:\n{}\nstderr:\n{}",

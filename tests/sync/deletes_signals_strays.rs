@@ -210,17 +210,6 @@ fn stray_uploads_under_the_prefix_are_aborted_others_are_not() {
     assert_eq!(keys(&b), BTreeSet::from(["p/here.txt".to_string()]));
 }
 
-/// The number after `"name": ` in a summary file.
-fn summary_number(text: &str, name: &str) -> u64 {
-    let at = text.find(&format!("\"{name}\": ")).expect(name) + name.len() + 4;
-    text[at..]
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 fn kill(child: &std::process::Child, sig: libc::c_int) {
     unsafe { libc::kill(child.id() as i32, sig) };
 }

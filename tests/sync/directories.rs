@@ -115,18 +115,6 @@ fn wait_past_changes(root: &Path, dirs: &[&str]) {
     });
 }
 
-fn summary_number(text: &str, name: &str) -> u64 {
-    let at = text
-        .find(&format!("\"{name}\": "))
-        .unwrap_or_else(|| panic!("no {name} in {text}"));
-    text[at + name.len() + 4..]
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 const DIRS: [&str; 7] = [
     "home",
     "home/alice",

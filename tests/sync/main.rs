@@ -12,4 +12,5 @@ mod deletes_signals_strays;
 mod directories;
 mod features;
 mod integrity;
+mod streaming;
 mod sync;

@@ -27,7 +27,7 @@ use std::path::PathBuf;
 
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
 
-use crate::sync::plan::RemoteObject;
+use crate::s3::listing::RemoteObject;
 use crate::sync::walk::LocalFile;
 use crate::OUTPUT;
 
