@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::options::{self, Kind, Options, OptionsError, Value};
 use crate::report::{Cause, ExitStatus};
-use crate::sync::RunError;
+use crate::run::RunError;
 
 /// pyo3-log's handle on the process's one `log` logger (the `log` crate allows one per
 /// process): its cache of Python loggers and levels is dropped at the start of every call,

@@ -219,7 +219,7 @@ pub(super) async fn delete_all(
     for (markers, rels) in [
         (
             false,
-            Box::new(merged.deletes.iter()) as Box<dyn Iterator<Item = _>>,
+            Box::new(merged.deletes.iter()) as Box<dyn Iterator<Item = _> + Send>,
         ),
         (true, Box::new(merged.marker_deletes.rev())),
     ] {

@@ -173,7 +173,7 @@ pub struct Join<L: Iterator, R: Iterator> {
     local: std::iter::Peekable<L>,
     remote: std::iter::Peekable<R>,
     last_local: String,
-    last_remote: Option<Box<str>>,
+    last_remote: Option<String>,
     failed: bool,
 }
 
@@ -209,7 +209,8 @@ where
                 after: key.into_owned(),
             });
         }
-        self.last_local = key.into_owned();
+        self.last_local.clear();
+        self.last_local.push_str(&key);
         Ok(Some(l))
     }
 
@@ -231,7 +232,13 @@ where
                 });
             }
         }
-        self.last_remote = Some(r.rel.clone());
+        match &mut self.last_remote {
+            Some(last) => {
+                last.clear();
+                last.push_str(&r.rel);
+            }
+            None => self.last_remote = Some(r.rel.to_string()),
+        }
         Ok(Some(r))
     }
 
