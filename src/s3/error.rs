@@ -241,6 +241,15 @@ pub(super) fn s3_error_detail<E: ProvideErrorMetadata>(
         .to_string()
 }
 
+impl From<OpError> for crate::run::RunError {
+    fn from(e: OpError) -> Self {
+        match e {
+            OpError::Interrupted(_) => crate::run::RunError::Interrupted,
+            other => crate::run::failed(other.cause(), other.to_string()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,14 +279,5 @@ mod tests {
         );
         assert_eq!(answer_cause(Some("SlowDown")), Cause::S3(S3Kind::Service));
         assert_eq!(answer_cause(None), Cause::S3(S3Kind::Service));
-    }
-}
-
-impl From<OpError> for crate::run::RunError {
-    fn from(e: OpError) -> Self {
-        match e {
-            OpError::Interrupted(_) => crate::run::RunError::Interrupted,
-            other => crate::run::failed(other.cause(), other.to_string()),
-        }
     }
 }

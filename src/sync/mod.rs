@@ -97,6 +97,7 @@ async fn ask(
 /// Plans from the walk and the listing (taken in this run, after `lock` was taken), uploads,
 /// and deletes only if everything before succeeded. Returns what it did, whether it failed
 /// or not.
+#[allow(clippy::too_many_arguments)]
 pub async fn synchronize(
     client: &Client,
     job: &Job,

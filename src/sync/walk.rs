@@ -367,7 +367,7 @@ pub fn walk_sorted(
             continue;
         };
         seen = seen.wrapping_add(1);
-        if seen % 1024 == 0 && stop() {
+        if seen.is_multiple_of(1024) && stop() {
             return Ok(());
         }
         let path = level.path.join(&child.name);
