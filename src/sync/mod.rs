@@ -222,7 +222,7 @@ async fn synchronize_into(
         };
         if !uploads_started && matches!(work, Work::Upload { .. }) {
             uploads_started = true;
-            log::info!(target: FLOW, "Uploading files.");
+            log::info!(target: FLOW, "Uploading files as the merge finds them.");
         }
         let (client, url, settings, cancel, cache) = (
             client.clone(),
@@ -275,6 +275,9 @@ async fn synchronize_into(
         .await
         .map_err(|e| failed(Cause::Internal, format!("the merge failed: {e}")))??;
     not_attempted += merged.not_sent;
+    if uploads_started {
+        log::info!(target: FLOW, "Uploaded {} files ({} bytes).", summary.uploaded, summary.uploaded_bytes);
+    }
     summary.unchanged += merged.unchanged;
     summary.planned_uploads = counters
         .files_total

@@ -115,7 +115,7 @@ def test_phases_sync_and_verify_with_cedar_logger_names(
     assert dirs
     assert listing(s3_client, bucket, markers=True) == expected | dirs
     flow = records(caplog, FLOW)
-    assert any("Uploading 5 files" in m for m in flow)
+    assert any("Uploaded 5 files" in m for m in flow)
     assert any(m.startswith("Verified 5 files") for m in records(caplog, FLOW, logging.INFO))
     assert records(caplog, OUTPUT, logging.DEBUG), "S3 detail goes to the output logger"
 

@@ -156,7 +156,7 @@ def slow_command(s3: Any, bucket: str, tmp_path: Path) -> Iterator[Callable[[str
 
         def uploading() -> bool:
             assert proc.poll() is None, proc.communicate()
-            return log.exists() and "Uploading 1 files." in log.read_text()
+            return log.exists() and "Uploading files as the merge finds them." in log.read_text()
 
         wait_for("the command to start uploading", uploading)
         return proc
