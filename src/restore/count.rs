@@ -26,7 +26,7 @@ pub struct Outcome {
 type Unfinished = Arc<Mutex<Vec<Box<str>>>>;
 
 /// Held by a task while it runs: dropped without [`InFlight::done`] (the task panicked or
-/// was aborted), it leaves the task's name in [`Unfinished`].
+/// was aborted), it leaves the task's name in the run's list of unfinished tasks.
 pub struct InFlight {
     rel: Option<Box<str>>,
     unfinished: Unfinished,
