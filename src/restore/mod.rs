@@ -9,8 +9,9 @@
 //!   (fetch, already present, conflict, archived...) from what is on disk.
 //! - [`stream`]: the loop that decides each key as it passes and dispatches the files
 //!   through the run's bounded [`crate::run::dispatch::Dispatch`].
-//! - [`object`] with [`fetch`], [`check`] and [`place`]: one task per file: GET (whole or ranged) into an unnamed file in the target directory,
-//!   checked against the object's checksum, given its recorded metadata, then its name.
+//! - [`object`] with [`fetch`], [`check`] and [`place`]: one task per file: GET (whole or
+//!   ranged) into an unnamed file in the target directory, checked against the object's
+//!   checksum, given its recorded metadata, then its name.
 //! - [`count`]: outcomes into counts and typed, bounded failures; every file counted restored
 //!   or already present goes to a spill file that the check at the end reads.
 //! - [`dirs`]: directories created private as the keys pass; the markers are spilled and
