@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::dirs::Dirs;
 use super::fetch::ObjectInfo;
-use super::object::Done;
+use super::job::Done;
 use super::place::{cstring, stat_at};
 use crate::checksum::Method;
 use crate::display::display_path;

@@ -6,7 +6,7 @@ use std::io;
 use std::sync::{Arc, Mutex};
 
 use super::check::{How, Placed};
-use super::object::{Ctx, Done};
+use super::job::{Ctx, Done};
 use crate::report::{Cause, RestoreCounts};
 use crate::run::dispatch::Finished;
 use crate::run::outcome::{Failures, ItemFailure, Stage};
@@ -55,7 +55,8 @@ pub struct Tally {
     pub failures: Failures,
     /// The cause of the first failed download or write.
     pub first_cause: Option<Cause>,
-    placed: Spill<Placed>,
+    /// `None` once handed on.
+    placed: Option<Spill<Placed>>,
     /// The spill could not be written: the run fails (the check at the end cannot be made).
     pub spill_error: Option<io::Error>,
     unfinished: Unfinished,
@@ -70,7 +71,7 @@ impl Tally {
             },
             failures: Failures::default(),
             first_cause: None,
-            placed: Spill::new()?,
+            placed: Some(Spill::new()?),
             spill_error: None,
             unfinished: Unfinished::default(),
         })
@@ -190,15 +191,16 @@ impl Tally {
             }
             Done::Interrupted => return,
         };
-        if self.spill_error.is_none() {
-            let placed = Placed {
-                rel: o.rel,
-                size: o.size,
-                how,
-            };
-            if let Err(e) = self.placed.push(&placed) {
-                self.spill_error = Some(e);
-            }
+        let Some(spill) = self.placed.as_mut().filter(|_| self.spill_error.is_none()) else {
+            return;
+        };
+        let placed = Placed {
+            rel: o.rel,
+            size: o.size,
+            how,
+        };
+        if let Err(e) = spill.push(&placed) {
+            self.spill_error = Some(e);
         }
     }
 
@@ -207,6 +209,9 @@ impl Tally {
         if let Some(e) = self.spill_error.take() {
             return Err(e);
         }
-        std::mem::replace(&mut self.placed, Spill::new()?).finish()
+        self.placed
+            .take()
+            .ok_or_else(|| io::Error::other("the list of placed files was handed on before"))?
+            .finish()
     }
 }

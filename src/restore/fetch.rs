@@ -11,7 +11,7 @@ use aws_sdk_s3::Client;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinSet;
 
-use super::object::{io_failed, Ctx, Done};
+use super::job::{io_failed, Ctx, Done};
 use super::place::Temp;
 use crate::checksum::{self, Hasher, Method, StoredChecksums};
 use crate::display::display_bytes;

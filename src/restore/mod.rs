@@ -24,6 +24,7 @@ pub mod check;
 pub mod count;
 pub mod dirs;
 pub mod fetch;
+pub mod job;
 pub mod list;
 pub mod object;
 pub mod place;
