@@ -191,7 +191,9 @@ impl Tally {
             }
             Done::Interrupted => return,
         };
-        let Some(spill) = self.placed.as_mut().filter(|_| self.spill_error.is_none()) else {
+        // A dry run places nothing, and nothing is checked at its end.
+        let keep = self.spill_error.is_none() && !ctx.dry_run;
+        let Some(spill) = self.placed.as_mut().filter(|_| keep) else {
             return;
         };
         let placed = Placed {

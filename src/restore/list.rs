@@ -31,14 +31,16 @@ pub struct Checked {
 #[derive(Debug, Default)]
 pub struct KeyChecks {
     held: Vec<Checked>,
-    last: Option<Box<str>>,
+    /// The last key seen (a buffer reused from key to key).
+    last: String,
+    started: bool,
 }
 
 impl KeyChecks {
     /// Takes the next key in order; what is settled goes to `out`. A key out of order (or
     /// twice) is an error: the decisions above would be wrong.
     pub fn push(&mut self, l: Listed, out: &mut VecDeque<Checked>) -> io::Result<()> {
-        if self.last.as_deref().is_some_and(|last| *l.rel <= *last) {
+        if self.started && *l.rel <= *self.last {
             return Err(io::Error::other(format!(
                 "the listing is not in key order at {:?}",
                 l.rel
@@ -56,7 +58,9 @@ impl KeyChecks {
                 h.used_as_dir = true;
             }
         }
-        self.last = Some(l.rel.clone());
+        self.last.clear();
+        self.last.push_str(&l.rel);
+        self.started = true;
         let marker = is_directory_marker(&l.rel, l.obj.size);
         let c = Checked {
             listed: l,
