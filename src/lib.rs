@@ -8,7 +8,7 @@
 //! verification ([`verify`]) → exit status ([`report`]). Every S3 request goes through [`s3`]
 //! (client, listing, uploads, deletes, errors); `--restore` is [`restore`]. What an object
 //! records about its file (mtime, mode, owner) is read and written by [`metadata`] alone;
-//! directories are recorded as [`markers`] and restored by [`restore_dirs`].
+//! directories are recorded as [`markers`] and restored by [`restore::dirs`].
 //!
 //! [`engine`] runs the phases; [`cli::run`] ties them together and is shared by the binary and the Python extension.
 //! The library never exits the process and never prints: it logs through the `log` facade
@@ -30,7 +30,6 @@ pub mod phases;
 pub mod progress;
 pub mod report;
 pub mod restore;
-pub mod restore_dirs;
 pub mod run;
 pub mod s3;
 pub mod summary_file;

@@ -100,7 +100,7 @@ pub fn upload_reason(local: &LocalFile, remote: Option<&RemoteObject>) -> Option
 /// A directory marker: a zero-byte key ending in `/` below the prefix (not the prefix
 /// itself). See [`crate::metadata`] for what it records.
 pub fn is_marker(rel: &str, obj: &RemoteObject) -> bool {
-    obj.size == 0 && rel.len() > 1 && rel.ends_with('/')
+    rel.len() > 1 && crate::metadata::is_directory_marker(rel, obj.size)
 }
 
 /// The key of a directory's marker, relative to the prefix.

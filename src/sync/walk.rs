@@ -147,32 +147,6 @@ impl FileVersion {
     }
 }
 
-/// The temporary name a `--restore` gives a file it writes, where it needs one (a file system
-/// without `O_TMPFILE`, or the step before an atomic replace with `--overwrite`): a fixed
-/// prefix, the byte 0xFF and the MD5 of the final name in hex. No S3 key holds the byte 0xFF
-/// (keys are UTF-8, where it never occurs), so this is never a name the restore places,
-/// whatever the bucket holds; it always fits a file name (41 bytes); and a rerun restoring the
-/// same file computes the same name and removes one left by a killed run.
-pub fn restore_temporary_name(final_name: &str) -> Vec<u8> {
-    use md5::Digest as _;
-    let digest = md5::Md5::digest(final_name.as_bytes());
-    let mut name = RESTORE_TEMPORARY_PREFIX.to_vec();
-    for b in digest {
-        name.extend_from_slice(format!("{b:02x}").as_bytes());
-    }
-    name
-}
-
-const RESTORE_TEMPORARY_PREFIX: &[u8] = b".cback3-\xff";
-
-/// Is `name` (one path component) a temporary name of [`restore_temporary_name`]'s pattern?
-/// The sync skips such files with a WARNING: they are a killed restore's leftovers, never
-/// data, and their names cannot be keys.
-pub fn is_restore_temporary(name: &[u8]) -> bool {
-    name.strip_prefix(RESTORE_TEMPORARY_PREFIX)
-        .is_some_and(|h| h.len() == 32 && h.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
-}
-
 /// One entry of the walk, yielded in S3's key order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Local {
@@ -462,7 +436,7 @@ pub fn walk_sorted(
                 }
             }
             Kind::File => {
-                if is_restore_temporary(child.name.as_bytes()) {
+                if crate::metadata::is_restore_temporary(child.name.as_bytes()) {
                     found(Found::Skipped(Skipped {
                         path: display_path(&path),
                         why: "a temporary file left by a restore that was killed; a rerun of that restore removes it, or remove it by hand",

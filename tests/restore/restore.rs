@@ -791,7 +791,7 @@ fn progress_shows_on_a_terminal_and_never_in_the_logfile() {
 fn temp_path(dir: &Path, name: &str) -> std::path::PathBuf {
     use std::os::unix::ffi::OsStrExt;
     dir.join(OsStr::from_bytes(
-        &cback3_s3sync::sync::walk::restore_temporary_name(name),
+        &cback3_s3sync::metadata::restore_temporary_name(name),
     ))
 }
 
@@ -1316,7 +1316,7 @@ fn a_sync_skips_a_restores_leftover_with_one_warning() {
         .collect();
     assert_eq!(warnings.len(), 2, "{}", s.logtext());
     // Not our pattern (one hex digit short): a name that is not UTF-8, as before.
-    let mut odd = cback3_s3sync::sync::walk::restore_temporary_name("f");
+    let mut odd = cback3_s3sync::metadata::restore_temporary_name("f");
     odd.pop();
     std::fs::write(s.src().join(OsStr::from_bytes(&odd)), b"x").unwrap();
     let o = run(&s, [s.src().as_os_str(), url(&b, "p").as_ref()]);
