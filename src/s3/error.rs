@@ -26,8 +26,13 @@ impl FullChain {
 }
 
 impl Drop for FullChain {
+    /// The run is over: the next run (a Python host runs many) starts with one-line
+    /// failures and without this run's configuration problem.
     fn drop(&mut self) {
         FULL_CHAIN.store(false, Ordering::Relaxed);
+        if let Ok(mut p) = CONFIG_PROBLEM.lock() {
+            *p = None;
+        }
     }
 }
 
