@@ -232,10 +232,10 @@ pub async fn verify_paths(
         Some(std::sync::Arc::new(listing)),
         Default::default(),
         0,
+        &mut sync::verify::Verified::default(),
         cancel,
     )
     .await
-    .1
 }
 
 #[cfg(test)]

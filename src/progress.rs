@@ -58,6 +58,12 @@ impl Progress {
         self.bytes_done.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// One more file of `bytes` to do (totals found as a run goes).
+    pub fn add_planned(&self, bytes: u64) {
+        self.files_total.fetch_add(1, Ordering::Relaxed);
+        self.bytes_total.fetch_add(bytes, Ordering::Relaxed);
+    }
+
     pub fn add_file(&self) {
         self.files_done.fetch_add(1, Ordering::Relaxed);
     }

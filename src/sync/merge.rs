@@ -85,16 +85,26 @@ pub fn merge(
                 remote_markers += 1;
             }
         }
-        match plan::decide(pair, job.mode) {
+        // An ambiguous file the cache knows about is decided here; the others are asked.
+        let step = match plan::decide(pair, job.mode) {
+            Step::Ambiguous { file, own, remote } => {
+                let known = cache.lock().expect("cache").lookup(&file.rel, &remote);
+                match known.map(|m| plan::resolve_ambiguous(&file, Some(&m))) {
+                    Some(None) => Step::Unchanged,
+                    Some(Some(reason)) => Step::Upload { file, own, reason },
+                    None => {
+                        send(Work::Ambiguous { file, own, remote }, &mut not_sent);
+                        continue;
+                    }
+                }
+            }
+            step => step,
+        };
+        match step {
             Step::Unchanged => unchanged += 1,
-            Step::MarkerUnchanged | Step::Keep => {}
+            Step::MarkerUnchanged | Step::Keep | Step::Ambiguous { .. } => {}
             Step::Upload { file, own, reason } => {
-                planned
-                    .files_total
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                planned
-                    .bytes_total
-                    .fetch_add(file.size, std::sync::atomic::Ordering::Relaxed);
+                planned.add_planned(file.size);
                 let form = plan::server_form(&file.rel);
                 if form != *file.rel {
                     aliases.insert(form, file.rel.clone());
@@ -103,28 +113,6 @@ pub fn merge(
                     log::info!(target: FLOW, "(dryrun) upload: {} to {} ({reason})", display_bytes(file.rel.as_bytes()), url.show(&file.rel));
                 } else {
                     send(Work::Upload { file, own, reason }, &mut not_sent);
-                }
-            }
-            Step::Ambiguous { file, own, remote } => {
-                let known = cache.lock().expect("cache").lookup(&file.rel, &remote);
-                match known {
-                    Some(m) => match plan::resolve_ambiguous(&file, Some(&m)) {
-                        None => unchanged += 1,
-                        Some(reason) => {
-                            planned
-                                .files_total
-                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            planned
-                                .bytes_total
-                                .fetch_add(file.size, std::sync::atomic::Ordering::Relaxed);
-                            if dry_run {
-                                log::info!(target: FLOW, "(dryrun) upload: {} to {} ({reason})", display_bytes(file.rel.as_bytes()), url.show(&file.rel));
-                            } else {
-                                send(Work::Upload { file, own, reason }, &mut not_sent);
-                            }
-                        }
-                    },
-                    None => send(Work::Ambiguous { file, own, remote }, &mut not_sent),
                 }
             }
             Step::PutMarker(d, _) => marker_puts.push(&Local::Dir(d)).map_err(temp_failed)?,

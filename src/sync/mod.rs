@@ -95,37 +95,10 @@ async fn ask(
 }
 
 /// Plans from the walk and the listing (taken in this run, after `lock` was taken), uploads,
-/// and deletes only if everything before succeeded. Returns what it did, whether it failed
-/// or not.
+/// and deletes only if everything before succeeded. What it did goes into `summary`, whether
+/// it fails or not.
 #[allow(clippy::too_many_arguments)]
 pub async fn synchronize(
-    client: &Client,
-    job: &Job,
-    root: &Path,
-    lock: &RunLock,
-    walked: &Spilled<Local>,
-    found: &Found,
-    listing: Arc<Sorted<Listed>>,
-    cancel: &CancellationToken,
-) -> (Synced, Result<(), RunError>) {
-    let mut synced = Synced::default();
-    let result = synchronize_into(
-        client,
-        job,
-        root,
-        lock,
-        walked,
-        found,
-        listing,
-        &mut synced,
-        cancel,
-    )
-    .await;
-    (synced, result)
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn synchronize_into(
     client: &Client,
     job: &Job,
     root: &Path,
@@ -247,8 +220,7 @@ async fn synchronize_into(
                 (None, Some(remote)) => match ask(&client, &url, &file, &remote, &cache).await {
                     None => return Done::Same,
                     Some(r) => {
-                        counters.files_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        counters.bytes_total.fetch_add(file.size, std::sync::atomic::Ordering::Relaxed);
+                        counters.add_planned(file.size);
                         if dry_run {
                             log::info!(target: FLOW, "(dryrun) upload: {name} to {} ({r})", url.show(&file.rel));
                             return Done::WouldUpload;
@@ -506,7 +478,8 @@ async fn run_collecting(
         None => (Some(listing), HashMap::new()),
         Some(lock) => {
             let started = Instant::now();
-            let (mut synced, result) = synchronize(
+            let mut synced = Synced::default();
+            let result = synchronize(
                 &client,
                 &job,
                 &source,
@@ -514,6 +487,7 @@ async fn run_collecting(
                 &walked,
                 &phases.found,
                 listing.clone(),
+                &mut synced,
                 cancel,
             )
             .await;
@@ -534,7 +508,8 @@ async fn run_collecting(
         return Ok(());
     }
     let started = Instant::now();
-    let (verified, result) = verify::verify(
+    let mut verified = verify::Verified::default();
+    let result = verify::verify(
         &client,
         &job,
         &source,
@@ -542,6 +517,7 @@ async fn run_collecting(
         known,
         Arc::new(versions),
         phases.found.unreadable,
+        &mut verified,
         cancel,
     )
     .await;

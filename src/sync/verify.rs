@@ -172,36 +172,9 @@ fn compare(
 
 /// Compares the tree with the bucket. `known` is a listing taken in this run after which
 /// nothing changed; without it the prefix is listed again. `unreadable` paths of the walk fail
-/// the run after the comparison. Returns what it found, whether it failed or not.
+/// the run after the comparison. What it found goes into `summary`, whether it fails or not.
 #[allow(clippy::too_many_arguments)]
 pub async fn verify(
-    client: &Client,
-    job: &Job,
-    root: &Path,
-    local: LocalSide,
-    known: Option<Arc<Sorted<Listed>>>,
-    versions: Arc<HashMap<Box<str>, LocalFile>>,
-    unreadable: usize,
-    cancel: &CancellationToken,
-) -> (Verified, Result<(), RunError>) {
-    let mut verified = Verified::default();
-    let result = verify_into(
-        client,
-        job,
-        root,
-        local,
-        known,
-        versions,
-        unreadable,
-        &mut verified,
-        cancel,
-    )
-    .await;
-    (verified, result)
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn verify_into(
     client: &Client,
     job: &Job,
     root: &Path,
@@ -424,12 +397,7 @@ async fn content(
             *n += 1;
             continue;
         }
-        counters
-            .files_total
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        counters
-            .bytes_total
-            .fetch_add(file.size, std::sync::atomic::Ordering::Relaxed);
+        counters.add_planned(file.size);
         let permit = match dispatch.slot(&mut record).await {
             Ok(p) => p,
             Err(s) => {

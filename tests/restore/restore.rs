@@ -963,7 +963,7 @@ fn a_file_that_appears_at_the_final_name_during_the_download_is_not_overwritten(
 }
 
 /// The restore's counts from its summary file (`"restore": {...}`).
-fn restore_counts(summary: &Path) -> HashMap<String, u64> {
+pub(crate) fn restore_counts(summary: &Path) -> HashMap<String, u64> {
     let text = std::fs::read_to_string(summary).unwrap();
     let at = text.find("\"restore\": {").expect("restore counts") + 11;
     let end = at + text[at..].find('}').unwrap() + 1;
@@ -975,7 +975,7 @@ fn restore_counts(summary: &Path) -> HashMap<String, u64> {
 }
 
 /// The last `Summary:` line of the log.
-fn summary_line(s: &Scratch) -> String {
+pub(crate) fn summary_line(s: &Scratch) -> String {
     s.logtext()
         .lines()
         .rfind(|l| l.contains("Summary: "))

@@ -1,22 +1,10 @@
 //! The restore as a stream: keys in S3's byte order (which is not the order of a directory
 //! walk), and a download task that panics counted as a failure.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use crate::common::*;
-
-/// The restore's counts from its summary file (`"restore": {...}`).
-fn restore_counts(summary: &Path) -> HashMap<String, u64> {
-    let text = std::fs::read_to_string(summary).unwrap();
-    let at = text.find("\"restore\": {").expect("restore counts") + 11;
-    let end = at + text[at..].find('}').unwrap() + 1;
-    parse_flat_json(&text[at..end])
-        .unwrap()
-        .into_iter()
-        .map(|(k, v)| (k, v.parse().unwrap()))
-        .collect()
-}
+use crate::restore::{restore_counts, summary_line};
 
 /// "failed" of the summary file's top level (the run's failures in all).
 fn summary_failed(summary: &Path) -> u64 {
@@ -27,14 +15,6 @@ fn summary_failed(summary: &Path) -> u64 {
         .take_while(char::is_ascii_digit)
         .collect();
     digits.parse().unwrap()
-}
-
-fn summary_line(s: &Scratch) -> String {
-    s.logtext()
-        .lines()
-        .rfind(|l| l.contains("Summary: "))
-        .expect("a summary line")
-        .to_string()
 }
 
 fn restore_cmd(s: &Scratch, target: &Path, u: &str, summary: &Path) -> std::process::Command {
