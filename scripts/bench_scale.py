@@ -163,25 +163,26 @@ class Scale:
         return [*cmd, str(dst), f"s3://{BUCKET}/{prefix}"]
 
     def count_objects(self, prefix: str) -> int:
-        """Objects under the prefix that are not directory markers (s5cmd ls, all pages)."""
-        out = subprocess.run(
-            [
-                shutil.which("s5cmd") or "s5cmd",
-                "--endpoint-url",
-                self.server.endpoint,
-                "ls",
-                f"s3://{BUCKET}/{prefix}/*",
-            ],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        return sum(
-            1
-            for line in out.splitlines()
-            if not line.rstrip().endswith("/") and "DIR" not in line.split()[:1]
-        )
+        """Objects under the prefix that are not directory markers, listed with s5cmd one
+        top-level directory at a time (one s5cmd listing stops at 1,000,000 entries)."""
+
+        def ls(url: str) -> list[str]:
+            return subprocess.run(
+                [shutil.which("s5cmd") or "s5cmd", "--endpoint-url", self.server.endpoint, "ls", url],
+                env=self.env,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.splitlines()
+
+        n = 0
+        for line in ls(f"s3://{BUCKET}/{prefix}/"):
+            name = line.split()[-1]
+            if line.split()[0] == "DIR":
+                n += sum(1 for x in ls(f"s3://{BUCKET}/{prefix}/{name}*") if not x.endswith("/"))
+            elif not name.endswith("/"):
+                n += 1
+        return n
 
     def initial(self, n: int, tree: Path) -> tuple[float, float, str | None]:
         """One initial sync of the tree into a fresh prefix, which becomes the current one."""
@@ -251,7 +252,7 @@ def check_noop(summary: dict[str, object], n: int) -> str | None:
 def report(name: str, rows: list[tuple[float, float, str | None]]) -> tuple[str, str]:
     ok = [(s, r) for s, r, p in rows if p is None]
     for s, r, p in rows:
-        print(f"{name}: " + (f"FAILED {p}" if p else f"{s:.2f} s, {r:.1f} MiB"), file=sys.stderr, flush=True)
+        print(f"{name}: {s:.2f} s, {r:.1f} MiB" + (f", FAILED {p}" if p else ""), file=sys.stderr, flush=True)
     if not ok:
         return name, f"FAILED ({len(rows)})"
     secs = [s for s, _ in ok]
