@@ -8,6 +8,10 @@ byte N ms each way. Runs are interleaved (one run of each tool per round, the or
 each round, after an untimed warm-up run per case), each on a fresh prefix, and the bucket
 is checked after each run. Prints medians, min-max, peak RSS and the ratio ours/peer.
 It is a benchmark, not a test: nothing here is timed in CI.
+
+``--scale N`` and ``--simulate N`` run only the scale cases (N real files on a SeaweedFS whose
+data outlives the run) and the no-op simulation against ``listing_server.py``: see
+``bench_scale.py``.
 """
 
 from __future__ import annotations
