@@ -16,6 +16,7 @@ day back, so every file is unchanged and a correct no-op sends nothing but listi
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import shutil
@@ -272,6 +273,14 @@ def run_scale(
     trees = {n: scale_tree(data, n) for n in counts}
     table: list[tuple[str, str]] = []
     scale: Scale | None = None
+    server_dir.mkdir(parents=True, exist_ok=True)
+    # One SeaweedFS at a time on this data directory: a second invocation waits here.
+    lock = open(server_dir / "bench.lock", "w")  # noqa: SIM115 - held until the process ends
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"waiting for another benchmark using {server_dir} ...", file=sys.stderr, flush=True)
+        fcntl.flock(lock, fcntl.LOCK_EX)
     try:
         with LocalS3(data_dir=str(server_dir)) as server:
             scale = Scale(args, server, work)
@@ -291,6 +300,7 @@ def run_scale(
     finally:
         for d in scale.leftovers if scale else []:
             shutil.rmtree(d, ignore_errors=True)
+        lock.close()
     return table
 
 
