@@ -8,6 +8,10 @@ byte N ms each way. Runs are interleaved (one run of each tool per round, the or
 each round, after an untimed warm-up run per case), each on a fresh prefix, and the bucket
 is checked after each run. Prints medians, min-max, peak RSS and the ratio ours/peer.
 It is a benchmark, not a test: nothing here is timed in CI.
+
+``--scale N`` and ``--simulate N`` run only the scale cases (N real files on a SeaweedFS whose
+data outlives the run) and the no-op simulation against ``listing_server.py``: see
+``bench_scale.py``.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -81,16 +86,26 @@ def tree_stats(root: Path) -> tuple[int, int]:
     return n, size
 
 
-def timed(cmd: list[str], env: dict[str, str], cwd: str | None = None) -> tuple[float, float, int, str]:
-    """Wall seconds, peak RSS (MiB) of the process tree, exit code, and the output tail."""
+def timed(
+    cmd: list[str], env: dict[str, str], cwd: str | None = None, timeout: float | None = None
+) -> tuple[float, float, int, str]:
+    """Wall seconds, peak RSS (MiB) of the process tree, exit code, and the output tail.
+    After `timeout` seconds the process is killed (exit code -9, said in the tail)."""
     start = time.monotonic()
     with tempfile.TemporaryFile() as out:
         proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        timer = threading.Timer(timeout, proc.kill) if timeout else None
+        if timer:
+            timer.start()
         _, status, usage = os.wait4(proc.pid, 0)
         elapsed = time.monotonic() - start
+        if timer:
+            timer.cancel()
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         tail = out.read()[-2000:].decode("utf-8", "replace")
+        if timeout and elapsed >= timeout:
+            tail += f"\n(killed after the {timeout:g} s timeout)"
     # ru_maxrss is the largest resident set of the child or any descendant it waited for.
     return elapsed, usage.ru_maxrss / 1024, proc.returncode, tail
 
@@ -373,11 +388,29 @@ def main() -> int:
     p.add_argument("--no-warmup", dest="warmup", action="store_false", help="skip the untimed warm-up runs")
     p.add_argument("--work", default=None, help="scratch directory (default: a temp dir)")
     p.add_argument("--ours", default=None, help="our binary (default: target/release/cback3-amazons3-sync)")
+    p.add_argument(
+        "--scale",
+        default="",
+        help="N[,N...]: only the scale cases (scale-initial, scale-noop, scale-restore; --cases picks among"
+        " them) on a tree of N real files, against a SeaweedFS that keeps its data in --server-dir",
+    )
+    p.add_argument(
+        "--simulate",
+        default="",
+        help="N[,N...]: our no-op over N hard links against scripts/listing_server.py (memory at 10M files)",
+    )
+    p.add_argument("--data", default="/work/benchdata", help="where the scale and simulation trees are kept")
+    p.add_argument(
+        "--server-dir", default="/work/benchdata/weed", help="the persistent SeaweedFS of the scale cases"
+    )
+    p.add_argument("--sim-timeout", type=float, default=600, help="seconds before a simulated run is killed")
     args = p.parse_args()
     os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
     work = Path(args.work or tempfile.mkdtemp(prefix="cback3-bench-"))
     work.mkdir(parents=True, exist_ok=True)
+    if args.scale or args.simulate:
+        return scale_main(args, work)
     data = work / "data"
     data.mkdir(exist_ok=True)
     cases = [c for c in args.cases.split(",") if c]
@@ -510,6 +543,27 @@ def main() -> int:
 
     print_table(results, cases, tools, args)
     return 0
+
+
+def scale_main(args: argparse.Namespace, work: Path) -> int:
+    """The scale cases and the simulation only (see bench_scale.py)."""
+    from bench_scale import run_scale, run_simulate
+
+    known = ("scale-initial", "scale-noop", "scale-restore")
+    picked = [c for c in args.cases.split(",") if c in known] or list(known)
+    table: list[tuple[str, str]] = []
+    if args.scale:
+        table += run_scale(args, [int(n) for n in args.scale.split(",")], picked, work)
+    if args.simulate:
+        table += run_simulate(args, [int(n) for n in args.simulate.split(",")], work)
+    ours = args.ours or "target/release"
+    print(f"\n### {ours}; {args.rounds} rounds; seconds median (min-max) / peak RSS MiB\n")
+    print("| case | ours |")
+    print("|---|---|")
+    for name, cell in table:
+        print(f"| {name} | {cell} |")
+    failed = any("FAILED" in cell or "failed" in cell for _, cell in table)
+    return 1 if failed else 0
 
 
 def print_table(
