@@ -15,18 +15,28 @@ use std::io;
 
 use super::spill::{Reader, Record, Spill, Spilled};
 
-/// Entries held before a run is sorted and spilled.
-pub const RUN: usize = 50_000;
+/// Bytes of encoded entries held before a run is sorted and spilled: about 80,000 listed
+/// keys. Entries are held encoded, in one buffer, so a run costs its bytes and an offset each.
+pub const RUN_BYTES: usize = 4 << 20;
 
-/// An entry ordered by its key's bytes.
+/// An entry ordered by its key's bytes. Its encoding starts with its key, as
+/// [`spill::put_str`](super::spill::put_str) writes it, so runs are sorted without decoding.
 pub trait Keyed: Record {
     fn key(&self) -> &str;
+}
+
+/// The key at the start of an encoded [`Keyed`] entry.
+fn encoded_key(mut b: &[u8]) -> &[u8] {
+    let n = super::spill::get_u64(&mut b).unwrap_or(0) as usize;
+    &b[..n.min(b.len())]
 }
 
 /// Gathers entries in any order; [`Sorter::finish`] yields them in key order, each key once
 /// (a key listed twice, as the first page of a parallel listing is, is kept once).
 pub struct Sorter<R> {
-    buf: Vec<R>,
+    /// Encoded entries of the run being gathered, and where each starts and ends.
+    bytes: Vec<u8>,
+    at: Vec<(u32, u32)>,
     cap: usize,
     spill: Option<Spill<R>>,
     /// (start offset, end offset) of each run in the spill.
@@ -36,12 +46,14 @@ pub struct Sorter<R> {
 
 impl<R: Keyed> Sorter<R> {
     pub fn new() -> Self {
-        Self::with_run(RUN)
+        Self::with_run(RUN_BYTES)
     }
 
+    /// A sorter whose runs hold about `cap` bytes of encoded entries.
     pub fn with_run(cap: usize) -> Self {
         Sorter {
-            buf: Vec::new(),
+            bytes: Vec::new(),
+            at: Vec::new(),
             cap: cap.max(1),
             spill: None,
             runs: Vec::new(),
@@ -50,9 +62,15 @@ impl<R: Keyed> Sorter<R> {
     }
 
     pub fn push(&mut self, r: R) -> io::Result<()> {
-        self.buf.push(r);
+        if self.bytes.capacity() == 0 {
+            // Once, and no more: the buffer never grows past a run (no doubling beyond it).
+            self.bytes.reserve_exact(self.cap.min(RUN_BYTES) + 4096);
+        }
+        let start = self.bytes.len();
+        r.encode(&mut self.bytes);
+        self.at.push((start as u32, self.bytes.len() as u32));
         self.count += 1;
-        if self.buf.len() >= self.cap {
+        if self.bytes.len() >= self.cap {
             self.spill_run()?;
         }
         Ok(())
@@ -63,30 +81,43 @@ impl<R: Keyed> Sorter<R> {
         self.count
     }
 
+    fn sort(&mut self) {
+        let bytes = &self.bytes;
+        self.at.sort_unstable_by(|&(a, b), &(c, d)| {
+            encoded_key(&bytes[a as usize..b as usize])
+                .cmp(encoded_key(&bytes[c as usize..d as usize]))
+        });
+    }
+
     fn spill_run(&mut self) -> io::Result<()> {
-        self.buf.sort_unstable_by(|a, b| a.key().cmp(b.key()));
+        self.sort();
         let spill = match &mut self.spill {
             Some(s) => s,
             None => self.spill.insert(Spill::new()?),
         };
         let start = spill.offset();
-        for r in self.buf.drain(..) {
-            spill.push(&r)?;
+        for &(a, b) in &self.at {
+            spill.push_encoded(&self.bytes[a as usize..b as usize])?;
         }
         self.runs.push((start, spill.offset()));
-        // Give the buffer's memory back: the next run may be far off (or never come).
-        self.buf = Vec::new();
+        self.bytes.clear();
+        self.at.clear();
         Ok(())
     }
 
     pub fn finish(mut self) -> io::Result<Sorted<R>> {
         if self.spill.is_none() {
-            self.buf.sort_unstable_by(|a, b| a.key().cmp(b.key()));
+            self.sort();
+            let bytes = std::mem::take(&mut self.bytes);
+            let mut held = Vec::with_capacity(self.at.len());
+            for &(a, b) in &self.at {
+                held.push(R::decode(&mut &bytes[a as usize..b as usize])?);
+            }
             return Ok(Sorted {
-                inner: Inner::Memory(std::mem::take(&mut self.buf)),
+                inner: Inner::Memory(held),
             });
         }
-        if !self.buf.is_empty() {
+        if !self.at.is_empty() {
             self.spill_run()?;
         }
         let spilled = self.spill.take().expect("spilled").finish()?;
@@ -247,7 +278,7 @@ mod tests {
         let want = [
             "a b", "a-b", "a.txt", "a/", "a/b", "a/b/c", "a/c/d", "a0", "b\u{1}", "z", "é",
         ];
-        for run in [1, 2, 3, 100] {
+        for run in [1, 8, 20, 1 << 20] {
             assert_eq!(sorted(&listed, run), want, "runs of {run}");
         }
     }

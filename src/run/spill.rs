@@ -16,7 +16,7 @@ pub trait Record: Sized {
 }
 
 /// Read buffer of each reader: small, because a sorted listing merges many runs at once.
-const READ_BUFFER: usize = 8 << 10;
+const READ_BUFFER: usize = 4 << 10;
 
 /// Records being written. Each is framed by its length before and after, so the file can be
 /// read in both directions.
@@ -40,16 +40,24 @@ impl<R: Record> Spill<R> {
     }
 
     pub fn push(&mut self, r: &R) -> io::Result<()> {
-        self.scratch.clear();
-        r.encode(&mut self.scratch);
-        let len = u32::try_from(self.scratch.len())
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        r.encode(&mut scratch);
+        let done = self.push_encoded(&scratch);
+        self.scratch = scratch;
+        done
+    }
+
+    /// Writes a record already encoded (by [`Record::encode`]).
+    pub fn push_encoded(&mut self, body: &[u8]) -> io::Result<()> {
+        let len = u32::try_from(body.len())
             .map_err(|_| io::Error::other("record too large"))?
             .to_le_bytes();
         self.w.write_all(&len)?;
-        self.w.write_all(&self.scratch)?;
+        self.w.write_all(body)?;
         self.w.write_all(&len)?;
         self.count += 1;
-        self.bytes += self.scratch.len() as u64 + 8;
+        self.bytes += body.len() as u64 + 8;
         Ok(())
     }
 
