@@ -74,6 +74,10 @@ pub fn merge(
         }
     };
     for pair in plan::Join::new(walked.iter(), listing.iter()) {
+        if tx.is_closed() {
+            // The run was interrupted: what the merge has not decided is not reported.
+            break;
+        }
         let pair = pair.map_err(|e| {
             failed(
                 Cause::Internal,
