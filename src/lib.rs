@@ -2,15 +2,18 @@
 //!
 //! A run flows through these modules, in order:
 //!
-//! argv ([`options`]) → logging ([`logging`]) → source walk and filename check ([`walk`]) →
-//! bucket listing ([`s3::listing`]) → plan ([`plan`], pure; the recorded mtimes it needs come
-//! from [`mtime_cache`] or a HeadObject) → uploads, then deletes ([`transfer`]) →
-//! verification ([`verify`]) → exit status ([`report`]). Every S3 request goes through [`s3`]
-//! (client, listing, uploads, deletes, errors); `--restore` is [`restore`]. What an object
-//! records about its file (mtime, mode, owner) is read and written by [`metadata`] alone;
-//! directories are recorded as [`markers`] and restored by [`restore::dirs`].
+//! argv ([`options`]) → logging ([`logging`]) → [`cli::action`] (shared by the binary and the
+//! Python extension) → one of two pipelines of the same shape, streams in S3's key order on the
+//! pieces of [`run`] (spill files, the sorted listing, bounded dispatch, typed failures):
+//! - the sync, [`sync`]: walk and name check ([`sync::walk`]) → listing
+//!   ([`s3::listing::list_sorted`]) → merge, each key decided by [`sync::plan`] (pure; the
+//!   recorded mtimes it needs come from [`sync::mtime_cache`] or a HeadObject) → uploads
+//!   ([`sync::transfer`]) → markers and deletes ([`sync::delete`]) → [`sync::verify`];
+//! - the restore, [`restore`]: listing → plan (per object, pure) → fetch → check → place.
 //!
-//! [`engine`] runs the phases; [`cli::run`] ties them together and is shared by the binary and the Python extension.
+//! → exit status ([`report`]). Every S3 request goes through [`s3`] (client, listing, uploads,
+//! deletes, errors). What an object records about its file or directory (mtime, mode, owner,
+//! what a directory marker is) is read and written by [`metadata`] alone.
 //! The library never exits the process and never prints: it logs through the `log` facade
 //! under Cedar Backup's logger names ([`FLOW`], [`OUTPUT`]).
 

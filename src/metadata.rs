@@ -3,7 +3,7 @@
 //! `mtime` (seconds since the epoch with up to nine decimals), `mode` (octal `st_mode`, the
 //! file type included: `0100644`, `040700`), `uid` and `gid` (decimal). The one formatter and
 //! parser of these values: the sync writes them and reads `mtime` back (the ambiguous-file
-//! rule of [`crate::plan`]), the restore applies them.
+//! rule of [`crate::sync::plan`]), the restore applies them.
 //!
 //! Times are `i128` nanoseconds since the epoch: an `i64` of nanoseconds ends in 2262, while
 //! file systems keep later times (ext4 until 2446, XFS with bigtime until 2486).
@@ -167,7 +167,7 @@ pub fn from_parts(secs: i64, nanos: i64) -> i128 {
 // names (which the sync's walk skips).
 
 /// A zero-byte key ending in `/` (or the prefix itself): a directory marker (see
-/// [`crate::markers`]), no file to write.
+/// [`crate::sync::plan::is_marker`]), no file to write.
 pub fn is_directory_marker(rel: &str, size: u64) -> bool {
     size == 0 && (rel.is_empty() || rel.ends_with('/'))
 }

@@ -5,7 +5,7 @@ use super::switches::Emit;
 use super::switches::SWITCHES;
 
 /// The options as an argument list with long switch names in a fixed order, which
-/// [`parse`] reads back to the same options. For the original's switches it is what the
+/// [`parse`](super::parse) reads back to the same options. For the original's switches it is what the
 /// original's `buildArgumentList` gives; ours follow them, before the positional arguments.
 /// Does not validate: call [`Options::validate`] first for the original's default behaviour.
 pub fn build_argument_list(o: &Options) -> Vec<String> {

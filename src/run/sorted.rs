@@ -1,5 +1,5 @@
-//! Sorting what a server lists, in bounded memory: entries are gathered in a buffer of
-//! [`RUN`] entries, each full buffer is sorted and written to a spill file as a run, and the
+//! Sorting what a server lists, in bounded memory: entries are gathered, encoded, in a buffer
+//! of [`RUN_BYTES`], each full buffer is sorted and written to a spill file as a run, and the
 //! runs are merged at the end (a k-way merge that holds one entry and a small buffer per run).
 //!
 //! Why sort at all: S3 lists keys in byte order, but not every server does. SeaweedFS lists a

@@ -132,7 +132,7 @@ pub(super) fn rejection_of<E: ProvideErrorMetadata>(
     )
 }
 
-/// The run's checksum level, shared by every upload of the run (clones of [`UploadSettings`]
+/// The run's checksum level, shared by every upload of the run (clones of [`UploadSettings`](super::UploadSettings)
 /// share it, repairs included), so that concurrent uploads step down once and the WARNING is
 /// logged once per step.
 #[derive(Debug, Default)]

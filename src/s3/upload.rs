@@ -192,7 +192,7 @@ async fn put_with_fallback(
     }
 }
 
-/// Puts a directory marker (see [`crate::markers`]): a zero-byte object carrying the
+/// Puts a directory marker (see [`crate::sync::plan::is_marker`]): a zero-byte object carrying the
 /// directory's recorded `metadata`, with the run's checksum level (and its fallback) and
 /// server-side encryption. Not its storage class: archive and infrequent-access classes
 /// bill a zero-byte object as 40 to 128 KB, and a marker is never read but by HeadObject.

@@ -1,4 +1,4 @@
-//! The answers a sync already has about ambiguous files (see [`crate::plan`]): the `mtime`
+//! The answers a sync already has about ambiguous files (see [`crate::sync::plan`]): the `mtime`
 //! metadata of objects, remembered per target in the user's private lock directory, so that
 //! a run where nothing changed asks no object for it (no HeadObject) however many files were
 //! stamped within the second of their upload or carry dates in the future.

@@ -18,7 +18,7 @@
 //! mtime is unchanged, another is an upload, none (objects of the original tool and other
 //! tools) is the rule above, an upload. The sync reads that metadata from its cache of
 //! earlier answers when the listing shows the same object (size, LastModified, ETag), and
-//! asks the object (HeadObject) otherwise (see [`crate::mtime_cache`]).
+//! asks the object (HeadObject) otherwise (see [`crate::sync::mtime_cache`]).
 
 use std::cmp::Ordering;
 

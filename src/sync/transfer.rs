@@ -49,7 +49,7 @@ pub enum FileOutcome {
 
 /// An uploaded file whose mtime is later than this before the upload phase started may
 /// be newer than its object's LastModified (whole seconds, truncated): its `mtime` metadata is
-/// remembered (see [`crate::mtime_cache`]).
+/// remembered (see [`crate::sync::mtime_cache`]).
 pub const RECENT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How many times one run uploads a file that changes while it is read, each time from

@@ -25,7 +25,7 @@ pub struct LocalFile {
 }
 
 /// A directory below the source (not the source itself), by its relative name: recorded in
-/// the bucket as a directory marker (see [`crate::markers`]).
+/// the bucket as a directory marker (see [`crate::sync::plan::is_marker`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalDir {
     pub rel: Box<str>,

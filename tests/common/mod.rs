@@ -570,7 +570,7 @@ pub fn local_files(root: &Path) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
-/// A directory marker: a zero-byte key ending in `/` (see src/markers.rs).
+/// A directory marker: a zero-byte key ending in `/` (see src/metadata.rs).
 pub fn is_marker(key: &str, o: &Obj) -> bool {
     o.size == 0 && key.ends_with('/')
 }

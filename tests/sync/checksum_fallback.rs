@@ -35,7 +35,7 @@ fn fill(s: &Scratch) {
     s.write("streamed.bin", &pattern(3 * MIB + 17, 7));
     s.write("big/multipart.bin", &pattern(20 * MIB + 5, 11));
     // A directory changed in the very second its marker is put gets the marker put once more
-    // by the next run (src/markers.rs), and that PUT would be rejected too. The first run
+    // by the next run (src/sync/plan.rs, changed_since), and that PUT would be rejected too. The first run
     // starts in a later second than the tree's last change, so the later runs put nothing.
     let changed = ["small", "big"]
         .iter()
