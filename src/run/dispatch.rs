@@ -143,13 +143,6 @@ impl<T: Send + 'static> Dispatch<T> {
             done(self.finished(r));
         }
     }
-
-    /// Aborts every task and waits for them; each comes back as `Lost` (or `Done`, if it
-    /// ended first).
-    pub async fn abort(&mut self, done: &mut impl FnMut(Finished<T>)) {
-        self.tasks.abort_all();
-        self.finish(done).await;
-    }
 }
 
 fn lost_why(e: tokio::task::JoinError) -> String {

@@ -62,10 +62,6 @@ impl Failures {
         self.total
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.total == 0
-    }
-
     /// The kind of the first failure: what a phase that failed reports.
     pub fn first_cause(&self) -> Option<Cause> {
         self.kept.first().map(|f| f.cause)
@@ -73,13 +69,6 @@ impl Failures {
 
     pub fn kept(&self) -> &[ItemFailure] {
         &self.kept
-    }
-
-    /// Drops the kept failures `drop` says (a repaired file), counting them out.
-    pub fn remove(&mut self, drop: impl Fn(&ItemFailure) -> bool) {
-        let before = self.kept.len();
-        self.kept.retain(|f| !drop(f));
-        self.total -= before - self.kept.len();
     }
 
     pub fn extend(&mut self, other: Failures) {
@@ -126,7 +115,5 @@ mod tests {
         let lines = f.lines();
         assert_eq!(lines.len(), KEPT + 1);
         assert_eq!(lines[KEPT].0, "(5 more)");
-        f.remove(|x| x.item == "0");
-        assert_eq!(f.total(), KEPT + 4);
     }
 }

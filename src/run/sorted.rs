@@ -76,11 +76,6 @@ impl<R: Keyed> Sorter<R> {
         Ok(())
     }
 
-    /// Entries pushed (before duplicates are dropped).
-    pub fn pushed(&self) -> u64 {
-        self.count
-    }
-
     fn sort(&mut self) {
         let bytes = &self.bytes;
         self.at.sort_unstable_by(|&(a, b), &(c, d)| {

@@ -156,6 +156,17 @@ pub(super) async fn put_markers(
     Ok(())
 }
 
+/// What deleting one batch came to, beyond the counts it adds to the summary.
+#[derive(Default)]
+struct Batch {
+    failed: usize,
+    /// The cause of the first delete that failed.
+    cause: Option<Cause>,
+    /// Keys whose request was cut off by an interruption and could not be checked.
+    unknown: usize,
+    interrupted: bool,
+}
+
 /// Deletes a batch of keys (relative to the prefix); counts and logs what happened.
 async fn delete_batch(
     client: &Client,
@@ -164,7 +175,7 @@ async fn delete_batch(
     summary: &mut Synced,
     markers: bool,
     cancel: &CancellationToken,
-) -> (usize, bool) {
+) -> Batch {
     let url = &job.url;
     let keys: Vec<String> = rels.iter().map(|rel| url.key(rel)).collect();
     for k in &keys {
@@ -190,7 +201,12 @@ async fn delete_batch(
         summary.deleted += done.deleted;
     }
     summary.failed += done.failures.len();
-    (done.unknown.len(), done.interrupted)
+    Batch {
+        failed: done.failures.len(),
+        cause: done.failures.first().map(|e| e.cause),
+        unknown: done.unknown.len(),
+        interrupted: done.interrupted,
+    }
 }
 
 /// The deletes of a full sync: objects without a file, then markers without a directory
@@ -211,11 +227,11 @@ pub(super) async fn delete_all(
     let url = &job.url;
     let mut aliased = 0;
     let (mut unknown, mut interrupted) = (0, false);
+    let mut cause = None;
     if !merged.deletes.is_empty() {
         log::info!(target: FLOW, "Deleting {} objects that have no local file.", merged.deletes.len());
         summary.changed = true;
     }
-    let before = summary.failures.total();
     for (markers, rels) in [
         (
             false,
@@ -223,7 +239,7 @@ pub(super) async fn delete_all(
         ),
         (true, Box::new(merged.marker_deletes.rev())),
     ] {
-        let mut batch = Vec::with_capacity(BATCH);
+        let (mut batch, mut failed_now) = (Vec::with_capacity(BATCH), 0);
         let mut rels = rels.peekable();
         while rels.peek().is_some() && !interrupted {
             batch.clear();
@@ -250,24 +266,19 @@ pub(super) async fn delete_all(
                 break;
             }
             summary.changed = true;
-            let (u, i) = delete_batch(client, job, &batch, summary, markers, cancel).await;
-            unknown += u;
-            interrupted |= i || cancel.is_cancelled();
+            let b = delete_batch(client, job, &batch, summary, markers, cancel).await;
+            unknown += b.unknown;
+            interrupted |= b.interrupted || cancel.is_cancelled();
+            failed_now += b.failed;
+            cause = cause.or(b.cause);
         }
         if interrupted {
             break;
         }
-        let failed_now = summary.failures.total() - before - aliased;
         if failed_now > 0 {
             let what = if markers { " of directory markers" } else { "" };
             return Err(failed(
-                summary
-                    .failures
-                    .kept()
-                    .iter()
-                    .rev()
-                    .find(|f| f.stage == Stage::Delete)
-                    .map_or(Cause::S3(crate::report::S3Kind::Service), |f| f.cause),
+                cause.unwrap_or(Cause::S3(crate::report::S3Kind::Service)),
                 format!("{failed_now} deletes{what} failed."),
             ));
         }
